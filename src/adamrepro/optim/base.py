@@ -1,0 +1,209 @@
+"""The machinery shared by every optimizer of the paper.
+
+Each optimizer is written the way optax writes one: a function that initialises the state of
+one parameter (`init_state`) and a function that updates that parameter in place from its
+gradient (`update`), the latter reading like the paper's equation. `PaperOptimizer` turns such
+a pair into a `torch.optim.Optimizer`, so that it can be used wherever a torch optimizer is.
+
+Populations. A hyperparameter may be a number or a 1-D tensor of length G. A tensor is read as
+one value per *member*: the parameters then carry a leading member axis of size G (a whole
+stepsize grid trained as one batched model), and the value is broadcast over that axis, so
+member k of every parameter is updated with the k-th value. G = 1 with plain numbers is the
+ordinary optimizer; there is only one code path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+
+Hyper = float | Tensor
+
+
+def member_view(value: Any, param: Tensor) -> Any:
+    """Broadcast a per-member hyperparameter of shape (G,) over a parameter of shape (G, ...)."""
+    if not isinstance(value, Tensor) or value.dim() == 0:
+        return value
+    if param.dim() == 0 or param.shape[0] != value.shape[0]:
+        raise ConfigError(
+            f"a hyperparameter has {value.shape[0]} members but a parameter has shape "
+            f"{tuple(param.shape)}: its leading (member) axis must match"
+        )
+    return value.to(dtype=param.dtype, device=param.device).view(-1, *([1] * (param.dim() - 1)))
+
+
+def _values(value: Hyper) -> list[float]:
+    if isinstance(value, Tensor):
+        return value.detach().flatten().tolist()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"expected a number, got {value!r}")
+    return [float(value)]
+
+
+def check_range(name: str, value: Hyper, low: float, high: float | None = None) -> None:
+    """Raise a one-line ConfigError unless low <= value (< high) for every member."""
+    try:
+        values = _values(value)
+    except ConfigError:
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    for v in values:
+        if not (v >= low and (high is None or v < high)):
+            bound = f"in [{low:g}, {high:g})" if high is not None else f">= {low:g}"
+            raise ConfigError(f"{name} must be {bound}, got {v:g}")
+
+
+class PaperOptimizer(torch.optim.Optimizer):
+    """A `torch.optim.Optimizer` built from an (init_state, update) pair.
+
+    Subclasses set `defaults` (every hyperparameter with its paper default), `ranges`
+    (name -> (low, high) checked at construction) and implement `init_state` and `update`.
+    The per-parameter state carries `step`, the t of the paper's equations (starting at 1).
+
+    Members listed in a group's `frozen` (a bool tensor of shape (G,)) are left untouched by
+    `step`, parameters and state alike: the training loop freezes a member that diverged.
+    """
+
+    defaults_: ClassVar[dict[str, Any]] = {}
+    ranges: ClassVar[dict[str, tuple[float, float | None]]] = {}
+
+    def __init__(self, params: Iterable[Tensor] | Iterable[dict], **hyperparameters: Any) -> None:
+        unknown = sorted(set(hyperparameters) - set(self.defaults_))
+        if unknown:
+            raise ConfigError(
+                f"{type(self).__name__} has no setting {', '.join(unknown)}; "
+                f"its settings are {', '.join(self.defaults_)}"
+            )
+        defaults = {**self.defaults_, **hyperparameters}
+        for name, (low, high) in self.ranges.items():
+            check_range(name, defaults[name], low, high)
+        super().__init__(params, defaults)
+
+    # -- the pair each optimizer writes -------------------------------------------------
+    def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def update(self, param: Tensor, grad: Tensor, state: dict[str, Any], t: int, **hp: Any) -> None:
+        raise NotImplementedError
+
+    # -- the torch.optim.Optimizer interface ---------------------------------------------
+    @torch.no_grad()
+    def step(self, closure=None):  # type: ignore[override]
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            hyper = {k: group[k] for k in self.defaults_}
+            frozen = group.get("frozen")
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state.update(self.init_state(p, group))
+                kept = _snapshot(p, state, frozen)
+                state["step"] += 1
+                hp = {k: member_view(v, p) for k, v in hyper.items()}
+                self.update(p, p.grad, state, state["step"], **hp)
+                if kept is not None:
+                    _restore(p, state, frozen, kept)
+        return loss
+
+
+def _snapshot(p: Tensor, state: dict, frozen: Tensor | None) -> dict | None:
+    if frozen is None or not bool(frozen.any()):
+        return None
+    kept = {"__param__": p[frozen].clone()}
+    tensors = {k: v for k, v in state.items() if isinstance(v, Tensor) and v.dim()}
+    kept.update({k: v[frozen].clone() for k, v in tensors.items()})
+    return kept
+
+
+def _restore(p: Tensor, state: dict, frozen: Tensor, kept: dict) -> None:
+    p[frozen] = kept.pop("__param__")
+    for k, v in kept.items():
+        state[k][frozen] = v
+
+
+# -- pieces shared by several rules ---------------------------------------------------------
+def momentum_step(
+    param: Tensor,
+    direction: Tensor,
+    state: dict[str, Tensor],
+    stepsize: Hyper,
+    momentum: Hyper,
+    nesterov: bool,
+    torch_momentum_form: bool,
+) -> None:
+    """theta <- theta + velocity, with velocity accumulated from `direction` (a gradient or a
+    rescaled gradient).
+
+    Paper form (Sutskever et al. 2013, which the Adam paper's "SGDNesterov" cites):
+        v_t = mu v_{t-1} - alpha_t d_t
+        heavy ball: theta_t = theta_{t-1} + v_t
+        Nesterov:   theta_t = theta_{t-1} + mu v_t - alpha_t d_t
+    (Nesterov written in the look-ahead variables theta + mu v, so that the gradient handed
+    to `step` is the one at the look-ahead point.)
+
+    `torch_momentum_form=True` is torch's form, which accumulates raw directions and scales
+    the sum by the *current* stepsize (equal to the paper's form while the stepsize is
+    constant, different under a decay such as alpha/sqrt(t)):
+        b_t = mu b_{t-1} + d_t;  theta_t = theta_{t-1} - alpha_t b_t   (or (d_t + mu b_t))
+    """
+    if "velocity" not in state:  # momentum = 0 everywhere: plain gradient step
+        param.sub_(stepsize * direction)
+        return
+    buf = state["velocity"]
+    if torch_momentum_form:
+        buf.mul_(momentum).add_(direction)
+        param.sub_(stepsize * (direction + momentum * buf if nesterov else buf))
+    else:
+        buf.mul_(momentum).sub_(stepsize * direction)
+        param.add_(momentum * buf - stepsize * direction if nesterov else buf)
+
+
+def has_momentum(group: dict[str, Any]) -> bool:
+    return any(v != 0 for v in _values(group["momentum"]))
+
+
+def averaging_beta(group: dict[str, Any]) -> Hyper:
+    """The beta of temporal averaging: `averaging_beta`, or beta2 when it is None (the paper)."""
+    return group["beta2"] if group["averaging_beta"] is None else group["averaging_beta"]
+
+
+class TemporalAveraging:
+    """Section 7.2: an exponential moving average of the parameters, bias-corrected,
+        thetabar_t = beta thetabar_{t-1} + (1 - beta) theta_t
+        thetahat_t = thetabar_t / (1 - beta^t)
+    with beta = `averaging_beta` (the paper uses beta2). Mixed into Adam and AdaMax.
+    """
+
+    def _average(self, param: Tensor, state: dict[str, Any], beta: Hyper) -> None:
+        state["average"].mul_(beta).add_((1 - beta) * param)
+
+    @contextmanager
+    def averaged_parameters(self) -> Iterator[None]:
+        """Within the block the parameters hold thetahat_t (for evaluation); restored after."""
+        saved = []
+        for group in self.param_groups:  # type: ignore[attr-defined]
+            if not group["averaging"]:
+                continue
+            for p in group["params"]:
+                state = self.state[p]  # type: ignore[attr-defined]
+                if "average" not in state:
+                    continue
+                beta = member_view(averaging_beta(group), p)
+                saved.append((p, p.detach().clone()))
+                p.data.copy_(state["average"] / (1 - beta ** state["step"]))
+        try:
+            yield
+        finally:
+            for p, value in saved:
+                p.data.copy_(value)

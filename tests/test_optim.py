@@ -1,0 +1,291 @@
+"""Our optimizers against torch.optim (where the formulas agree) and against hand-computed
+steps of the paper's algorithms (where they do not)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from adamrepro.optim import (
+    SGD,
+    AdaDelta,
+    AdaGrad,
+    Adam,
+    AdaMax,
+    ConfigError,
+    RMSProp,
+    build_optimizer,
+)
+
+torch.set_default_dtype(torch.float64)
+
+
+def _problem(seed: int = 0, members: int | None = None):
+    """A random smooth non-quadratic loss; with `members`, one independent copy per member."""
+    g = torch.Generator().manual_seed(seed)
+    shape = (members, 7, 5) if members else (7, 5)
+    a = torch.randn(11, 7, generator=g)
+    b = torch.randn(11, 5, generator=g)
+    x0 = torch.randn(*shape, generator=g)
+
+    def loss(x: torch.Tensor) -> torch.Tensor:
+        r = a @ x - b
+        return (r**2).sum() + 0.5 * torch.cos(x).sum()
+
+    return x0, loss
+
+
+def _run(make_opt, steps: int = 50, x0=None, loss=None, lr_at=None) -> list[torch.Tensor]:
+    if x0 is None:
+        x0, loss = _problem()
+    x = x0.clone().requires_grad_(True)
+    opt = make_opt([x])
+    path = []
+    for t in range(1, steps + 1):
+        if lr_at is not None:
+            for group in opt.param_groups:
+                group["lr" if "lr" in group else "stepsize"] = lr_at(t)
+        opt.zero_grad()
+        loss(x).backward()
+        opt.step()
+        path.append(x.detach().clone())
+    return path
+
+
+def _assert_same_path(ours, theirs, tol=1e-12):
+    for t, (a, b) in enumerate(zip(ours, theirs, strict=True), start=1):
+        assert torch.allclose(a, b, rtol=0, atol=tol), f"step {t}: max diff {(a - b).abs().max()}"
+
+
+AGREEING = [
+    ("sgd", lambda p: SGD(p, stepsize=0.01), lambda p: torch.optim.SGD(p, lr=0.01)),
+    (
+        "momentum",
+        lambda p: SGD(p, stepsize=0.01, momentum=0.9),
+        lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9),
+    ),
+    (
+        "nesterov",
+        lambda p: SGD(p, stepsize=0.01, momentum=0.9, nesterov=True),
+        lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9, nesterov=True),
+    ),
+    ("adagrad", lambda p: AdaGrad(p, stepsize=0.1), lambda p: torch.optim.Adagrad(p, lr=0.1)),
+    (
+        "adagrad-s0",
+        lambda p: AdaGrad(p, stepsize=0.1, initial_accumulator=0.1, eps=1e-6),
+        lambda p: torch.optim.Adagrad(p, lr=0.1, initial_accumulator_value=0.1, eps=1e-6),
+    ),
+    (
+        "rmsprop",
+        lambda p: RMSProp(p, stepsize=0.01, beta2=0.99),
+        lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.99, eps=1e-8),
+    ),
+    (
+        "rmsprop-momentum",
+        lambda p: RMSProp(p, stepsize=0.01, beta2=0.9, momentum=0.9),
+        lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.9, eps=1e-8, momentum=0.9),
+    ),
+    (
+        "adadelta",
+        lambda p: AdaDelta(p, stepsize=1.0, rho=0.9, eps=1e-6),
+        lambda p: torch.optim.Adadelta(p, lr=1.0, rho=0.9, eps=1e-6),
+    ),
+    (
+        "adam",
+        lambda p: Adam(p, stepsize=0.01),
+        lambda p: torch.optim.Adam(p, lr=0.01, foreach=False),
+    ),
+    (
+        "adam-foreach",
+        lambda p: Adam(p, stepsize=0.01, beta1=0.5, beta2=0.99, eps=1e-6),
+        lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.5, 0.99), eps=1e-6, foreach=True),
+    ),
+    (
+        "adamax-torch-eps",
+        lambda p: AdaMax(p, stepsize=0.01, eps=1e-8),
+        lambda p: torch.optim.Adamax(p, lr=0.01, eps=1e-8),
+    ),
+]
+
+
+@pytest.mark.parametrize("name,ours,theirs", AGREEING, ids=[c[0] for c in AGREEING])
+def test_equal_to_torch_optim_over_50_steps(name, ours, theirs):
+    _assert_same_path(_run(ours), _run(theirs))
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_torch_momentum_form_equals_torch_under_a_stepsize_decay(nesterov):
+    decay = lambda t: 0.01 / math.sqrt(t)  # noqa: E731
+    ours = _run(
+        lambda p: SGD(p, momentum=0.9, nesterov=nesterov, torch_momentum_form=True), lr_at=decay
+    )
+    theirs = _run(
+        lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9, nesterov=nesterov), lr_at=decay
+    )
+    _assert_same_path(ours, theirs)
+
+
+def test_paper_nesterov_is_sutskever_lookahead_under_a_stepsize_decay():
+    """v_t = mu v - a_t grad(theta + mu v); theta += v_t. Our parameters are theta + mu v."""
+    x0, loss = _problem()
+    mu, decay = 0.9, lambda t: 0.01 / math.sqrt(t)  # noqa: E731
+    ours = _run(lambda p: SGD(p, momentum=mu, nesterov=True), x0=x0, loss=loss, lr_at=decay)
+    theirs = _run(
+        lambda p: torch.optim.SGD(p, lr=0.01, momentum=mu, nesterov=True),
+        x0=x0,
+        loss=loss,
+        lr_at=decay,
+    )
+    theta, v = x0.clone(), torch.zeros_like(x0)
+    for t in range(1, 51):
+        look = (theta + mu * v).requires_grad_(True)
+        (grad,) = torch.autograd.grad(loss(look), look)
+        v = mu * v - decay(t) * grad
+        theta = theta + v
+        assert torch.allclose(ours[t - 1], theta + mu * v, rtol=0, atol=1e-12)
+    assert (ours[-1] - theirs[-1]).abs().max() > 1e-6  # the two forms really differ here
+
+
+def _scalar_run(opt_cls, grads, **hp):
+    x = torch.zeros(len(grads[0]), requires_grad=True)
+    opt = opt_cls([x], **hp)
+    out = []
+    for g in grads:
+        x.grad = torch.tensor(g)
+        opt.step()
+        out.append(x.detach().clone().tolist())
+    return out, opt, x
+
+
+def test_adam_algorithm_1_by_hand():
+    a, b1, b2, eps = 0.1, 0.9, 0.999, 1e-8
+    grads = [[0.5, -2.0], [1.5, 0.0], [-1.0, 3.0]]
+    ours, _, _ = _scalar_run(Adam, grads, stepsize=a, beta1=b1, beta2=b2, eps=eps)
+    theta, m, v = [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]
+    for t, g in enumerate(grads, start=1):
+        for i in range(2):
+            m[i] = b1 * m[i] + (1 - b1) * g[i]
+            v[i] = b2 * v[i] + (1 - b2) * g[i] ** 2
+            mhat, vhat = m[i] / (1 - b1**t), v[i] / (1 - b2**t)
+            theta[i] -= a * mhat / (math.sqrt(vhat) + eps)
+        assert ours[t - 1] == pytest.approx(theta, abs=1e-14)
+    # the first step of Adam has magnitude alpha whatever the gradient's scale
+    assert abs(ours[0][0]) == pytest.approx(a, rel=1e-6)
+
+
+def test_adam_without_bias_correction_is_rmsprop_with_momentum():
+    a, b1, b2 = 0.1, 0.9, 0.999
+    ours, _, _ = _scalar_run(
+        Adam, [[0.5]], stepsize=a, beta1=b1, beta2=b2, eps=0.0, bias_correction=False
+    )
+    # m_1 = 0.05, v_1 = 0.00025: the step is alpha (1-b1)/sqrt(1-b2) = 0.316..., not alpha
+    assert ours[0][0] == pytest.approx(-a * (1 - b1) * 0.5 / math.sqrt((1 - b2) * 0.25), rel=1e-12)
+
+
+def test_adamax_algorithm_2_by_hand_without_eps():
+    a, b1, b2 = 0.002, 0.9, 0.999
+    grads = [[0.5, 0.0], [-2.0, 0.0], [1.0, 4.0]]
+    ours, _, _ = _scalar_run(AdaMax, grads, stepsize=a, beta1=b1, beta2=b2)
+    theta, m, u = [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]
+    for t, g in enumerate(grads, start=1):
+        for i in range(2):
+            m[i] = b1 * m[i] + (1 - b1) * g[i]
+            u[i] = max(b2 * u[i], abs(g[i]))
+            theta[i] -= (a / (1 - b1**t)) * (m[i] / u[i] if u[i] > 0 else 0.0)
+        assert ours[t - 1] == pytest.approx(theta, abs=1e-15)
+    assert ours[1][1] == 0.0  # a coordinate that never had a gradient does not move (no 0/0)
+
+
+def test_temporal_averaging_by_hand():
+    a, b2 = 0.1, 0.9
+    grads = [[1.0], [-1.0], [2.0]]
+    ours, opt, x = _scalar_run(Adam, grads, stepsize=a, beta2=b2, averaging=True)
+    avg = 0.0
+    for theta in ours:
+        avg = b2 * avg + (1 - b2) * theta[0]
+    with opt.averaged_parameters():
+        assert x.item() == pytest.approx(avg / (1 - b2**3), abs=1e-14)
+    assert x.item() == pytest.approx(ours[-1][0], abs=0)
+
+
+@pytest.mark.parametrize(
+    "cls,hp",
+    [
+        (Adam, dict(beta1=0.9)),
+        (AdaMax, {}),
+        (SGD, dict(momentum=0.9, nesterov=True)),
+        (RMSProp, dict(momentum=0.5)),
+        (AdaGrad, {}),
+        (AdaDelta, {}),
+    ],
+)
+def test_per_member_hyperparameters_equal_separate_runs(cls, hp):
+    stepsizes = [1e-3, 1e-2, 3e-2, 1e-1]
+    members = len(stepsizes)
+    x0, loss = _problem(seed=3, members=members)
+    together = _run(lambda p: cls(p, stepsize=torch.tensor(stepsizes), **hp), x0=x0, loss=loss)
+    for k, stepsize in enumerate(stepsizes):
+        alone = _run(
+            lambda p, s=stepsize: cls(p, stepsize=s, **hp),
+            x0=x0[k],
+            loss=lambda x: loss(x.expand(members, -1, -1)) / members,
+        )
+        # loss of one member alone: the members of `loss` are independent, so the gradient
+        # of member k is that of its own term (all copies equal to x here, hence / members)
+        _assert_same_path([p[k] for p in together], alone)
+
+
+def test_frozen_members_are_left_untouched():
+    x0, loss = _problem(seed=1, members=3)
+    x = x0.clone().requires_grad_(True)
+    opt = Adam([x], stepsize=torch.tensor([0.1, 0.1, 0.1]))
+    opt.param_groups[0]["frozen"] = torch.tensor([False, True, False])
+    for _ in range(5):
+        opt.zero_grad()
+        loss(x).backward()
+        opt.step()
+    assert torch.equal(x[1], x0[1])
+    assert torch.equal(opt.state[x]["m"][1], torch.zeros_like(x0[1]))
+    assert not torch.equal(x[0], x0[0])
+
+
+@pytest.mark.parametrize("cls", [Adam, AdaMax, SGD, RMSProp, AdaGrad, AdaDelta])
+def test_state_dict_round_trip(cls):
+    x0, loss = _problem()
+    hp = dict(momentum=0.9) if cls in (SGD, RMSProp) else {}
+    straight = _run(lambda p: cls(p, **hp), steps=10, x0=x0, loss=loss)
+    x = x0.clone().requires_grad_(True)
+    opt = cls([x], **hp)
+    for _ in range(5):
+        opt.zero_grad()
+        loss(x).backward()
+        opt.step()
+    saved = opt.state_dict()
+    y = x.detach().clone().requires_grad_(True)
+    resumed = cls([y], **hp)
+    resumed.load_state_dict(saved)
+    for _ in range(5):
+        resumed.zero_grad()
+        loss(y).backward()
+        resumed.step()
+    assert torch.equal(y.detach(), straight[-1])
+
+
+@pytest.mark.parametrize(
+    "config,message",
+    [
+        (dict(name="adamw"), "unknown optimizer 'adamw'"),
+        (dict(name="adam", stepsize=-1e-3), "stepsize must be >= 0, got -0.001"),
+        (dict(name="adam", beta1=1.0), "beta1 must be in [0, 1), got 1"),
+        (dict(name="adam", beta2=-0.1), "beta2 must be in [0, 1), got -0.1"),
+        (dict(name="adam", stepsize=torch.tensor([1e-3, -1.0])), "stepsize must be >= 0, got -1"),
+        (dict(name="sgd", beta1=0.9), "SGD has no setting beta1"),
+    ],
+)
+def test_bad_settings_raise_one_line_config_errors(config, message):
+    with pytest.raises(ConfigError) as error:
+        build_optimizer([torch.zeros(3, requires_grad=True)], config)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
