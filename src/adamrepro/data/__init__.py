@@ -1,0 +1,24 @@
+"""Data sets, each loaded into one `TensorData` (tensors on the training device)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ..errors import checked_call
+from .base import DataError, TensorData
+from .mnist import load_mnist
+
+LOADERS: dict[str, Callable[..., TensorData]] = {"mnist": load_mnist}
+
+
+def load_data(config: Mapping[str, Any]) -> TensorData:
+    """The data set that `config.name` names, loaded with the rest of `config`."""
+    name = config.get("name")
+    if name not in LOADERS:
+        raise DataError(f"unknown data set {name!r}; choose one of {', '.join(LOADERS)}")
+    settings = {k: v for k, v in config.items() if k != "name"}
+    return checked_call(LOADERS[name], f"data {name}", **settings)
+
+
+__all__ = ["LOADERS", "DataError", "TensorData", "load_data", "load_mnist"]

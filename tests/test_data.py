@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from adamrepro.data import DataError, load_data, load_mnist
+from adamrepro.data.mnist import read_idx
+from adamrepro.errors import ConfigError
+from conftest import make_mnist, write_idx
+
+
+def test_read_idx_round_trip(tmp_path: Path):
+    array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    path = write_idx(tmp_path / "a-idx3-ubyte", array)
+    assert np.array_equal(read_idx(path.read_bytes()), array)
+    with pytest.raises(ValueError, match="magic"):
+        read_idx(b"\x01\x02\x03\x04")
+    with pytest.raises(ValueError, match="holds"):
+        read_idx(path.read_bytes()[:-1])
+
+
+@pytest.mark.parametrize("compress,sub", [(True, "."), (False, "mnist"), (True, "MNIST/raw")])
+def test_loads_generated_idx_files_raw_or_gz_in_each_layout(tmp_path: Path, compress, sub):
+    make_mnist(tmp_path / sub, n_train=50, n_test=20, compress=compress)
+    data = load_mnist(tmp_path, download=False, verify=False)
+    assert data.x_train.shape == (50, 784) and data.x_test.shape == (20, 784)
+    assert data.x_train.dtype == torch.float32
+    assert data.x_train.min() == 0 and data.x_train.max() == 1
+    assert data.y_train.dtype == torch.int64 and int(data.y_train.max()) <= 9
+    assert data.num_classes == 10
+
+
+def test_md5_check_rejects_files_that_are_not_mnist(mnist_root: Path):
+    with pytest.raises(DataError, match="is not MNIST's"):
+        load_mnist(mnist_root, download=False, verify=True)
+
+
+def test_missing_data_is_one_line_naming_where_it_looked(tmp_path: Path):
+    with pytest.raises(DataError) as error:
+        load_mnist(tmp_path / "nowhere", download=False)
+    message = str(error.value)
+    assert "\n" not in message
+    assert str(tmp_path / "nowhere" / "MNIST/raw") in message
+    assert "train-images-idx3-ubyte" in message and "data.root" in message
+
+
+def test_damaged_gzip_is_reported(tmp_path: Path):
+    make_mnist(tmp_path, n_train=10, n_test=10)
+    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"xx")[:-4])
+    with pytest.raises(DataError, match="train-labels"):
+        load_mnist(tmp_path, download=False, verify=False)
+
+
+def test_unknown_data_setting_is_a_config_error(mnist_root: Path):
+    with pytest.raises(ConfigError, match="colour"):
+        load_data({"name": "mnist", "root": str(mnist_root), "colour": 1})
+    with pytest.raises(DataError, match="unknown data set"):
+        load_data({"name": "svhn"})
+
+
+def test_real_mnist_passes_the_canonical_md5s(shared_mnist: Path):
+    data = load_mnist(shared_mnist, download=False, verify=True)
+    assert data.x_train.shape == (60000, 784) and data.x_test.shape == (10000, 784)
+    assert data.y_train[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    assert torch.bincount(data.y_test).tolist()[0] == 980
