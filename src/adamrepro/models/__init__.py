@@ -1,0 +1,29 @@
+"""Models as populations of G members (parameters with a leading member axis)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from torch import nn
+
+from ..data import TensorData
+from ..errors import ConfigError, checked_call
+from .classifier import Classifier, LogisticRegression
+from .layers import MemberLinear
+
+
+def build_model(config: Mapping[str, Any], data: TensorData, seeds: Sequence[int]) -> nn.Module:
+    """The model that `config.name` names, shaped for `data`, one member per seed."""
+    name = config.get("name")
+    settings = {k: v for k, v in config.items() if k != "name"}
+    if name == "logreg":
+        in_features = math.prod(data.input_shape)
+        return checked_call(
+            LogisticRegression, "model logreg", in_features, data.num_classes, seeds, **settings
+        )
+    raise ConfigError(f"unknown model {name!r}; choose one of logreg")
+
+
+__all__ = ["Classifier", "LogisticRegression", "MemberLinear", "build_model"]

@@ -1,0 +1,55 @@
+"""Layers whose parameters carry a leading member axis: a population of G networks that see the
+same minibatch and compute G outputs in one batched operation."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+def member_generators(seeds: Sequence[int], salt: int) -> list[torch.Generator]:
+    """One generator per member, seeded by (seed, salt) so each layer draws its own numbers."""
+    return [torch.Generator().manual_seed(int(seed) * 1_000_003 + salt) for seed in seeds]
+
+
+class MemberLinear(nn.Module):
+    """y_k = x_k W_k + b_k for each member k, with W of shape (G, in, out).
+
+    Initialised as torch's nn.Linear (uniform in +-1/sqrt(in)), member k from `seeds[k]`:
+    members with the same seed start from the same point, as the paper's protocol asks.
+    The input is (B, in), shared by all members, or (G, B, in); the output is (G, B, out).
+    """
+
+    def __init__(self, in_features: int, out_features: int, seeds: Sequence[int], salt: int = 0):
+        super().__init__()
+        bound = 1.0 / math.sqrt(in_features)
+        gens = member_generators(seeds, salt)
+        self.weight = nn.Parameter(
+            torch.stack(
+                [
+                    torch.empty(in_features, out_features).uniform_(-bound, bound, generator=g)
+                    for g in gens
+                ]
+            )
+        )
+        self.bias = nn.Parameter(
+            torch.stack(
+                [torch.empty(out_features).uniform_(-bound, bound, generator=g) for g in gens]
+            )
+        )
+
+    @property
+    def members(self) -> int:
+        return self.weight.shape[0]
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 2:  # the same minibatch for every member: one (B, in) x (in, G*out) product
+            return torch.einsum("bi,gio->gbo", x, self.weight) + self.bias.unsqueeze(1)
+        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
+
+    def extra_repr(self) -> str:
+        g, i, o = self.weight.shape
+        return f"members={g}, in_features={i}, out_features={o}"

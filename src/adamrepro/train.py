@@ -1,0 +1,231 @@
+"""The one training loop of the project, and its command line.
+
+    python -m adamrepro.train experiment=mnist_logreg optimizer=adam optimizer.stepsize=3e-3
+    python -m adamrepro.train -m experiment=mnist_logreg optimizer=adam,adagrad \
+        optimizer.stepsize=1e-3,1e-2
+
+A run trains a *population*: G members with the same model, data order and initialisation
+(members with the same seed start from the same point), each with its own hyperparameters.
+An ordinary run is a population of one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from .data import load_data
+from .errors import ConfigError, DataError
+from .models import build_model
+from .optim import DESCRIPTIVE_KEYS, build_optimizer
+from .records import environment, save_record
+
+STEPSIZE_DECAYS = ("none", "sqrt_step", "sqrt_epoch")
+
+
+def population(config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The members of the run: the optimizer config with each combination of the values in
+    `grid` (setting -> list of values), for each of `seeds` (default: [seed])."""
+    optimizer = dict(config["optimizer"])
+    grid = dict(config.get("grid") or {})
+    unknown = sorted(set(grid) - set(optimizer) - set(DESCRIPTIVE_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"grid names {', '.join(unknown)}, which optimizer "
+            f"{optimizer.get('name')!r} does not have"
+        )
+    seeds = list(config.get("seeds") or [config["seed"]])
+    values = [v if isinstance(v, (list, tuple)) else [v] for v in grid.values()]
+    return [
+        {**optimizer, **dict(zip(grid, combination, strict=True)), "seed": int(seed)}
+        for combination in itertools.product(*values)
+        for seed in seeds
+    ]
+
+
+def stack_settings(members: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One optimizer config for the whole population: a setting shared by every member stays a
+    number, one that differs becomes a tensor with one value per member."""
+    stacked: dict[str, Any] = {}
+    for key in members[0]:
+        if key == "seed":
+            continue
+        values = [m[key] for m in members]
+        if all(v == values[0] for v in values):
+            stacked[key] = values[0]
+        elif key not in DESCRIPTIVE_KEYS and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+        ):
+            stacked[key] = torch.tensor([float(v) for v in values], dtype=torch.float64)
+        elif key != "label":
+            raise ConfigError(
+                f"the members of one run differ in {key!r} ({values[0]!r}, ...), which is not a "
+                "number: train them as separate runs"
+            )
+    return stacked
+
+
+def stepsize_factor(decay: str, step: int, epoch: int) -> float:
+    """alpha_t / alpha for the decays of section 6.1: 1, 1/sqrt(step) or 1/sqrt(epoch)."""
+    if decay == "sqrt_step":
+        return 1.0 / math.sqrt(step)
+    if decay == "sqrt_epoch":
+        return 1.0 / math.sqrt(epoch)
+    return 1.0
+
+
+def _check_trainer(trainer: Mapping[str, Any]) -> None:
+    if int(trainer["epochs"]) < 1 or int(trainer["batch_size"]) < 1:
+        raise ConfigError("trainer.epochs and trainer.batch_size must be at least 1")
+    if trainer["stepsize_decay"] not in STEPSIZE_DECAYS:
+        raise ConfigError(
+            f"trainer.stepsize_decay must be one of {', '.join(STEPSIZE_DECAYS)}, "
+            f"got {trainer['stepsize_decay']!r}"
+        )
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} asked for, but no CUDA device is available")
+    return torch.device(name)
+
+
+def train(config: DictConfig | Mapping[str, Any], out_dir: Path) -> dict[str, Any]:
+    """Train the population that `config` describes; write and return its record."""
+    cfg: dict[str, Any] = (
+        OmegaConf.to_container(config, resolve=True)
+        if isinstance(config, DictConfig)
+        else dict(config)
+    )  # type: ignore[assignment]
+    trainer = cfg["trainer"]
+    _check_trainer(trainer)
+    device = resolve_device(str(cfg.get("device", "auto")))
+    dtype = getattr(torch, str(cfg.get("dtype", "float32")))
+    torch.manual_seed(int(cfg["seed"]))
+
+    members = population(cfg)
+    settings = stack_settings(members)
+    data = load_data(cfg["data"]).to(device, dtype)
+    model = build_model(cfg["model"], data, [m["seed"] for m in members]).to(device, dtype)
+    optimizer = build_optimizer(model.parameters(), settings)
+    for group in optimizer.param_groups:
+        group["initial_stepsize"] = group["stepsize"]
+
+    record: dict[str, Any] = {
+        "format": "adamrepro.record/1",
+        "status": "running",
+        "experiment": cfg.get("experiment_name", ""),
+        "config": cfg,
+        "members": members,
+        "seed": int(cfg["seed"]),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "wall_time_s": 0.0,
+        **environment(device),
+        "curves": [],
+        "diverged": {},
+    }
+    n_train, batch_size, epochs = (
+        len(data.x_train),
+        int(trainer["batch_size"]),
+        int(trainer["epochs"]),
+    )
+    steps_per_epoch = math.ceil(n_train / batch_size)
+    order = torch.Generator().manual_seed(int(cfg["seed"]))  # data order: the same for all
+    started = time.perf_counter()
+    bar = tqdm(
+        total=epochs * steps_per_epoch,
+        desc=str(record["experiment"] or "train"),
+        unit="step",
+        disable=not trainer.get("progress", True),
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
+    step = 0
+    try:
+        for epoch in range(1, epochs + 1):
+            model.train()
+            cost_sum = torch.zeros(len(members), device=device, dtype=torch.float64)
+            for idx in torch.randperm(n_train, generator=order).to(device).split(batch_size):
+                step += 1
+                factor = stepsize_factor(str(trainer["stepsize_decay"]), step, epoch)
+                for group in optimizer.param_groups:
+                    group["stepsize"] = group["initial_stepsize"] * factor
+                cost = model.cost(data.x_train[idx], data.y_train[idx])
+                optimizer.zero_grad(set_to_none=True)
+                cost.sum().backward()  # members are independent: each gets its own gradient
+                optimizer.step()
+                cost_sum += cost.detach().double() * len(idx)
+                bar.update(1)
+            train_cost = (cost_sum / n_train).tolist()
+            full = model.evaluate(data.x_train, data.y_train, int(trainer["eval_batch_size"]))
+            test = model.evaluate(data.x_test, data.y_test, int(trainer["eval_batch_size"]))
+            elapsed = time.perf_counter() - started
+            for k in range(len(members)):
+                record["curves"].append(
+                    {
+                        "member": k,
+                        "epoch": epoch,
+                        "train_cost": train_cost[k],
+                        "train_cost_full": full["cost"][k].item(),
+                        "test_loss": test["loss"][k].item(),
+                        "test_accuracy": test["accuracy"][k].item(),
+                        "wall_time_s": elapsed,
+                    }
+                )
+            record["wall_time_s"] = elapsed
+            save_record(record, out_dir)
+            bar.set_postfix(cost=f"{min(train_cost):.4f}", refresh=False)
+    except KeyboardInterrupt:
+        record["status"] = "interrupted"
+        record["wall_time_s"] = time.perf_counter() - started
+        save_record(record, out_dir)
+        bar.close()
+        raise
+    bar.close()
+    record["status"] = "completed"
+    record["wall_time_s"] = time.perf_counter() - started
+    save_record(record, out_dir)
+    return record
+
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
+
+
+def main() -> None:
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+
+    @hydra.main(config_path=CONFIG_DIR, config_name="train", version_base="1.3")
+    def _run(cfg: DictConfig) -> float:
+        out_dir = Path(HydraConfig.get().runtime.output_dir)
+        try:
+            record = train(cfg, out_dir)
+        except (ConfigError, DataError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            print(f"interrupted: what was done is in {out_dir}", file=sys.stderr)
+            sys.exit(130)
+        final = [r["train_cost"] for r in record["curves"] if r["epoch"] == cfg.trainer.epochs]
+        print(
+            f"record: {out_dir / 'record.json'}  final train cost: "
+            + ", ".join(f"{c:.4f}" for c in final)
+        )
+        return min(final)
+
+    _run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from adamrepro.errors import ConfigError
+from adamrepro.models import build_model
+from adamrepro.train import CONFIG_DIR, population, stack_settings, train
+from conftest import REPO
+
+
+def config(*overrides: str):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(
+            "train",
+            overrides=[
+                "experiment=mnist_logreg",
+                "trainer.progress=false",
+                "experiment_name=test",
+                *overrides,
+            ],
+        )
+
+
+def tiny(root: Path, *overrides: str):
+    return config(
+        f"data.root={root}",
+        "data.verify=false",
+        "data.download=false",
+        "trainer.epochs=2",
+        "trainer.batch_size=32",
+        *overrides,
+    )
+
+
+def test_a_run_writes_a_complete_self_describing_record(mnist_root, tmp_path):
+    record = train(tiny(mnist_root, "optimizer=adam"), tmp_path / "run")
+    saved = json.loads((tmp_path / "run" / "record.json").read_text())
+    assert saved["status"] == "completed"
+    assert saved["config"]["optimizer"]["name"] == "adam"
+    assert saved["versions"]["torch"] == torch.__version__
+    assert saved["device"]["type"] == "cpu" and saved["wall_time_s"] > 0
+    assert [r["epoch"] for r in saved["curves"]] == [1, 2]
+    first, last = saved["curves"]
+    assert last["train_cost"] < first["train_cost"]  # it learns the generated classes
+    assert last["test_accuracy"] > 0.5
+    assert record["curves"] == saved["curves"]
+
+
+def test_the_same_command_twice_gives_identical_curves(mnist_root, tmp_path):
+    a = train(tiny(mnist_root, "optimizer=nesterov"), tmp_path / "a")
+    b = train(tiny(mnist_root, "optimizer=nesterov"), tmp_path / "b")
+    assert [r["train_cost"] for r in a["curves"]] == [r["train_cost"] for r in b["curves"]]
+
+
+def test_every_optimizer_starts_from_the_same_initialisation(mnist_root):
+    from adamrepro.data import load_mnist
+
+    data = load_mnist(mnist_root, download=False, verify=False)
+    one = build_model({"name": "logreg"}, data, seeds=[7])
+    three = build_model({"name": "logreg"}, data, seeds=[7, 7, 8])
+    assert torch.equal(three.linear.weight[0], one.linear.weight[0])
+    assert torch.equal(three.linear.weight[1], one.linear.weight[0])
+    assert not torch.equal(three.linear.weight[2], one.linear.weight[0])
+
+
+def test_a_population_equals_its_members_trained_one_by_one(mnist_root, tmp_path):
+    stepsizes = [1e-3, 1e-2, 0.1]
+    grid = "+grid.stepsize=[" + ",".join(map(str, stepsizes)) + "]"
+    together = train(tiny(mnist_root, "optimizer=adam", "dtype=float64", grid), tmp_path / "g")
+    for k, stepsize in enumerate(stepsizes):
+        alone = train(
+            tiny(mnist_root, "optimizer=adam", "dtype=float64", f"optimizer.stepsize={stepsize}"),
+            tmp_path / f"m{k}",
+        )
+        ours = [r["train_cost"] for r in together["curves"] if r["member"] == k]
+        assert ours == pytest.approx([r["train_cost"] for r in alone["curves"]], abs=1e-10)
+
+
+def test_grid_expansion_and_stacking():
+    cfg = {
+        "optimizer": {"name": "sgd", "label": "SGD", "stepsize": 0.1, "momentum": 0.0},
+        "grid": {"stepsize": [0.1, 0.2], "momentum": [0.0, 0.9]},
+        "seeds": [0, 1],
+        "seed": 0,
+    }
+    members = population(cfg)
+    assert len(members) == 8
+    assert {(m["stepsize"], m["momentum"], m["seed"]) for m in members} == {
+        (s, mu, seed) for s in (0.1, 0.2) for mu in (0.0, 0.9) for seed in (0, 1)
+    }
+    stacked = stack_settings(members)
+    assert stacked["name"] == "sgd" and stacked["stepsize"].tolist() == [0.1] * 4 + [0.2] * 4
+    with pytest.raises(ConfigError, match="does not have"):
+        population({**cfg, "grid": {"beta1": [0.9]}})
+    with pytest.raises(ConfigError, match="not a number"):
+        stack_settings([{"name": "adam", "bias_correction": b} for b in (True, False)])
+
+
+def test_stepsize_decays_as_one_over_sqrt_of_the_step(mnist_root, tmp_path, monkeypatch):
+    seen = []
+    original = torch.optim.Optimizer.zero_grad
+
+    def spy(self, set_to_none=True):
+        seen.append(float(self.param_groups[0]["stepsize"]))
+        return original(self, set_to_none)
+
+    monkeypatch.setattr(torch.optim.Optimizer, "zero_grad", spy)
+    train(
+        tiny(
+            mnist_root,
+            "optimizer=adam",
+            "optimizer.stepsize=0.5",
+            "trainer.stepsize_decay=sqrt_step",
+        ),
+        tmp_path,
+    )
+    assert seen[0] == 0.5 and seen[3] == pytest.approx(0.5 / 2)
+    assert seen[-1] == pytest.approx(0.5 / math.sqrt(len(seen)))
+    seen.clear()
+    train(
+        tiny(
+            mnist_root,
+            "optimizer=adam",
+            "optimizer.stepsize=0.5",
+            "trainer.stepsize_decay=sqrt_epoch",
+        ),
+        tmp_path,
+    )
+    assert seen[0] == 0.5 and seen[-1] == pytest.approx(0.5 / math.sqrt(2))
+
+
+def test_an_interrupted_run_keeps_its_finished_epochs(mnist_root, tmp_path, monkeypatch):
+    from adamrepro.optim import Adam
+
+    calls = {"n": 0}
+    original = Adam.step
+
+    def interrupting(self, closure=None):
+        calls["n"] += 1
+        if calls["n"] == 25:  # in the second epoch (19 steps per epoch)
+            raise KeyboardInterrupt
+        return original(self, closure)
+
+    monkeypatch.setattr(Adam, "step", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(mnist_root, "optimizer=adam"), tmp_path)
+    saved = json.loads((tmp_path / "record.json").read_text())
+    assert saved["status"] == "interrupted"
+    assert [r["epoch"] for r in saved["curves"]] == [1]
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HYDRA_FULL_ERROR": ""}
+    return subprocess.run(
+        [sys.executable, "-m", "adamrepro.train", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("optimizer.name=adamw", "error: unknown optimizer 'adamw'"),
+        ("optimizer.stepsize=-0.1", "error: stepsize must be >= 0, got -0.1"),
+        ("optimizer.beta1=1.5", "error: beta1 must be in [0, 1), got 1.5"),
+        ("optimizer.beta2=1", "error: beta2 must be in [0, 1), got 1"),
+        ("data.root=/no/such/dir", "error: MNIST not found: looked in /no/such/dir"),
+        ("trainer.stepsize_decay=cosine", "error: trainer.stepsize_decay must be one of"),
+    ],
+)
+def test_bad_input_is_one_line_and_no_traceback(override, message, tmp_path, mnist_root):
+    root = [] if override.startswith("data.root") else [f"data.root={mnist_root}"]
+    done = _cli(
+        "experiment=mnist_logreg",
+        "data.download=false",
+        "data.verify=false",
+        f"hydra.run.dir={tmp_path}",
+        *root,
+        override,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines == [lines[0]] and lines[0].startswith(message)
+
+
+def test_unknown_optimizer_choice_is_reported_by_hydra_without_traceback(tmp_path):
+    done = _cli("experiment=mnist_logreg", "optimizer=adamw", cwd=tmp_path)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "Could not find 'optimizer/adamw'" in done.stderr
+
+
+def test_a_hydra_sweep_and_the_figure_from_it(mnist_root, tmp_path):
+    done = _cli(
+        "-m",
+        "experiment=mnist_logreg",
+        f"data.root={mnist_root}",
+        "data.verify=false",
+        "data.download=false",
+        "trainer.epochs=2",
+        "trainer.progress=false",
+        "optimizer=adam,adagrad,nesterov",
+        "optimizer.stepsize=1e-3,1e-2",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(list((tmp_path / "sweep").rglob("record.json"))) == 6
+    plot = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "adamrepro.plot",
+            "fig1_mnist_logreg",
+            "--runs",
+            str(tmp_path / "sweep"),
+            "--out",
+            str(tmp_path / "res"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert plot.returncode == 0, plot.stderr
+    import pandas as pd
+
+    curves = pd.read_csv(tmp_path / "res" / "curves.csv")
+    assert set(curves["curve"]) == {"Adam", "AdaGrad", "SGDNesterov"}
+    assert curves["epoch"].tolist()[:2] == [0, 1]
+    grid = pd.read_csv(tmp_path / "res" / "grid.csv")
+    selected = pd.read_csv(tmp_path / "res" / "selected.csv")
+    for _, row in selected.iterrows():  # the selected setting is the grid's best
+        assert row["final_cost"] == grid[grid["curve"] == row["curve"]]["final_cost"].min()
+    assert (tmp_path / "res" / "figure.png").stat().st_size > 10_000
