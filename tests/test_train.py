@@ -88,8 +88,8 @@ def test_a_population_equals_its_members_trained_one_by_one(mnist_root, tmp_path
 def test_grid_expansion_and_stacking():
     cfg = {
         "optimizer": {"name": "sgd", "label": "SGD", "stepsize": 0.1, "momentum": 0.0},
-        "grid": {"stepsize": [0.1, 0.2], "momentum": [0.0, 0.9]},
-        "seeds": [0, 1],
+        "sweep": {"grids": {"SGD": {"stepsize": [0.1, 0.2]}}, "seeds": [0, 1]},
+        "grid": {"momentum": [0.0, 0.9]},
         "seed": 0,
     }
     members = population(cfg)

@@ -4,196 +4,207 @@ with the paper's own curves overlaid.
     python -m adamrepro.plot fig1_mnist_logreg --runs outputs/fig1_mnist_logreg \
         --out results/fig1_mnist_logreg
 
-The figure's axes, title and legend names are read from experiments/<figure>/figure.yaml,
-the paper's curves from experiments/<figure>/paper_curves.csv. Writes into --out:
-    figure.png    ours solid, the paper's dashed in the same colour
+experiments/<figure>/figure.yaml gives the axes, the title and `curves` (our optimizer label ->
+the paper's legend name); `compare` (label -> a paper legend name) names runs that are not
+among the figure's curves but are measured against one of the paper's, and drawn dotted at
+their setting closest to it. experiments/<figure>/paper_curves.csv holds the paper's curves.
+
+Selection rule: for each curve, the setting with the lowest final mean training cost,
+averaged over its seeds; a setting with a diverged (or non-finite) seed counts as +inf; ties
+go to the setting met first (the smaller stepsize, in the order of our grids).
+
+Writes into --out:
+    figure.png    ours solid (band: min-max over seeds), the paper's dashed in the same colour
     curves.csv    the selected curves: curve (the paper's legend name), epoch (the paper's x:
-                  the (epoch+1)-th pass over the data), train_cost (mean over seeds of the mean
-                  minibatch cost during that pass), its min and max over seeds, and the
-                  full-training-set cost, test loss and accuracy at the pass's end
+                  pass k+1 over the data is drawn at k), train_cost (mean over seeds of the
+                  mean minibatch cost during that pass), its min and max over seeds, seeds,
+                  and the full-training-set cost, test loss and accuracy at the pass's end
     selected.csv  the setting chosen for each curve, with its final cost
-    grid.csv      every member of every run: settings, seed, final cost, divergence
+    grid.csv      every setting of every run: settings, seeds, final cost, divergence, and
+                  paper_rmse, the RMS distance of its curve to the paper's (inside the axes)
+    sources.json  the runs behind the figure: devices, versions, wall times, members
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from .records import load_records
+from .records import find_records, load_records
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
-# Columns of the tidy table that are results or bookkeeping, not settings of a member.
-NOT_SETTINGS = {
-    "run",
-    "member",
-    "epoch",
-    "train_cost",
-    "train_cost_full",
-    "test_loss",
-    "test_accuracy",
-    "wall_time_s",
-    "status",
-    "seed",
-    "diverged_at_step",
-    "label",
-}
 METRICS = ["train_cost", "train_cost_full", "test_loss", "test_accuracy"]
+# Columns of the tidy table that are not settings of a member.
+NOT_SETTINGS = {
+    "run", "member", "epoch", "wall_time_s", "status", "seed", "diverged_at_step", "label",
+    "curve", "setting", *METRICS,
+}  # fmt: skip
 
 
 def figure_spec(name: str) -> dict[str, Any]:
     path = EXPERIMENTS / name / "figure.yaml"
     if not path.is_file():
         known = sorted(p.parent.name for p in EXPERIMENTS.glob("*/figure.yaml"))
-        raise SystemExit(f"error: no figure {name!r} (known: {', '.join(known)})")
-    spec = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    spec["dir"] = path.parent
-    return spec  # type: ignore[return-value]
+        raise FileNotFoundError(f"no figure {name!r} (known: {', '.join(known)})")
+    spec: dict[str, Any] = OmegaConf.to_container(OmegaConf.load(path), resolve=True)  # type: ignore[assignment]
+    spec.setdefault("compare", {})
+    spec["paper"] = pd.read_csv(path.parent / "paper_curves.csv")
+    return spec
 
 
-def setting_columns(table: pd.DataFrame) -> list[str]:
-    return [c for c in table.columns if c not in NOT_SETTINGS]
+def with_settings(table: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
+    """Add `curve` (the paper's name each row is compared with) and `setting` (one id per
+    setting of a run: members that differ only in seed share it)."""
+    names = {**spec["curves"], **spec["compare"]}
+    table = table[table["label"].isin(list(names))].copy()
+    columns = [c for c in table.columns if c not in NOT_SETTINGS]
+    keys = [repr(tuple(row)) for row in table[columns].itertuples(index=False)]
+    table["setting"] = table["run"] + "#" + pd.Series(keys, index=table.index)
+    table["curve"] = table["label"].map(names)
+    return table
 
 
-def final_costs(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per member of every run: its settings, seed, final train_cost, divergence.
-    A member that diverged, or ended on a non-finite cost, has final cost +inf."""
-    last = table[table["epoch"] == table.groupby(["run", "member"])["epoch"].transform("max")]
-    last = last.copy()
-    bad = last["diverged_at_step"].notna() | ~last["train_cost"].apply(math.isfinite)
-    last["final_cost"] = last["train_cost"].where(~bad, math.inf)
-    last["diverged"] = bad
-    return last.drop(columns=[c for c in METRICS if c != "train_cost"]).reset_index(drop=True)
+def paper_rmse(curve: pd.DataFrame, paper: pd.DataFrame) -> float:
+    """RMS difference between our curve (x = epoch - 1) and the paper's points inside the axes."""
+    points = paper[(paper["outside_axes"] == 0) & (paper["x"] <= curve["x"].max())]
+    if points.empty or not np.isfinite(curve["train_cost"]).all():
+        return math.inf
+    ours = np.interp(points["x"], curve["x"], curve["train_cost"])
+    return float(np.sqrt(np.mean((ours - points["y"].to_numpy()) ** 2)))
 
 
-def select_best(table: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
-    """For each curve, the setting with the lowest final mean training cost, averaged over its
-    seeds. Diverged members count as +inf, so a setting with any diverged seed loses; ties go
-    to the first setting in the order of the records (the smaller stepsize in our grids)."""
-    finals = final_costs(table)
-    finals["curve"] = finals["label"].map(names)
-    finals = finals[finals["curve"].notna()]
-    keys = ["curve", "run", *setting_columns(finals.drop(columns=["final_cost", "diverged"]))]
-    keys = [k for k in dict.fromkeys(keys) if k not in ("curve",)]
-    per_setting = (
-        finals.groupby(["curve", *keys], dropna=False, sort=False)
-        .agg(
-            final_cost=("final_cost", "mean"),
-            seeds=("seed", "nunique"),
-            diverged=("diverged", "sum"),
-        )
-        .reset_index()
-    )
-    best = per_setting.loc[per_setting.groupby("curve", sort=False)["final_cost"].idxmin()]
-    return best.reset_index(drop=True)
+def summarise(table: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
+    """One row per setting: its settings, seeds, final cost and distance to the paper."""
+    rows = []
+    settings = [c for c in table.columns if c not in NOT_SETTINGS]
+    for setting, group in table.groupby("setting", sort=False):
+        last = group[group["epoch"] == group["epoch"].max()]
+        diverged = last["diverged_at_step"].notna() | ~np.isfinite(last["train_cost"])
+        mean = group.groupby("epoch", as_index=False)["train_cost"].mean()
+        mean["x"] = mean["epoch"] - 1
+        paper = spec["paper"][spec["paper"]["curve"] == group["curve"].iloc[0]]
+        first = group.iloc[0]
+        rows.append({
+            "curve": first["curve"], "label": first["label"],
+            **{c: first[c] for c in settings},
+            "seeds": group["seed"].nunique(), "epochs": int(group["epoch"].max()),
+            "final_cost": math.inf if diverged.any() else float(last["train_cost"].mean()),
+            "diverged_seeds": int(diverged.sum()),
+            "paper_rmse": paper_rmse(mean, paper),
+            "run": first["run"],
+            "setting": setting,
+        })  # fmt: skip
+    return pd.DataFrame(rows)
 
 
-def selected_curves(table: pd.DataFrame, best: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
-    """The per-epoch curves of the selected settings, averaged over seeds."""
-    table = table.assign(curve=table["label"].map(names))
-    frames = []
-    for _, choice in best.iterrows():
-        mask = (table["curve"] == choice["curve"]) & (table["run"] == choice["run"])
-        for column in setting_columns(best.drop(columns=["final_cost", "seeds", "diverged"])):
-            if column in ("curve", "run"):
-                continue
-            value = choice[column]
-            mask &= table[column].isna() if pd.isna(value) else table[column] == value
-        rows = table[mask]
-        grouped = rows.groupby("epoch")
-        curve = grouped[METRICS].mean()
-        curve["train_cost_min"] = grouped["train_cost"].min()
-        curve["train_cost_max"] = grouped["train_cost"].max()
-        curve["seeds"] = grouped["seed"].nunique()
-        curve = curve.reset_index()
-        curve.insert(0, "curve", choice["curve"])
-        curve["epoch"] = curve["epoch"] - 1  # the paper's x: pass k+1 is drawn at x = k
-        frames.append(curve)
-    columns = [
-        "curve",
-        "epoch",
-        "train_cost",
-        "train_cost_min",
-        "train_cost_max",
-        "seeds",
-        "train_cost_full",
-        "test_loss",
-        "test_accuracy",
-    ]
-    return pd.concat(frames, ignore_index=True)[columns]
+def mean_curve(table: pd.DataFrame, setting: str) -> pd.DataFrame:
+    rows = table[table["setting"] == setting]
+    grouped = rows.groupby("epoch")
+    curve = grouped[METRICS].mean()
+    curve["train_cost_min"] = grouped["train_cost"].min()
+    curve["train_cost_max"] = grouped["train_cost"].max()
+    curve["seeds"] = grouped["seed"].nunique()
+    curve = curve.reset_index()
+    curve.insert(0, "curve", rows["curve"].iloc[0])
+    curve["epoch"] = curve["epoch"] - 1  # the paper's x
+    columns = ["curve", "epoch", "train_cost", "train_cost_min", "train_cost_max", "seeds"]
+    return curve[columns + METRICS[1:]]
 
 
-def draw(
-    spec: dict[str, Any], ours: pd.DataFrame, paper: pd.DataFrame, path: Path, note: str = ""
-) -> None:
-    fig, ax = plt.subplots(figsize=(5.2, 4.2), dpi=150)
+def draw(spec: dict[str, Any], curves: dict[str, pd.DataFrame], extra: dict[str, pd.DataFrame],
+         path: Path, note: str = "") -> None:  # fmt: skip
+    fig, ax = plt.subplots(figsize=(5.6, 4.4), dpi=150)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    paper = spec["paper"]
     for i, name in enumerate(spec["curves"].values()):
         colour = colours[i % len(colours)]
-        mine = ours[ours["curve"] == name]
-        if len(mine):
-            ax.plot(mine["epoch"], mine["train_cost"], color=colour, lw=1.6, label=f"{name} (ours)")
+        if name in curves:
+            mine = curves[name]
+            ax.plot(mine["epoch"], mine["train_cost"], color=colour, lw=1.6, label=f"{name}")
             if mine["seeds"].max() > 1:
-                ax.fill_between(
-                    mine["epoch"],
-                    mine["train_cost_min"],
-                    mine["train_cost_max"],
-                    color=colour,
-                    alpha=0.2,
-                    lw=0,
-                )
+                ax.fill_between(mine["epoch"], mine["train_cost_min"], mine["train_cost_max"],
+                                color=colour, alpha=0.25, lw=0)  # fmt: skip
         theirs = paper[paper["curve"] == name]
-        if len(theirs):
-            ax.plot(
-                theirs["x"], theirs["y"], color=colour, lw=1.2, ls="--", label=f"{name} (paper)"
-            )
+        ax.plot(theirs["x"], theirs["y"], color=colour, lw=1.1, ls="--", label=f"{name} (paper)")
+    for j, (legend, mine) in enumerate(extra.items()):
+        colour = colours[(len(spec["curves"]) + j) % len(colours)]
+        ax.plot(mine["epoch"], mine["train_cost"], color=colour, lw=1.4, ls=":", label=legend)
     ax.set_xlim(*spec["x"]["lim"])
     ax.set_ylim(*spec["y"]["lim"])
     ax.set_yscale(spec["y"].get("scale", "linear"))
     ax.set_xlabel(spec["x"]["label"])
     ax.set_ylabel(spec["y"]["label"])
     ax.set_title(spec["title"])
-    ax.legend(fontsize=7, ncol=2 if len(spec["curves"]) > 3 else 1)
+    ax.legend(fontsize=6.5, ncol=2)
     if note:
-        fig.text(0.01, 0.005, note, fontsize=6, color="0.35", ha="left", va="bottom")
-    fig.tight_layout(rect=(0, 0.03 if note else 0, 1, 1))
+        fig.text(0.01, 0.005, note, fontsize=5.5, color="0.3", ha="left", va="bottom", wrap=True)
+    fig.tight_layout(rect=(0, 0.04 if note else 0, 1, 1))
     fig.savefig(path)
     plt.close(fig)
 
 
+def sources(runs: list[str]) -> dict[str, Any]:
+    records = [json.loads(p.read_text()) for p in find_records(runs)]
+    return {
+        "runs": len(records),
+        "members": sum(len(r["members"]) for r in records),
+        "wall_time_s": round(sum(r["wall_time_s"] for r in records), 1),
+        "status": sorted({r["status"] for r in records}),
+        "devices": sorted({f"{r['device']['type']}: {r['device']['name']}" for r in records}),
+        "threads": sorted({r["threads"] for r in records}),
+        "versions": sorted({json.dumps(r["versions"], sort_keys=True) for r in records}),
+        "started": min(r["started"] for r in records),
+    }
+
+
+def _describe(row: pd.Series) -> str:
+    return f"{row['label']}, stepsize {row['stepsize']:.3g}"
+
+
 def make_figure(name: str, runs: list[str], out: Path, note: str = "") -> pd.DataFrame:
     spec = figure_spec(name)
-    names: dict[str, str] = spec["curves"]
-    table = load_records(runs)
-    best = select_best(table, names)
-    curves = selected_curves(table, best, names)
-    paper = pd.read_csv(spec["dir"] / "paper_curves.csv")
+    table = with_settings(load_records(runs), spec)
+    grid = summarise(table, spec)
+    in_figure = grid[grid["label"].isin(list(spec["curves"]))]
+    best = in_figure.loc[in_figure.groupby("curve", sort=False)["final_cost"].idxmin()]
+    curves = {row["curve"]: mean_curve(table, row["setting"]) for _, row in best.iterrows()}
+    extra = {}
+    for label in spec["compare"]:
+        candidates = grid[grid["label"] == label]
+        if len(candidates):
+            closest = candidates.loc[candidates["paper_rmse"].idxmin()]
+            extra[f"{_describe(closest)} (closest to paper)"] = mean_curve(
+                table, closest["setting"]
+            )
     out.mkdir(parents=True, exist_ok=True)
-    finals = final_costs(table)
-    finals.insert(0, "curve", finals["label"].map(names))
-    finals.drop(columns=["label", "train_cost"]).to_csv(out / "grid.csv", index=False)
-    best.to_csv(out / "selected.csv", index=False)
-    curves.to_csv(out / "curves.csv", index=False, float_format="%.6g")
-    draw(spec, curves, paper, out / "figure.png", note)
+    settings_out = grid.drop(columns=["setting"]).dropna(axis=1, how="all")
+    settings_out.to_csv(out / "grid.csv", index=False, float_format="%.6g")
+    best.drop(columns=["setting"]).dropna(axis=1, how="all").to_csv(
+        out / "selected.csv", index=False, float_format="%.6g"
+    )
+    pd.concat(curves.values()).to_csv(out / "curves.csv", index=False, float_format="%.6g")
+    (out / "sources.json").write_text(json.dumps(sources(runs), indent=1) + "\n")
+    draw(spec, curves, extra, out / "figure.png", note)
     return best
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m adamrepro.plot",
-        description=__doc__,
+        prog="python -m adamrepro.plot", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    )  # fmt: skip
     parser.add_argument("figure", help="a folder name under experiments/, e.g. fig1_mnist_logreg")
     parser.add_argument("--runs", nargs="+", required=True, help="run folders or record files")
     parser.add_argument("--out", type=Path, required=True, help="where to write the results")
@@ -203,9 +214,9 @@ def main(argv: list[str] | None = None) -> None:
         best = make_figure(args.figure, args.runs, args.out, args.note)
     except FileNotFoundError as error:
         sys.exit(f"error: {error}")
-    with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(best.drop(columns=["run"]).dropna(axis=1, how="all").to_string(index=False))
-    print(f"wrote {args.out}/figure.png, curves.csv, selected.csv, grid.csv")
+    shown = ["curve", "stepsize", "momentum", "seeds", "epochs", "final_cost", "paper_rmse"]
+    print(best[[c for c in shown if c in best.columns]].to_string(index=False))
+    print(f"wrote {args.out}/figure.png, curves.csv, selected.csv, grid.csv, sources.json")
 
 
 if __name__ == "__main__":

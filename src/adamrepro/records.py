@@ -27,6 +27,8 @@ import pandas as pd
 import torch
 
 FORMAT = "adamrepro.record/1"
+RUN_SETTINGS = ("model", "trainer")  # config groups copied into the tidy table
+BOOKKEEPING = {"trainer.progress", "trainer.eval_batch_size"}
 RECORD_NAME = "record.json"
 
 
@@ -79,6 +81,10 @@ def load_records(roots: Iterable[str | Path]) -> pd.DataFrame:
         members["member"] = range(len(members))
         members["diverged_at_step"] = [record["diverged"].get(str(k)) for k in members["member"]]
         frame = curves.merge(members, on="member", suffixes=("", "_setting"))
+        for group in RUN_SETTINGS:  # the run's own settings, shared by its members
+            for key, value in (record["config"].get(group) or {}).items():
+                if f"{group}.{key}" not in BOOKKEEPING:
+                    frame[f"{group}.{key}"] = value
         frame.insert(0, "run", str(path.parent))
         frame["status"] = record["status"]
         frames.append(frame)

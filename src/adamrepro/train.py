@@ -33,17 +33,25 @@ STEPSIZE_DECAYS = ("none", "sqrt_step", "sqrt_epoch")
 
 
 def population(config: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The members of the run: the optimizer config with each combination of the values in
-    `grid` (setting -> list of values), for each of `seeds` (default: [seed])."""
+    """The members of the run: the optimizer config with each combination of its grid's
+    values, for each seed.
+
+    The grid is `sweep.grids[<optimizer label>]` (the figure's protocol) updated by `grid`
+    (setting -> list of values, for a one-off); the seeds are `sweep.seeds`, else [seed].
+    """
     optimizer = dict(config["optimizer"])
-    grid = dict(config.get("grid") or {})
+    sweep = config.get("sweep") or {}
+    grid = {
+        **(sweep.get("grids") or {}).get(optimizer.get("label"), {}),
+        **(config.get("grid") or {}),
+    }
     unknown = sorted(set(grid) - set(optimizer) - set(DESCRIPTIVE_KEYS))
     if unknown:
         raise ConfigError(
             f"grid names {', '.join(unknown)}, which optimizer "
             f"{optimizer.get('name')!r} does not have"
         )
-    seeds = list(config.get("seeds") or [config["seed"]])
+    seeds = list(sweep.get("seeds") or [config["seed"]])
     values = [v if isinstance(v, (list, tuple)) else [v] for v in grid.values()]
     return [
         {**optimizer, **dict(zip(grid, combination, strict=True)), "seed": int(seed)}

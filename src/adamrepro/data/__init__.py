@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..errors import checked_call
-from .base import DataError, TensorData
+from ..errors import DataError, checked_call
+from .base import TensorData
 from .mnist import load_mnist
 
 LOADERS: dict[str, Callable[..., TensorData]] = {"mnist": load_mnist}

@@ -7,8 +7,6 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
-from ..errors import DataError
-
 
 @dataclass
 class TensorData:

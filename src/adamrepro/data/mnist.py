@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import DataError, TensorData
+from ..errors import DataError
+from .base import TensorData
 
 FILES = {
     "train_images": "train-images-idx3-ubyte",
