@@ -10,10 +10,10 @@ FIG1_NOTE := ours: real MNIST, 46 passes, best of a 10-stepsize grid (x2 momenta
 HYDRA := $(PY) -m adamrepro.train -m data.root=$(DATA_ROOT)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test lint reproduce-mnist clean
+.PHONY: help venv test lint reproduce-mnist study-fig1-decay clean
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-22s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-22s %s\n", $$1, $$2}'
 	@echo "  variables: DATA_ROOT=$(DATA_ROOT) (or ADAMREPRO_DATA), RUNS=$(RUNS)"
 
 venv: $(VENV)/.installed ## create .venv and install the package with its test tools
@@ -34,12 +34,21 @@ lint: venv ## ruff: lint and format check
 
 reproduce-mnist: venv ## Figure 1 (left): logistic regression on MNIST, full grid protocol
 	rm -rf $(RUNS)/fig1_mnist_logreg
-	$(HYDRA) experiment=mnist_logreg optimizer=adagrad,nesterov,adam \
+	$(HYDRA) experiment=mnist_logreg sweep=fig1_mnist_logreg optimizer=adagrad,nesterov,adam \
 	  hydra.sweep.dir=$(RUNS)/fig1_mnist_logreg/grid
-	$(HYDRA) experiment=mnist_logreg optimizer=adagrad optimizer.label=AdaGrad-nodecay \
+	$(HYDRA) experiment=mnist_logreg sweep=fig1_mnist_logreg optimizer=adagrad \
+	  optimizer.label=AdaGrad-nodecay \
 	  trainer.stepsize_decay=none hydra.sweep.dir=$(RUNS)/fig1_mnist_logreg/adagrad_nodecay
 	$(PY) -m adamrepro.plot fig1_mnist_logreg --runs $(RUNS)/fig1_mnist_logreg \
 	  --out results/fig1_mnist_logreg --note "$(FIG1_NOTE)"
+
+study-fig1-decay: venv ## Figure 1 (left): which stepsize decay lands on the paper's curves
+	rm -rf $(RUNS)/fig1_decay_study
+	$(HYDRA) experiment=mnist_logreg sweep=fig1_mnist_logreg optimizer=adam,nesterov,adagrad \
+	  trainer.stepsize_decay=sqrt_step,sqrt_epoch,none 'sweep.grids.SGDNesterov.momentum=[0.9]' \
+	  hydra.sweep.dir=$(RUNS)/fig1_decay_study
+	$(PY) -m adamrepro.plot fig1_mnist_logreg --runs $(RUNS)/fig1_decay_study \
+	  --out results/fig1_mnist_logreg/decay_study --note "decay study: best of each decay"
 
 clean: ## remove outputs/ and multirun/ (not results/)
 	rm -rf outputs multirun

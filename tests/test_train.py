@@ -247,3 +247,52 @@ def test_a_hydra_sweep_and_the_figure_from_it(mnist_root, tmp_path):
     for _, row in selected.iterrows():  # the selected setting is the grid's best
         assert row["final_cost"] == grid[grid["curve"] == row["curve"]]["final_cost"].min()
     assert (tmp_path / "res" / "figure.png").stat().st_size > 10_000
+
+
+def _member_costs(record, k):
+    return [r["train_cost"] for r in record["curves"] if r["member"] == k]
+
+
+@pytest.mark.parametrize(
+    "optimizer,stepsizes,bad",
+    [("adam", [1e-3, 1e6, 1e-2], 1), ("sgd", [0.1, 0.3, 1e308], 2)],
+    ids=["past-the-bound", "nan"],
+)
+def test_a_diverging_member_is_frozen_and_cannot_touch_the_others(
+    mnist_root, tmp_path, optimizer, stepsizes, bad
+):
+    grid = "+grid.stepsize=[" + ",".join(map(str, stepsizes)) + "]"
+    run = tiny(mnist_root, f"optimizer={optimizer}", "dtype=float64", grid)
+    together = train(run, tmp_path / "g")
+    assert list(together["diverged"]) == [str(bad)]
+    assert together["diverged"][str(bad)] <= 3
+    assert all(math.isnan(c) for c in _member_costs(together, bad))
+    for k, stepsize in enumerate(stepsizes):
+        if k == bad:
+            continue
+        alone = train(
+            tiny(mnist_root, f"optimizer={optimizer}", "dtype=float64",
+                 f"optimizer.stepsize={stepsize}"),
+            tmp_path / f"m{k}",
+        )  # fmt: skip
+        assert alone["diverged"] == {}
+        assert _member_costs(together, k) == pytest.approx(_member_costs(alone, 0), abs=1e-10)
+
+
+def test_seed_members_have_their_own_initialisation_and_data_order(mnist_root, tmp_path):
+    together = train(
+        tiny(mnist_root, "optimizer=adam", "dtype=float64", "+grid.stepsize=[1e-3,1e-2]",
+             "sweep.seeds=[0,1]"),
+        tmp_path / "g",
+    )  # fmt: skip
+    assert [(m["stepsize"], m["seed"]) for m in together["members"]] == [
+        (1e-3, 0), (1e-3, 1), (1e-2, 0), (1e-2, 1)
+    ]  # fmt: skip
+    for k, (stepsize, seed) in enumerate([(1e-3, 0), (1e-3, 1), (1e-2, 0), (1e-2, 1)]):
+        alone = train(
+            tiny(mnist_root, "optimizer=adam", "dtype=float64", f"optimizer.stepsize={stepsize}",
+                 f"seed={seed}"),
+            tmp_path / f"m{k}",
+        )  # fmt: skip
+        assert _member_costs(together, k) == pytest.approx(_member_costs(alone, 0), abs=1e-10)
+    assert _member_costs(together, 0) != _member_costs(together, 1)

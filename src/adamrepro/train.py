@@ -15,12 +15,13 @@ import itertools
 import math
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from .data import load_data
@@ -91,6 +92,55 @@ def stepsize_factor(decay: str, step: int, epoch: int) -> float:
     return 1.0
 
 
+class MinibatchOrder:
+    """Minibatches as index permutations of the training set, one permutation per epoch for
+    each distinct seed of the population: members with the same seed see the same minibatches
+    (indices of shape (B,), shared), members with different seeds their own ((G, B))."""
+
+    def __init__(self, seeds: Sequence[int], n: int, batch_size: int) -> None:
+        distinct = sorted(set(seeds))
+        self.generators = [torch.Generator().manual_seed(int(s)) for s in distinct]
+        self.rows = torch.tensor([distinct.index(s) for s in seeds])
+        self.n, self.batch_size = n, batch_size
+        self.steps_per_epoch = math.ceil(n / batch_size)
+
+    def epoch(self, device: torch.device) -> Iterator[Tensor]:
+        perms = torch.stack([torch.randperm(self.n, generator=g) for g in self.generators])
+        perms = perms.to(device) if len(self.generators) == 1 else perms[self.rows].to(device)
+        for start in range(0, self.n, self.batch_size):
+            idx = perms[:, start : start + self.batch_size]
+            yield idx[0] if len(self.generators) == 1 else idx
+
+
+class DivergenceMonitor:
+    """Marks a member diverged at the first step whose cost is not finite or exceeds
+    `factor` times its first cost; from then on the optimizer leaves it frozen and its curves
+    read NaN. The other members go on untouched."""
+
+    def __init__(self, members: int, factor: float, device: torch.device) -> None:
+        self.active = torch.ones(members, dtype=torch.bool, device=device)
+        self.first: Tensor | None = None
+        self.factor = factor
+        self.diverged: dict[str, int] = {}
+
+    def check(self, cost: Tensor, step: int, optimizer: torch.optim.Optimizer) -> Tensor:
+        cost = cost.detach()
+        if self.first is None:
+            self.first = cost.clone()
+        bad = self.active & ~(torch.isfinite(cost) & (cost <= self.factor * self.first))
+        if bool(bad.any()):
+            for k in bad.nonzero().flatten().tolist():
+                self.diverged[str(k)] = step
+            self.active &= ~bad
+            for group in optimizer.param_groups:
+                group["frozen"] = ~self.active
+        return self.active
+
+    def mask(self, values: Tensor) -> Tensor:
+        """`values` (one per member) with NaN for the diverged members."""
+        return torch.where(self.active, values, torch.full_like(values, math.nan))
+
+
 def _check_trainer(trainer: Mapping[str, Any]) -> None:
     if int(trainer["epochs"]) < 1 or int(trainer["batch_size"]) < 1:
         raise ConfigError("trainer.epochs and trainer.batch_size must be at least 1")
@@ -143,16 +193,12 @@ def train(config: DictConfig | Mapping[str, Any], out_dir: Path) -> dict[str, An
         "curves": [],
         "diverged": {},
     }
-    n_train, batch_size, epochs = (
-        len(data.x_train),
-        int(trainer["batch_size"]),
-        int(trainer["epochs"]),
-    )
-    steps_per_epoch = math.ceil(n_train / batch_size)
-    order = torch.Generator().manual_seed(int(cfg["seed"]))  # data order: the same for all
+    n_train, epochs = len(data.x_train), int(trainer["epochs"])
+    order = MinibatchOrder([m["seed"] for m in members], n_train, int(trainer["batch_size"]))
+    monitor = DivergenceMonitor(len(members), float(trainer["divergence_factor"]), device)
     started = time.perf_counter()
     bar = tqdm(
-        total=epochs * steps_per_epoch,
+        total=epochs * order.steps_per_epoch,
         desc=str(record["experiment"] or "train"),
         unit="step",
         disable=not trainer.get("progress", True),
@@ -164,36 +210,38 @@ def train(config: DictConfig | Mapping[str, Any], out_dir: Path) -> dict[str, An
         for epoch in range(1, epochs + 1):
             model.train()
             cost_sum = torch.zeros(len(members), device=device, dtype=torch.float64)
-            for idx in torch.randperm(n_train, generator=order).to(device).split(batch_size):
+            for idx in order.epoch(device):
                 step += 1
                 factor = stepsize_factor(str(trainer["stepsize_decay"]), step, epoch)
                 for group in optimizer.param_groups:
                     group["stepsize"] = group["initial_stepsize"] * factor
                 cost = model.cost(data.x_train[idx], data.y_train[idx])
+                active = monitor.check(cost, step, optimizer)
                 optimizer.zero_grad(set_to_none=True)
-                cost.sum().backward()  # members are independent: each gets its own gradient
+                # Members are independent: each gets the gradient of its own cost only.
+                torch.where(active, cost, 0.0).sum().backward()
                 optimizer.step()
-                cost_sum += cost.detach().double() * len(idx)
+                cost_sum += monitor.mask(cost.detach().double()) * idx.shape[-1]
                 bar.update(1)
             train_cost = (cost_sum / n_train).tolist()
-            full = model.evaluate(data.x_train, data.y_train, int(trainer["eval_batch_size"]))
-            test = model.evaluate(data.x_test, data.y_test, int(trainer["eval_batch_size"]))
+            eval_batch = int(trainer["eval_batch_size"])
+            full = model.evaluate(data.x_train, data.y_train, eval_batch)
+            test = model.evaluate(data.x_test, data.y_test, eval_batch)
             elapsed = time.perf_counter() - started
+            columns = {
+                "train_cost_full": monitor.mask(full["cost"]).tolist(),
+                "test_loss": monitor.mask(test["loss"]).tolist(),
+                "test_accuracy": monitor.mask(test["accuracy"]).tolist(),
+            }
             for k in range(len(members)):
-                record["curves"].append(
-                    {
-                        "member": k,
-                        "epoch": epoch,
-                        "train_cost": train_cost[k],
-                        "train_cost_full": full["cost"][k].item(),
-                        "test_loss": test["loss"][k].item(),
-                        "test_accuracy": test["accuracy"][k].item(),
-                        "wall_time_s": elapsed,
-                    }
-                )
+                row = {"member": k, "epoch": epoch, "train_cost": train_cost[k]}
+                row.update({name: values[k] for name, values in columns.items()})
+                record["curves"].append({**row, "wall_time_s": elapsed})
+            record["diverged"] = monitor.diverged
             record["wall_time_s"] = elapsed
             save_record(record, out_dir)
-            bar.set_postfix(cost=f"{min(train_cost):.4f}", refresh=False)
+            finite = [c for c in train_cost if math.isfinite(c)]
+            bar.set_postfix(cost=f"{min(finite):.4f}" if finite else "diverged", refresh=False)
     except KeyboardInterrupt:
         record["status"] = "interrupted"
         record["wall_time_s"] = time.perf_counter() - started

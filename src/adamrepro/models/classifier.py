@@ -29,9 +29,10 @@ class Classifier(nn.Module):
 
     def losses(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """(cross-entropy per member, accuracy per member), means over the minibatch."""
-        logits = self(x)
+        logits = self(x)  # x: (B, ...) shared by the members, or (G, B, ...) one batch each
         g, b, c = logits.shape
-        ce = F.cross_entropy(logits.reshape(g * b, c), y.repeat(g), reduction="none")
+        y = y.expand(g, b)
+        ce = F.cross_entropy(logits.reshape(g * b, c), y.reshape(-1), reduction="none")
         accuracy = (logits.argmax(-1) == y).float().mean(1)
         return ce.view(g, b).mean(1), accuracy
 
@@ -57,7 +58,8 @@ class Classifier(nn.Module):
 
 
 class LogisticRegression(Classifier):
-    """Multiclass logistic regression on the raw inputs (section 6.1): softmax(x W + b)."""
+    """Multiclass logistic regression on the raw inputs (section 6.1): softmax(x W + b).
+    Inputs are flat: (B, in) or (G, B, in)."""
 
     def __init__(
         self, in_features: int, num_classes: int, seeds: Sequence[int], weight_decay: float = 0.0
@@ -71,4 +73,4 @@ class LogisticRegression(Classifier):
         return self.linear.members
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.linear(x.flatten(1) if x.dim() > 2 else x)
+        return self.linear(x)

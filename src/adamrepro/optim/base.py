@@ -133,6 +133,19 @@ def _restore(p: Tensor, state: dict, frozen: Tensor, kept: dict) -> None:
 
 
 # -- pieces shared by several rules ---------------------------------------------------------
+def ema_(average: Tensor, value: Tensor, beta: Hyper) -> Tensor:
+    """average <- beta average + (1 - beta) value, in place (one fused lerp)."""
+    return average.lerp_(value, 1 - beta)
+
+
+def sub_ratio_(param: Tensor, numerator: Tensor, denominator: Tensor, scale: Hyper) -> None:
+    """param <- param - scale numerator / denominator, in place; fused when `scale` is a number."""
+    if isinstance(scale, Tensor):
+        param.sub_(numerator.div(denominator).mul_(scale))
+    else:
+        param.addcdiv_(numerator, denominator, value=-scale)
+
+
 def momentum_step(
     param: Tensor,
     direction: Tensor,
@@ -186,7 +199,7 @@ class TemporalAveraging:
     """
 
     def _average(self, param: Tensor, state: dict[str, Any], beta: Hyper) -> None:
-        state["average"].mul_(beta).add_((1 - beta) * param)
+        ema_(state["average"], param, beta)
 
     @contextmanager
     def averaged_parameters(self) -> Iterator[None]:

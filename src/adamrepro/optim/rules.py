@@ -12,7 +12,15 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from .base import Hyper, PaperOptimizer, TemporalAveraging, has_momentum, momentum_step
+from .base import (
+    Hyper,
+    PaperOptimizer,
+    TemporalAveraging,
+    ema_,
+    has_momentum,
+    momentum_step,
+    sub_ratio_,
+)
 
 _UNIT = (0.0, 1.0)  # [0, 1)
 _NONNEG = (0.0, None)
@@ -57,7 +65,7 @@ class AdaGrad(PaperOptimizer):
 
     def update(self, param, grad, state, t, *, stepsize, eps, initial_accumulator):
         s = state["sum_sq"].addcmul_(grad, grad)
-        param.sub_(stepsize * grad / (s.sqrt() + eps))
+        sub_ratio_(param, grad, s.sqrt().add_(eps), stepsize)
 
 
 class RMSProp(PaperOptimizer):
@@ -102,7 +110,7 @@ class RMSProp(PaperOptimizer):
         eps_inside_sqrt,
         torch_momentum_form,
     ):
-        v = state["v"].mul_(beta2).add_((1 - beta2) * grad * grad)
+        v = ema_(state["v"], grad.square(), beta2)
         denom = (v + eps).sqrt() if eps_inside_sqrt else v.sqrt() + eps
         momentum_step(param, grad / denom, state, stepsize, momentum, nesterov, torch_momentum_form)
 
@@ -123,9 +131,9 @@ class AdaDelta(PaperOptimizer):
         return {"sq_grad": torch.zeros_like(param), "sq_delta": torch.zeros_like(param)}
 
     def update(self, param, grad, state, t, *, stepsize, rho, eps):
-        sq_grad = state["sq_grad"].mul_(rho).add_((1 - rho) * grad * grad)
-        delta = (state["sq_delta"] + eps).sqrt() / (sq_grad + eps).sqrt() * grad
-        state["sq_delta"].mul_(rho).add_((1 - rho) * delta * delta)
+        sq_grad = ema_(state["sq_grad"], grad.square(), rho)
+        delta = (state["sq_delta"] + eps).sqrt_().div_((sq_grad + eps).sqrt_()).mul_(grad)
+        ema_(state["sq_delta"], delta.square(), rho)
         param.sub_(stepsize * delta)
 
 
@@ -173,12 +181,13 @@ class Adam(TemporalAveraging, PaperOptimizer):
         averaging,
         averaging_beta,
     ):
-        m = state["m"].mul_(beta1).add_((1 - beta1) * grad)
-        v = state["v"].mul_(beta2).add_((1 - beta2) * grad * grad)
+        m = ema_(state["m"], grad, beta1)
+        v = ema_(state["v"], grad.square(), beta2)
         if bias_correction:
-            param.sub_(stepsize / (1 - beta1**t) * m / (v.sqrt() / _sqrt(1 - beta2**t) + eps))
+            denominator = v.sqrt().div_(_sqrt(1 - beta2**t)).add_(eps)
+            sub_ratio_(param, m, denominator, stepsize / (1 - beta1**t))
         else:
-            param.sub_(stepsize * m / (v.sqrt() + eps))
+            sub_ratio_(param, m, v.sqrt().add_(eps), stepsize)
         if averaging:
             self._average(param, state, beta2 if averaging_beta is None else averaging_beta)
 
@@ -208,7 +217,7 @@ class AdaMax(TemporalAveraging, PaperOptimizer):
     def update(
         self, param, grad, state, t, *, stepsize, beta1, beta2, eps, averaging, averaging_beta
     ):
-        m = state["m"].mul_(beta1).add_((1 - beta1) * grad)
+        m = ema_(state["m"], grad, beta1)
         u = torch.maximum(state["u"].mul_(beta2), grad.abs() + eps, out=state["u"])
         ratio = torch.where(u > 0, m / u, torch.zeros_like(m))
         param.sub_(stepsize / (1 - beta1**t) * ratio)
