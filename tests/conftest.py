@@ -55,3 +55,60 @@ def shared_mnist() -> Path:
     if not (SHARED_DATA / "mnist" / "train-images-idx3-ubyte.gz").is_file():
         pytest.skip("../shared/data/mnist is not here")
     return SHARED_DATA
+
+
+POSITIVE = ["good", "great", "wonderful", "loved", "fine", "superb"]
+NEGATIVE = ["bad", "awful", "boring", "hated", "worst", "dull"]
+NEUTRAL = ["the", "movie", "film", "plot", "actor", "scene", "story", "ending", "music"]
+
+
+def make_imdb(root: Path, per_class: int = 40, seed: int = 0, tarball: bool = False) -> Path:
+    """An aclImdb folder (or aclImdb.tar.gz) in the original layout:
+    aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt, with learnable reviews."""
+    import tarfile
+
+    rng = np.random.default_rng(seed)
+    folder = root / "aclImdb"
+    for split in ("train", "test"):
+        for label, words in (("pos", POSITIVE), ("neg", NEGATIVE)):
+            (folder / split / label).mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                tokens = list(rng.choice(NEUTRAL, 12)) + list(rng.choice(words, 3))
+                rng.shuffle(tokens)
+                rating = int(rng.integers(7, 11) if label == "pos" else rng.integers(1, 5))
+                text = " ".join(tokens).capitalize() + ".<br /><br />The End."
+                (folder / split / label / f"{i}_{rating}.txt").write_text(text)
+    (folder / "imdb.vocab").write_text("\n".join(NEUTRAL + POSITIVE + NEGATIVE))
+    if tarball:
+        import shutil
+
+        with tarfile.open(root / "aclImdb_v1.tar.gz", "w:gz") as archive:
+            archive.add(folder, arcname="aclImdb")
+        shutil.rmtree(folder)
+        return root / "aclImdb_v1.tar.gz"
+    return folder
+
+
+@pytest.fixture
+def imdb_root(tmp_path: Path) -> Path:
+    make_imdb(tmp_path / "imdb_data")
+    return tmp_path / "imdb_data"
+
+
+@pytest.fixture
+def shared_imdb() -> Path:
+    if not (SHARED_DATA / "imdb" / "aclImdb_labeled_text.tar.gz").is_file():
+        pytest.skip("../shared/data/imdb is not here")
+    return SHARED_DATA
+
+
+def hydra_config(*overrides: str):
+    """The project's Hydra config with overrides, composed as the command line would."""
+    from hydra import compose, initialize_config_dir
+
+    from adamrepro.train import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(
+            "train", overrides=["trainer.progress=false", "experiment_name=test", *overrides]
+        )

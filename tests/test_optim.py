@@ -19,7 +19,14 @@ from adamrepro.optim import (
     build_optimizer,
 )
 
-torch.set_default_dtype(torch.float64)
+
+@pytest.fixture(autouse=True)
+def float64():
+    """Every test here runs in float64 (restored afterwards: other modules use float32)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 def _problem(seed: int = 0, members: int | None = None):

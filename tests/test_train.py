@@ -9,25 +9,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from adamrepro.errors import ConfigError
 from adamrepro.models import build_model
-from adamrepro.train import CONFIG_DIR, population, stack_settings, train
-from conftest import REPO
+from adamrepro.train import population, stack_settings, train
+from conftest import REPO, hydra_config
 
 
 def config(*overrides: str):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(
-            "train",
-            overrides=[
-                "experiment=mnist_logreg",
-                "trainer.progress=false",
-                "experiment_name=test",
-                *overrides,
-            ],
-        )
+    return hydra_config("experiment=mnist_logreg", *overrides)
 
 
 def tiny(root: Path, *overrides: str):

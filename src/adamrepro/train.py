@@ -94,22 +94,29 @@ def stepsize_factor(decay: str, step: int, epoch: int) -> float:
 
 class MinibatchOrder:
     """Minibatches as index permutations of the training set, one permutation per epoch for
-    each distinct seed of the population: members with the same seed see the same minibatches
-    (indices of shape (B,), shared), members with different seeds their own ((G, B))."""
+    each distinct seed: members with the same seed see the same minibatches.
+
+    Yields indices of shape (B,) when all members share one seed, else (S, B) where member g
+    reads row g % S. Populations list seeds fastest (`population`), so S is the number of
+    seeds and each row is shared by every member of that seed; any other layout gets one row
+    per member (S = G).
+    """
 
     def __init__(self, seeds: Sequence[int], n: int, batch_size: int) -> None:
-        distinct = sorted(set(seeds))
-        self.generators = [torch.Generator().manual_seed(int(s)) for s in distinct]
-        self.rows = torch.tensor([distinct.index(s) for s in seeds])
+        distinct = list(dict.fromkeys(int(s) for s in seeds))
+        if any(int(seed) != distinct[g % len(distinct)] for g, seed in enumerate(seeds)):
+            distinct = [int(s) for s in seeds]  # not seed-fastest: one row per member
+        self.generators = {s: torch.Generator().manual_seed(s) for s in dict.fromkeys(distinct)}
+        self.row_seeds = distinct
         self.n, self.batch_size = n, batch_size
         self.steps_per_epoch = math.ceil(n / batch_size)
 
     def epoch(self, device: torch.device) -> Iterator[Tensor]:
-        perms = torch.stack([torch.randperm(self.n, generator=g) for g in self.generators])
-        perms = perms.to(device) if len(self.generators) == 1 else perms[self.rows].to(device)
+        perms = {s: torch.randperm(self.n, generator=g) for s, g in self.generators.items()}
+        rows = torch.stack([perms[s] for s in self.row_seeds]).to(device)
         for start in range(0, self.n, self.batch_size):
-            idx = perms[:, start : start + self.batch_size]
-            yield idx[0] if len(self.generators) == 1 else idx
+            idx = rows[:, start : start + self.batch_size]
+            yield idx[0] if len(self.row_seeds) == 1 else idx
 
 
 class DivergenceMonitor:

@@ -7,9 +7,11 @@ from typing import Any
 
 from ..errors import DataError, checked_call
 from .base import TensorData
+from .imdb import load_imdb
 from .mnist import load_mnist
+from .sparse import SparseBatch, SparseRows
 
-LOADERS: dict[str, Callable[..., TensorData]] = {"mnist": load_mnist}
+LOADERS: dict[str, Callable[..., TensorData]] = {"mnist": load_mnist, "imdb": load_imdb}
 
 
 def load_data(config: Mapping[str, Any]) -> TensorData:
@@ -21,4 +23,7 @@ def load_data(config: Mapping[str, Any]) -> TensorData:
     return checked_call(LOADERS[name], f"data {name}", **settings)
 
 
-__all__ = ["LOADERS", "DataError", "TensorData", "load_data", "load_mnist"]
+__all__ = [
+    "LOADERS", "DataError", "SparseBatch", "SparseRows", "TensorData", "load_data",
+    "load_imdb", "load_mnist",
+]  # fmt: skip

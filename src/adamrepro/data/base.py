@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -16,9 +17,9 @@ class TensorData:
     per-sample Python.
     """
 
-    x_train: Tensor
+    x_train: Any  # a Tensor, or SparseRows for bag-of-words inputs
     y_train: Tensor
-    x_test: Tensor
+    x_test: Any
     y_test: Tensor
     num_classes: int
 
@@ -29,6 +30,8 @@ class TensorData:
             if isinstance(value, Tensor):
                 cast = dtype if dtype is not None and value.is_floating_point() else None
                 value = value.to(device=device, dtype=cast)
+            elif hasattr(value, "to"):  # SparseRows
+                value = value.to(device=device, dtype=dtype)
             moved[f.name] = value
         return TensorData(**moved)
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..data import TensorData
 from ..errors import ConfigError, checked_call
-from .classifier import Classifier, LogisticRegression
+from .classifier import BagOfWordsLogisticRegression, Classifier, LogisticRegression
 from .layers import MemberLinear
 
 
@@ -23,7 +23,16 @@ def build_model(config: Mapping[str, Any], data: TensorData, seeds: Sequence[int
         return checked_call(
             LogisticRegression, "model logreg", in_features, data.num_classes, seeds, **settings
         )
-    raise ConfigError(f"unknown model {name!r}; choose one of logreg")
+    if name == "bow_logreg":
+        return checked_call(BagOfWordsLogisticRegression, "model bow_logreg",
+                            data.input_shape[0], data.num_classes, seeds, **settings)  # fmt: skip
+    raise ConfigError(f"unknown model {name!r}; choose one of logreg, bow_logreg")
 
 
-__all__ = ["Classifier", "LogisticRegression", "MemberLinear", "build_model"]
+__all__ = [
+    "BagOfWordsLogisticRegression",
+    "Classifier",
+    "LogisticRegression",
+    "MemberLinear",
+    "build_model",
+]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..data.sparse import SparseBatch
 from .layers import MemberLinear
 
 
@@ -27,26 +29,35 @@ class Classifier(nn.Module):
                     total = total + p.pow(2).flatten(1).sum(1)
         return 0.5 * self.weight_decay * total
 
-    def losses(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """(cross-entropy per member, accuracy per member), means over the minibatch."""
-        logits = self(x)  # x: (B, ...) shared by the members, or (G, B, ...) one batch each
+    def losses(self, x: Any, y: Tensor, accuracy: bool = True) -> tuple[Tensor, Tensor | None]:
+        """(cost per member, accuracy per member or None), means over the minibatch:
+        cross-entropy, or for one output the logistic loss of binary logistic regression
+        (the output is the log-odds of label 1)."""
+        logits = self(x)  # x: (B, ...) shared, or (S, B, ...): member g reads x[g % S]
         g, b, c = logits.shape
-        y = y.expand(g, b)
-        ce = F.cross_entropy(logits.reshape(g * b, c), y.reshape(-1), reduction="none")
-        accuracy = (logits.argmax(-1) == y).float().mean(1)
-        return ce.view(g, b).mean(1), accuracy
+        y = y.repeat(g // y.shape[0], 1) if y.dim() == 2 else y.expand(g, b)
+        if c == 1:
+            z = logits.squeeze(-1)
+            loss = F.binary_cross_entropy_with_logits(z, y.to(z.dtype), reduction="none")
+            correct = ((z > 0).long() == y) if accuracy else None
+        else:
+            loss = F.cross_entropy(logits.reshape(g * b, c), y.reshape(-1), reduction="none")
+            loss = loss.view(g, b)
+            correct = (logits.argmax(-1) == y) if accuracy else None
+        mean_correct = correct.to(logits.dtype).mean(1) if correct is not None else None
+        return loss.mean(1), mean_correct
 
-    def cost(self, x: Tensor, y: Tensor) -> Tensor:
-        """The training objective per member: mean cross-entropy + penalty, shape (G,)."""
-        return self.losses(x, y)[0] + self.penalty()
+    def cost(self, x: Any, y: Tensor) -> Tensor:
+        """The training objective per member: mean cost + penalty, shape (G,)."""
+        return self.losses(x, y, accuracy=False)[0] + self.penalty()
 
     @torch.no_grad()
-    def evaluate(self, x: Tensor, y: Tensor, batch_size: int) -> dict[str, Tensor]:
+    def evaluate(self, x: Any, y: Tensor, batch_size: int) -> dict[str, Tensor]:
         """Cost, cross-entropy and accuracy over a whole set, in evaluation mode."""
         was_training = self.training
         self.eval()
-        ce_sum = torch.zeros(self.members, device=x.device)
-        hits = torch.zeros(self.members, device=x.device)
+        ce_sum = torch.zeros(self.members, device=y.device)
+        hits = torch.zeros(self.members, device=y.device)
         for start in range(0, len(x), batch_size):
             xb, yb = x[start : start + batch_size], y[start : start + batch_size]
             ce, acc = self.losses(xb, yb)
@@ -74,3 +85,33 @@ class LogisticRegression(Classifier):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.linear(x)
+
+
+class BagOfWordsLogisticRegression(Classifier):
+    """Logistic regression on sparse bag-of-words rows with dropout noise on the features
+    (section 6.1, IMDB): each nonzero feature is zeroed with probability `input_dropout` (and
+    the rest scaled by 1/(1 - p)) during training, independently for each member. Two classes
+    give one output, the log-odds of the positive class."""
+
+    def __init__(self, vocab_size: int, num_classes: int, seeds: Sequence[int],
+                 weight_decay: float = 0.0, input_dropout: float = 0.5):  # fmt: skip
+        super().__init__()
+        outputs = 1 if num_classes == 2 else num_classes
+        self.linear = MemberLinear(vocab_size, outputs, seeds)
+        self.dropout = nn.Dropout(input_dropout)
+        self.weight_decay = weight_decay
+
+    @property
+    def members(self) -> int:  # type: ignore[override]
+        return self.linear.members
+
+    def forward(self, x: SparseBatch) -> Tensor:
+        weight, bias = self.linear.weight, self.linear.bias  # (G, V, C), (G, C)
+        g, _, c = weight.shape
+        s = x.groups or 1  # member g reads the rows of group g % s
+        k, b = g // s, len(x)
+        group = x.row // b  # the group of each nonzero entry
+        value = self.dropout(x.value.expand(k, -1))  # (K, nnz): each member its own mask
+        terms = weight.view(k, s, -1, c)[:, group, x.col, :] * value.unsqueeze(-1)
+        logits = weight.new_zeros(k, x.rows, c).index_add_(1, x.row, terms)
+        return logits.view(k, s, b, c).reshape(g, b, c) + bias.unsqueeze(1)

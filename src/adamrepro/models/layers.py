@@ -20,7 +20,9 @@ class MemberLinear(nn.Module):
 
     Initialised as torch's nn.Linear (uniform in +-1/sqrt(in)), member k from `seeds[k]`:
     members with the same seed start from the same point, as the paper's protocol asks.
-    The input is (B, in), shared by all members, or (G, B, in); the output is (G, B, out).
+    The input is (B, in), shared by all members, or (S, B, in) with S dividing G, member g
+    reading x[g % S] (the members of one seed share their minibatch); the output is
+    (G, B, out).
     """
 
     def __init__(self, in_features: int, out_features: int, seeds: Sequence[int], salt: int = 0):
@@ -48,7 +50,10 @@ class MemberLinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() == 2:  # the same minibatch for every member: one (B, in) x (in, G*out) product
             return torch.einsum("bi,gio->gbo", x, self.weight) + self.bias.unsqueeze(1)
-        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
+        g, i, o = self.weight.shape
+        s, b = x.shape[0], x.shape[1]  # one (B, in) x (in, G/S*out) product per row of x
+        out = torch.einsum("sbi,ksio->ksbo", x, self.weight.view(g // s, s, i, o))
+        return out.reshape(g, b, o) + self.bias.unsqueeze(1)
 
     def extra_repr(self) -> str:
         g, i, o = self.weight.shape

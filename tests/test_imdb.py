@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from adamrepro.data import DataError, SparseRows, load_imdb
+from adamrepro.data.imdb import bag_of_words, load_imdb_text
+from adamrepro.models import BagOfWordsLogisticRegression
+from adamrepro.train import train
+from conftest import hydra_config, make_imdb
+
+
+def dense(rows: SparseRows) -> torch.Tensor:
+    out = torch.zeros(rows.shape)
+    batch = rows[torch.arange(len(rows))]
+    out[batch.row, batch.col] = batch.value
+    return out
+
+
+def test_local_folder_and_tarball_give_the_same_dataset_dict(tmp_path: Path):
+    make_imdb(tmp_path / "a", per_class=5)
+    make_imdb(tmp_path / "b", per_class=5, tarball=True)
+    folder, tarball = load_imdb_text(tmp_path / "a"), load_imdb_text(tmp_path / "b")
+    assert set(folder) == {"train", "test"}
+    assert folder["train"].num_rows == 10 and folder["test"].num_rows == 10
+    assert folder["train"]["label"] == [0] * 5 + [1] * 5
+    assert folder["train"]["text"] == tarball["train"]["text"]
+    assert folder["test"]["label"] == tarball["test"]["label"]
+
+
+def test_vocabulary_size_and_binary_or_count_features(imdb_root: Path):
+    binary = load_imdb(imdb_root, vocab_size=7, binary=True)
+    counts = load_imdb(imdb_root, vocab_size=7, binary=False)
+    assert binary.x_train.shape == (80, 7) and binary.x_test.shape == (80, 7)
+    assert binary.num_classes == 2 and binary.y_train.tolist() == [0] * 40 + [1] * 40
+    assert set(dense(binary.x_train).unique().tolist()) <= {0.0, 1.0}
+    assert dense(counts.x_train).max() > 1  # "the" and other words repeat within a review
+    assert torch.equal(dense(counts.x_train) > 0, dense(binary.x_train) > 0)
+    text = load_imdb_text(imdb_root)
+    _, _, vocabulary = bag_of_words(text["train"]["text"], text["test"]["text"], 100, True)
+    assert "br" not in vocabulary and "the" in vocabulary and "great" in vocabulary
+
+
+def test_features_are_cached_by_what_built_them(imdb_root: Path, tmp_path: Path, monkeypatch):
+    cache = tmp_path / "cache"
+    first = load_imdb(imdb_root, vocab_size=10, cache_dir=cache)
+    assert len(list(cache.glob("*.npz"))) == 1
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the text was read again")
+
+    monkeypatch.setattr("adamrepro.data.imdb.load_imdb_text", no_reading)
+    again = load_imdb(imdb_root, vocab_size=10, cache_dir=cache)
+    assert torch.equal(dense(first.x_train), dense(again.x_train))
+    assert torch.equal(first.y_test, again.y_test)
+    with pytest.raises(AssertionError, match="read again"):
+        load_imdb(imdb_root, vocab_size=10, binary=False, cache_dir=cache)  # another key
+
+
+def test_missing_imdb_is_one_clear_line(tmp_path: Path):
+    with pytest.raises(DataError) as error:
+        load_imdb(tmp_path / "nowhere", source="local")
+    assert "\n" not in str(error.value)
+    assert str(tmp_path / "nowhere") in str(error.value) and "data.root" in str(error.value)
+
+
+def test_sparse_forward_equals_the_dense_product_and_dropout_is_training_only(imdb_root):
+    data = load_imdb(imdb_root, vocab_size=12)
+    model = BagOfWordsLogisticRegression(12, 2, seeds=[0, 1, 2], input_dropout=0.5)
+    x = data.x_train[torch.arange(16)]
+    model.eval()
+    expected = dense(data.x_train)[:16] @ model.linear.weight + model.linear.bias.unsqueeze(1)
+    assert torch.allclose(model(x), expected, atol=1e-6)
+    assert torch.equal(model(x), model(x))
+    per_member = data.x_train[torch.arange(16).expand(3, -1)]  # member-major rows
+    assert torch.allclose(model(per_member), expected, atol=1e-6)
+    model.train()
+    assert not torch.allclose(model(x), expected)
+    twins = BagOfWordsLogisticRegression(12, 2, seeds=[0, 0], input_dropout=0.5).train()
+    noisy = twins(x)  # the same weights: outputs differ only through each member's own masks
+    assert not torch.equal(noisy[0], noisy[1])
+    assert torch.equal(twins.eval()(x)[0], twins(x)[1])
+
+
+def test_real_imdb_loads_with_the_papers_vocabulary(shared_imdb: Path, tmp_path: Path):
+    data = load_imdb(shared_imdb, vocab_size=10000, cache_dir=tmp_path)
+    assert data.x_train.shape == (25000, 10000) and data.x_test.shape == (25000, 10000)
+    assert data.y_train.sum().item() == 12500
+
+
+def test_a_short_imdb_population_learns(imdb_root: Path, tmp_path: Path):
+    cfg = hydra_config(
+        "experiment=imdb_bow", f"data.root={imdb_root}", f"data.cache_dir={tmp_path / 'c'}",
+        "data.vocab_size=30", "trainer.epochs=4", "trainer.batch_size=16",
+        "optimizer=adam", "+grid.stepsize=[0.01,0.1]", "sweep.seeds=[0,1]",
+    )  # fmt: skip
+    record = train(cfg, tmp_path / "run")
+    last = [r for r in record["curves"] if r["epoch"] == 4]
+    assert len(last) == 4 and record["diverged"] == {}
+    assert max(r["test_accuracy"] for r in last) > 0.9
+    first = [r for r in record["curves"] if r["epoch"] == 1]
+    assert all(b["train_cost"] < a["train_cost"] for a, b in zip(first, last, strict=True))
