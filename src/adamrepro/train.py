@@ -4,9 +4,9 @@
     python -m adamrepro.train -m experiment=mnist_logreg optimizer=adam,adagrad \
         optimizer.stepsize=1e-3,1e-2
 
-A run trains a *population*: G members with the same model, data order and initialisation
-(members with the same seed start from the same point), each with its own hyperparameters.
-An ordinary run is a population of one.
+A run trains a *population*: G members of the same model, each with its own hyperparameters
+(a grid point) and seed. Members with the same seed share their initialisation and their
+minibatches; each seed has its own. An ordinary run is a population of one.
 """
 
 from __future__ import annotations
