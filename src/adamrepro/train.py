@@ -66,16 +66,14 @@ def stack_settings(members: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     number, one that differs becomes a tensor with one value per member."""
     stacked: dict[str, Any] = {}
     for key in members[0]:
-        if key == "seed":
+        if key in ("seed", "label"):  # the label names the optimizer; it sets nothing
             continue
         values = [m[key] for m in members]
         if all(v == values[0] for v in values):
             stacked[key] = values[0]
-        elif key not in DESCRIPTIVE_KEYS and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
-        ):
+        elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             stacked[key] = torch.tensor([float(v) for v in values], dtype=torch.float64)
-        elif key != "label":
+        else:
             raise ConfigError(
                 f"the members of one run differ in {key!r} ({values[0]!r}, ...), which is not a "
                 "number: train them as separate runs"
@@ -180,9 +178,10 @@ def train(config: DictConfig | Mapping[str, Any], out_dir: Path) -> dict[str, An
     torch.manual_seed(int(cfg["seed"]))
 
     members = population(cfg)
+    seeds = [m["seed"] for m in members]
     settings = stack_settings(members)
     data = load_data(cfg["data"]).to(device, dtype)
-    model = build_model(cfg["model"], data, [m["seed"] for m in members]).to(device, dtype)
+    model = build_model(cfg["model"], data, seeds).to(device, dtype)
     optimizer = build_optimizer(model.parameters(), settings)
     for group in optimizer.param_groups:
         group["initial_stepsize"] = group["stepsize"]
@@ -201,7 +200,8 @@ def train(config: DictConfig | Mapping[str, Any], out_dir: Path) -> dict[str, An
         "diverged": {},
     }
     n_train, epochs = len(data.x_train), int(trainer["epochs"])
-    order = MinibatchOrder([m["seed"] for m in members], n_train, int(trainer["batch_size"]))
+    order = MinibatchOrder(seeds, n_train, int(trainer["batch_size"]))
+    decay, eval_batch = str(trainer["stepsize_decay"]), int(trainer["eval_batch_size"])
     monitor = DivergenceMonitor(len(members), float(trainer["divergence_factor"]), device)
     started = time.perf_counter()
     bar = tqdm(
@@ -219,7 +219,7 @@ def train(config: DictConfig | Mapping[str, Any], out_dir: Path) -> dict[str, An
             cost_sum = torch.zeros(len(members), device=device, dtype=torch.float64)
             for idx in order.epoch(device):
                 step += 1
-                factor = stepsize_factor(str(trainer["stepsize_decay"]), step, epoch)
+                factor = stepsize_factor(decay, step, epoch)
                 for group in optimizer.param_groups:
                     group["stepsize"] = group["initial_stepsize"] * factor
                 cost = model.cost(data.x_train[idx], data.y_train[idx])
@@ -231,7 +231,6 @@ def train(config: DictConfig | Mapping[str, Any], out_dir: Path) -> dict[str, An
                 cost_sum += monitor.mask(cost.detach().double()) * idx.shape[-1]
                 bar.update(1)
             train_cost = (cost_sum / n_train).tolist()
-            eval_batch = int(trainer["eval_batch_size"])
             full = model.evaluate(data.x_train, data.y_train, eval_batch)
             test = model.evaluate(data.x_test, data.y_test, eval_batch)
             elapsed = time.perf_counter() - started
@@ -249,16 +248,14 @@ def train(config: DictConfig | Mapping[str, Any], out_dir: Path) -> dict[str, An
             save_record(record, out_dir)
             finite = [c for c in train_cost if math.isfinite(c)]
             bar.set_postfix(cost=f"{min(finite):.4f}" if finite else "diverged", refresh=False)
+        record["status"] = "completed"
     except KeyboardInterrupt:
         record["status"] = "interrupted"
+        raise
+    finally:  # whatever stopped the run, its record says how far it got
+        bar.close()
         record["wall_time_s"] = time.perf_counter() - started
         save_record(record, out_dir)
-        bar.close()
-        raise
-    bar.close()
-    record["status"] = "completed"
-    record["wall_time_s"] = time.perf_counter() - started
-    save_record(record, out_dir)
     return record
 
 

@@ -125,6 +125,20 @@ def bag_of_words(texts_train, texts_test, vocab_size: int, binary: bool):
     return train, test, vectorizer.get_feature_names_out().tolist()
 
 
+def _pack(matrix, name: str) -> dict[str, np.ndarray]:
+    """A CSR matrix as named arrays for np.savez."""
+    return {f"{name}_data": matrix.data, f"{name}_indices": matrix.indices,
+            f"{name}_indptr": matrix.indptr, f"{name}_shape": np.asarray(matrix.shape)}  # fmt: skip
+
+
+def _unpack(stored, name: str):
+    """The CSR matrix that `_pack` stored under `name`."""
+    import scipy.sparse
+
+    parts = (stored[f"{name}_data"], stored[f"{name}_indices"], stored[f"{name}_indptr"])
+    return scipy.sparse.csr_matrix(parts, shape=tuple(stored[f"{name}_shape"]))
+
+
 def load_imdb(
     root: str | Path,
     source: str = "auto",
@@ -133,8 +147,6 @@ def load_imdb(
     cache_dir: str | Path | None = None,
 ) -> TensorData:
     """Bag-of-words IMDB as sparse rows, labels 0/1; cached under `cache_dir` when given."""
-    import scipy.sparse
-
     if source not in ("auto", "local", "hub"):
         raise DataError(f"data.source must be auto, local or hub, got {source!r}")
     root = Path(root).expanduser()
@@ -144,14 +156,7 @@ def load_imdb(
     cached = Path(cache_dir).expanduser() / f"imdb_bow_{key}.npz" if cache_dir else None
     if cached is not None and cached.is_file():
         stored = np.load(cached, allow_pickle=False)
-        train = scipy.sparse.csr_matrix(
-            (stored["train_data"], stored["train_indices"], stored["train_indptr"]),
-            shape=tuple(stored["train_shape"]),
-        )
-        test = scipy.sparse.csr_matrix(
-            (stored["test_data"], stored["test_indices"], stored["test_indptr"]),
-            shape=tuple(stored["test_shape"]),
-        )
+        train, test = _unpack(stored, "train"), _unpack(stored, "test")
         y_train, y_test = stored["y_train"], stored["y_test"]
     else:
         text = load_imdb_text(root, source)
@@ -162,14 +167,9 @@ def load_imdb(
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
             tmp = cached.with_suffix(".tmp.npz")
-            np.savez(
-                tmp, y_train=y_train, y_test=y_test,
-                **{f"{name}_{part}": getattr(matrix, part) if part != "shape"
-                   else np.asarray(matrix.shape)
-                   for name, matrix in (("train", train), ("test", test))
-                   for part in ("data", "indices", "indptr", "shape")},
-            )  # fmt: skip
-            tmp.replace(cached)
+            np.savez(tmp, y_train=y_train, y_test=y_test, **_pack(train, "train"),
+                     **_pack(test, "test"))  # fmt: skip
+            tmp.replace(cached)  # atomic: a half-written cache is never read
     return TensorData(
         x_train=SparseRows.from_scipy(train),
         y_train=torch.from_numpy(np.asarray(y_train)),

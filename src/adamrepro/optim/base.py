@@ -61,7 +61,7 @@ def check_range(name: str, value: Hyper, low: float, high: float | None = None) 
 class PaperOptimizer(torch.optim.Optimizer):
     """A `torch.optim.Optimizer` built from an (init_state, update) pair.
 
-    Subclasses set `defaults` (every hyperparameter with its paper default), `ranges`
+    Subclasses set `defaults_` (every hyperparameter with its paper default), `ranges`
     (name -> (low, high) checked at construction) and implement `init_state` and `update`.
     The per-parameter state carries `step`, the t of the paper's equations (starting at 1).
 
@@ -101,6 +101,8 @@ class PaperOptimizer(torch.optim.Optimizer):
         for group in self.param_groups:
             hyper = {k: group[k] for k in self.defaults_}
             frozen = group.get("frozen")
+            if frozen is not None and not bool(frozen.any()):  # checked once per group
+                frozen = None
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -118,7 +120,7 @@ class PaperOptimizer(torch.optim.Optimizer):
 
 
 def _snapshot(p: Tensor, state: dict, frozen: Tensor | None) -> dict | None:
-    if frozen is None or not bool(frozen.any()):
+    if frozen is None:
         return None
     kept = {"__param__": p[frozen].clone()}
     tensors = {k: v for k, v in state.items() if isinstance(v, Tensor) and v.dim()}
@@ -186,9 +188,9 @@ def has_momentum(group: dict[str, Any]) -> bool:
     return any(v != 0 for v in _values(group["momentum"]))
 
 
-def averaging_beta(group: dict[str, Any]) -> Hyper:
+def temporal_beta(beta2: Hyper, averaging_beta: Hyper | None) -> Hyper:
     """The beta of temporal averaging: `averaging_beta`, or beta2 when it is None (the paper)."""
-    return group["beta2"] if group["averaging_beta"] is None else group["averaging_beta"]
+    return beta2 if averaging_beta is None else averaging_beta
 
 
 class TemporalAveraging:
@@ -198,8 +200,9 @@ class TemporalAveraging:
     with beta = `averaging_beta` (the paper uses beta2). Mixed into Adam and AdaMax.
     """
 
-    def _average(self, param: Tensor, state: dict[str, Any], beta: Hyper) -> None:
-        ema_(state["average"], param, beta)
+    def _average(self, param: Tensor, state: dict[str, Any], beta2: Hyper,
+                 averaging_beta: Hyper | None) -> None:  # fmt: skip
+        ema_(state["average"], param, temporal_beta(beta2, averaging_beta))
 
     @contextmanager
     def averaged_parameters(self) -> Iterator[None]:
@@ -212,7 +215,7 @@ class TemporalAveraging:
                 state = self.state[p]  # type: ignore[attr-defined]
                 if "average" not in state:
                     continue
-                beta = member_view(averaging_beta(group), p)
+                beta = member_view(temporal_beta(group["beta2"], group["averaging_beta"]), p)
                 saved.append((p, p.detach().clone()))
                 p.data.copy_(state["average"] / (1 - beta ** state["step"]))
         try:

@@ -189,7 +189,7 @@ class Adam(TemporalAveraging, PaperOptimizer):
         else:
             sub_ratio_(param, m, v.sqrt().add_(eps), stepsize)
         if averaging:
-            self._average(param, state, beta2 if averaging_beta is None else averaging_beta)
+            self._average(param, state, beta2, averaging_beta)
 
 
 class AdaMax(TemporalAveraging, PaperOptimizer):
@@ -222,7 +222,7 @@ class AdaMax(TemporalAveraging, PaperOptimizer):
         ratio = torch.where(u > 0, m / u, torch.zeros_like(m))
         param.sub_(stepsize / (1 - beta1**t) * ratio)
         if averaging:
-            self._average(param, state, beta2 if averaging_beta is None else averaging_beta)
+            self._average(param, state, beta2, averaging_beta)
 
 
 def _sqrt(x: Hyper) -> Hyper:
