@@ -33,13 +33,15 @@ from .records import environment, save_record
 STEPSIZE_DECAYS = ("none", "sqrt_step", "sqrt_epoch")
 
 
-def population(config: Mapping[str, Any]) -> list[dict[str, Any]]:
+def population(config: DictConfig | Mapping[str, Any]) -> list[dict[str, Any]]:
     """The members of the run: the optimizer config with each combination of its grid's
     values, for each seed.
 
     The grid is `sweep.grids[<optimizer label>]` (the figure's protocol) updated by `grid`
     (setting -> list of values, for a one-off); the seeds are `sweep.seeds`, else [seed].
     """
+    if isinstance(config, DictConfig):
+        config = OmegaConf.to_container(config, resolve=True)  # type: ignore[assignment]
     optimizer = dict(config["optimizer"])
     sweep = config.get("sweep") or {}
     grid = {
@@ -146,9 +148,26 @@ class DivergenceMonitor:
         return torch.where(self.active, values, torch.full_like(values, math.nan))
 
 
+def evaluation(model: torch.nn.Module, data: Any, batch_size: int, monitor: DivergenceMonitor,
+               due: bool) -> dict[str, list[float]]:  # fmt: skip
+    """The end-of-epoch columns of every member: full-training-set cost, test loss and test
+    accuracy (NaN for the diverged members, and for all when no evaluation is `due`)."""
+    if not due:
+        nan = [math.nan] * len(monitor.active)
+        return {"train_cost_full": nan, "test_loss": nan, "test_accuracy": nan}
+    full = model.evaluate(data.x_train, data.y_train, batch_size)
+    test = model.evaluate(data.x_test, data.y_test, batch_size)
+    return {
+        "train_cost_full": monitor.mask(full["cost"]).tolist(),
+        "test_loss": monitor.mask(test["loss"]).tolist(),
+        "test_accuracy": monitor.mask(test["accuracy"]).tolist(),
+    }
+
+
 def _check_trainer(trainer: Mapping[str, Any]) -> None:
-    if int(trainer["epochs"]) < 1 or int(trainer["batch_size"]) < 1:
-        raise ConfigError("trainer.epochs and trainer.batch_size must be at least 1")
+    for key in ("epochs", "batch_size", "eval_every"):
+        if int(trainer[key]) < 1:
+            raise ConfigError(f"trainer.{key} must be at least 1, got {trainer[key]}")
     if trainer["stepsize_decay"] not in STEPSIZE_DECAYS:
         raise ConfigError(
             f"trainer.stepsize_decay must be one of {', '.join(STEPSIZE_DECAYS)}, "
@@ -212,11 +231,15 @@ def train(config: DictConfig | Mapping[str, Any], out_dir: Path) -> dict[str, An
         file=sys.stderr,
         dynamic_ncols=True,
     )
+    eval_every, step_log_epochs = int(trainer["eval_every"]), int(trainer["step_log_epochs"])
+    if step_log_epochs:
+        record["step_costs"] = {"steps_per_epoch": order.steps_per_epoch, "cost": []}
     step = 0
     try:
         for epoch in range(1, epochs + 1):
             model.train()
             cost_sum = torch.zeros(len(members), device=device, dtype=torch.float64)
+            step_costs: list[Tensor] = []
             for idx in order.epoch(device):
                 step += 1
                 factor = stepsize_factor(decay, step, epoch)
@@ -228,17 +251,18 @@ def train(config: DictConfig | Mapping[str, Any], out_dir: Path) -> dict[str, An
                 # Members are independent: each gets the gradient of its own cost only.
                 torch.where(active, cost, 0.0).sum().backward()
                 optimizer.step()
-                cost_sum += monitor.mask(cost.detach().double()) * idx.shape[-1]
+                masked = monitor.mask(cost.detach().double())
+                cost_sum += masked * idx.shape[-1]
+                if epoch <= step_log_epochs:
+                    step_costs.append(masked)
                 bar.update(1)
             train_cost = (cost_sum / n_train).tolist()
-            full = model.evaluate(data.x_train, data.y_train, eval_batch)
-            test = model.evaluate(data.x_test, data.y_test, eval_batch)
+            if step_costs:
+                record["step_costs"]["cost"].extend(torch.stack(step_costs).tolist())
+            columns = evaluation(
+                model, data, eval_batch, monitor, epoch % eval_every == 0 or epoch == epochs
+            )
             elapsed = time.perf_counter() - started
-            columns = {
-                "train_cost_full": monitor.mask(full["cost"]).tolist(),
-                "test_loss": monitor.mask(test["loss"]).tolist(),
-                "test_accuracy": monitor.mask(test["accuracy"]).tolist(),
-            }
             for k in range(len(members)):
                 row = {"member": k, "epoch": epoch, "train_cost": train_cost[k]}
                 row.update({name: values[k] for name, values in columns.items()})

@@ -94,8 +94,11 @@ def _download(root: Path) -> None:
         ) from None
 
 
-def load_mnist(root: str | Path, download: bool = True, verify: bool = True) -> TensorData:
-    """MNIST as float pixels in [0, 1], flattened to 784, with integer labels."""
+def load_mnist(
+    root: str | Path, download: bool = True, verify: bool = True, binarize: bool = False
+) -> TensorData:
+    """MNIST as float pixels in [0, 1], flattened to 784, with integer labels; `binarize`
+    thresholds the pixels at 0.5 (fixed binarisation: each pixel 0 or 1)."""
     root = Path(root).expanduser()
     files = find_files(root)
     if files is None and download:
@@ -110,7 +113,8 @@ def load_mnist(root: str | Path, download: bool = True, verify: bool = True) -> 
     arrays = {key: _read(path, verify) for key, path in files.items()}
 
     def images(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(a.reshape(len(a), -1).astype(np.float32) / 255.0)
+        pixels = torch.from_numpy(a.reshape(len(a), -1).astype(np.float32) / 255.0)
+        return (pixels >= 0.5).float() if binarize else pixels
 
     def labels(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(a.astype(np.int64))

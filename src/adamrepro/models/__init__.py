@@ -10,8 +10,16 @@ from torch import nn
 
 from ..data import TensorData
 from ..errors import ConfigError, checked_call
-from .classifier import BagOfWordsLogisticRegression, Classifier, LogisticRegression
+from .classifier import (
+    BagOfWordsLogisticRegression,
+    Classifier,
+    LogisticRegression,
+    MultilayerNetwork,
+)
 from .layers import MemberLinear
+from .vae import VariationalAutoencoder
+
+MODELS = ("logreg", "bow_logreg", "mlp", "vae")
 
 
 def build_model(config: Mapping[str, Any], data: TensorData, seeds: Sequence[int]) -> nn.Module:
@@ -26,7 +34,13 @@ def build_model(config: Mapping[str, Any], data: TensorData, seeds: Sequence[int
     if name == "bow_logreg":
         return checked_call(BagOfWordsLogisticRegression, "model bow_logreg",
                             data.input_shape[0], data.num_classes, seeds, **settings)  # fmt: skip
-    raise ConfigError(f"unknown model {name!r}; choose one of logreg, bow_logreg")
+    if name == "mlp":
+        return checked_call(MultilayerNetwork, "model mlp", math.prod(data.input_shape),
+                            data.num_classes, seeds, **settings)  # fmt: skip
+    if name == "vae":
+        return checked_call(VariationalAutoencoder, "model vae", math.prod(data.input_shape),
+                            seeds, **settings)  # fmt: skip
+    raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
 
 
 __all__ = [
@@ -34,5 +48,7 @@ __all__ = [
     "Classifier",
     "LogisticRegression",
     "MemberLinear",
+    "MultilayerNetwork",
+    "VariationalAutoencoder",
     "build_model",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.sparse import SparseBatch
-from .layers import MemberLinear
+from .layers import MemberLinear, per_member
 
 
 class Classifier(nn.Module):
@@ -115,3 +116,33 @@ class BagOfWordsLogisticRegression(Classifier):
         terms = weight.view(k, s, -1, c)[:, group, x.col, :] * value.unsqueeze(-1)
         logits = weight.new_zeros(k, x.rows, c).index_add_(1, x.row, terms)
         return logits.view(k, s, b, c).reshape(g, b, c) + bias.unsqueeze(1)
+
+
+class MultilayerNetwork(Classifier):
+    """The multilayer network of section 6.2: in -> 1000 ReLU -> 1000 ReLU -> classes, with
+    dropout on the input (`input_dropout`) and on each hidden layer (`hidden_dropout`) during
+    training, each member drawing its own masks; 0 switches dropout off (Figure 2b)."""
+
+    def __init__(self, in_features: int, num_classes: int, seeds: Sequence[int],
+                 hidden: Sequence[int] = (1000, 1000), input_dropout: float = 0.2,
+                 hidden_dropout: float = 0.5, weight_decay: float = 0.0):  # fmt: skip
+        super().__init__()
+        sizes = [in_features, *hidden, num_classes]
+        self.layers = nn.ModuleList(
+            MemberLinear(n_in, n_out, seeds, salt=i)
+            for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes))
+        )
+        self.input_dropout = nn.Dropout(input_dropout)
+        self.hidden_dropout = nn.Dropout(hidden_dropout)
+        self.weight_decay = weight_decay
+
+    @property
+    def members(self) -> int:  # type: ignore[override]
+        return self.layers[0].members
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training and self.input_dropout.p > 0:  # each member its own mask
+            x = self.input_dropout(per_member(x, self.members, example_dims=1))
+        for layer in self.layers[:-1]:
+            x = self.hidden_dropout(torch.relu(layer(x)))
+        return self.layers[-1](x)

@@ -58,3 +58,12 @@ class MemberLinear(nn.Module):
     def extra_repr(self) -> str:
         g, i, o = self.weight.shape
         return f"members={g}, in_features={i}, out_features={o}"
+
+
+def per_member(x: Tensor, members: int, example_dims: int) -> Tensor:
+    """The input each member reads, as one (G, B, ...) tensor. `x` is (B, ...) shared by all
+    members, or (S, B, ...) with member g reading x[g % S]; one example has `example_dims`
+    dimensions. Shared inputs are expanded (a view), not copied."""
+    if x.dim() == example_dims + 1:
+        return x.expand(members, *x.shape)
+    return x.repeat(members // x.shape[0], *([1] * (x.dim() - 1)))

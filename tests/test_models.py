@@ -1,0 +1,121 @@
+"""The networks of Figures 2 and 4: shapes, dropout, and the VAE's bound against a hand
+computation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from adamrepro.models import MultilayerNetwork, VariationalAutoencoder, build_model
+from adamrepro.train import population
+from conftest import hydra_config
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def test_the_multilayer_network_has_the_papers_shapes():
+    net = MultilayerNetwork(784, 10, seeds=[0, 0, 1])
+    shapes = [tuple(p.shape) for p in net.parameters()]
+    assert shapes == [(3, 784, 1000), (3, 1000), (3, 1000, 1000), (3, 1000), (3, 1000, 10),
+                      (3, 10)]  # fmt: skip
+    assert (
+        sum(p[0].numel() for p in net.parameters())
+        == 784 * 1000 + 1000 + 1000 * 1000 + 1000 + 10010
+    )
+    x = torch.rand(5, 784)
+    assert net(x).shape == (3, 5, 10)
+    assert net(torch.rand(3, 5, 784)).shape == (3, 5, 10)  # one minibatch per seed row
+    # members with the same seed start equal, another seed differs
+    assert torch.equal(net.layers[1].weight[0], net.layers[1].weight[1])
+    assert not torch.equal(net.layers[1].weight[0], net.layers[1].weight[2])
+
+
+def test_dropout_acts_in_training_only_and_draws_a_mask_per_member():
+    net = MultilayerNetwork(20, 3, seeds=[0, 0], hidden=(50, 50))
+    plain = MultilayerNetwork(20, 3, seeds=[0, 0], hidden=(50, 50), input_dropout=0,
+                              hidden_dropout=0)  # fmt: skip
+    plain.load_state_dict(net.state_dict())
+    x = torch.rand(8, 20)
+    net.eval()
+    assert torch.equal(net(x), plain(x))  # evaluation: no dropout, no rescaling
+    net.train()
+    out = net(x)
+    assert not torch.allclose(out, plain(x))
+    assert not torch.allclose(out[0], out[1])  # same weights, independent masks
+    assert not torch.allclose(out, net(x))  # a fresh mask each call
+    # the expected activation is kept: inverted dropout scales by 1/(1-p)
+    wide = MultilayerNetwork(4000, 2, seeds=[0], hidden=(1,), input_dropout=0.2)
+    with torch.no_grad():
+        wide.layers[0].weight.fill_(1.0)
+        wide.layers[0].bias.zero_()
+    wide.hidden_dropout.p = 0.0
+    ones = torch.ones(1, 4000)
+    h = torch.relu(wide.layers[0](wide.input_dropout(ones.expand(1, 1, 4000))))
+    assert h.item() == pytest.approx(4000, rel=0.05)
+
+
+def test_the_vae_bound_equals_a_hand_computation_on_a_tiny_case():
+    vae = VariationalAutoencoder(3, seeds=[0], hidden=2, latent=1).double()
+    x = torch.tensor([[0.0, 1.0, 0.25]], dtype=torch.float64)
+    noise = torch.tensor([[[0.7]]], dtype=torch.float64)
+    got = vae.negative_elbo(x, noise).item()
+
+    def softplus(a: float) -> float:
+        return math.log1p(math.exp(a))
+
+    def affine(layer, inputs: list[float]) -> list[float]:
+        w, b = layer.weight[0].tolist(), layer.bias[0].tolist()
+        return [sum(inputs[i] * w[i][o] for i in range(len(inputs))) + b[o] for o in range(len(b))]
+
+    pixels = x[0].tolist()
+    h = [softplus(a) for a in affine(vae.encoder_hidden, pixels)]
+    mu, log_var = affine(vae.encoder_mean, h)[0], affine(vae.encoder_log_var, h)[0]
+    z = mu + math.exp(0.5 * log_var) * 0.7
+    hd = [softplus(a) for a in affine(vae.decoder_hidden, [z])]
+    p = [1 / (1 + math.exp(-a)) for a in affine(vae.decoder_logits, hd)]
+    log_likelihood = sum(
+        xi * math.log(pi) + (1 - xi) * math.log(1 - pi) for xi, pi in zip(pixels, p, strict=True)
+    )
+    kl = -0.5 * (1 + log_var - mu**2 - math.exp(log_var))
+    assert got == pytest.approx(-log_likelihood + kl, rel=1e-12)
+
+
+def test_the_vae_is_a_population_with_one_bound_per_member():
+    vae = VariationalAutoencoder(784, seeds=[0, 0, 1])
+    x = torch.rand(6, 784)
+    assert vae.negative_elbo(x).shape == (3, 6)
+    assert vae.cost(x).shape == (3,)
+    noise = torch.zeros(3, 6, 50)
+    bound = vae.negative_elbo(x, noise)
+    assert torch.equal(bound[0], bound[1]) and not torch.equal(bound[0], bound[2])
+    # an untrained decoder predicts p ~ 1/2 per pixel: about 784 ln 2 nats
+    assert 400 < bound.mean().item() < 800
+    result = vae.evaluate(x, None, batch_size=4)
+    assert result["cost"].shape == (3,) and torch.isnan(result["accuracy"]).all()
+
+
+def test_the_figure_4_grid_expands_to_108_members_over_two_runs():
+    members = []
+    for bias_correction in ("true", "false"):
+        cfg = hydra_config("experiment=mnist_vae", "sweep=fig4_vae_bias_correction",
+                           f"optimizer.bias_correction={bias_correction}")  # fmt: skip
+        members += population(cfg)
+    assert len(members) == 2 * 2 * 3 * 9 == 108
+    points = {(m["beta1"], m["beta2"], round(math.log10(m["stepsize"]), 2), m["bias_correction"])
+              for m in members}  # fmt: skip
+    assert len(points) == 108
+    assert sorted({p[2] for p in points}) == [-5 + 0.5 * k for k in range(9)]
+
+
+@pytest.mark.parametrize("name", ["mlp", "vae"])
+def test_build_model_knows_the_new_models(name, mnist_root):
+    from adamrepro.data import load_mnist
+
+    data = load_mnist(mnist_root, download=False, verify=False)
+    model = build_model({"name": name, "hidden": [30] if name == "mlp" else 30}, data, [0])
+    assert model.members == 1
