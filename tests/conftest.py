@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import pickle
 import struct
 from pathlib import Path
 
@@ -93,6 +94,37 @@ def make_imdb(root: Path, per_class: int = 40, seed: int = 0, tarball: bool = Fa
 def imdb_root(tmp_path: Path) -> Path:
     make_imdb(tmp_path / "imdb_data")
     return tmp_path / "imdb_data"
+
+
+def make_cifar(root: Path, per_batch: int = 20, seed: int = 0) -> Path:
+    """CIFAR-10's python version in miniature: cifar-10-batches-py/ with five training batches
+    and a test batch, each a pickled dict of uint8 rows (3072 values, channel-major) and labels,
+    as the real files are (and batches.meta). Each class has its own colour pattern."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    templates = rng.integers(0, 256, (10, 3072))
+
+    def batch(name: str) -> None:
+        labels = rng.integers(0, 10, per_batch)
+        noise = rng.integers(-40, 41, (per_batch, 3072))
+        data = np.clip(templates[labels] + noise, 0, 255).astype(np.uint8)
+        content = {b"batch_label": name.encode(), b"labels": labels.tolist(), b"data": data,
+                   b"filenames": [f"{k}.png".encode() for k in range(per_batch)]}  # fmt: skip
+        (folder / name).write_bytes(pickle.dumps(content, protocol=2))
+
+    for k in range(1, 6):
+        batch(f"data_batch_{k}")
+    batch("test_batch")
+    names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse",
+             b"ship", b"truck"]  # fmt: skip
+    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": names}, protocol=2))
+    return root
+
+
+@pytest.fixture
+def cifar_root(tmp_path: Path) -> Path:
+    return make_cifar(tmp_path / "cifar_data")
 
 
 @pytest.fixture

@@ -106,10 +106,11 @@ def test_the_figure_4_grid_expands_to_108_members_over_two_runs():
                            f"optimizer.bias_correction={bias_correction}")  # fmt: skip
         members += population(cfg)
     assert len(members) == 2 * 2 * 3 * 9 == 108
-    points = {(m["beta1"], m["beta2"], round(math.log10(m["stepsize"]), 2), m["bias_correction"])
-              for m in members}  # fmt: skip
+    points = {(m["beta1"], m["beta2"], m["stepsize"], m["bias_correction"]) for m in members}
     assert len(points) == 108
-    assert sorted({p[2] for p in points}) == [-5 + 0.5 * k for k in range(9)]
+    log10_stepsizes = sorted(math.log10(p[2]) for p in points)
+    assert log10_stepsizes[0] == -5 and log10_stepsizes[-1] == -1
+    assert len({round(2 * s) for s in log10_stepsizes}) == 9  # half-decade steps
 
 
 @pytest.mark.parametrize("name", ["mlp", "vae"])

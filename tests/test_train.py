@@ -286,3 +286,18 @@ def test_seed_members_have_their_own_initialisation_and_data_order(mnist_root, t
         )  # fmt: skip
         assert _member_costs(together, k) == pytest.approx(_member_costs(alone, 0), abs=1e-10)
     assert _member_costs(together, 0) != _member_costs(together, 1)
+
+
+def test_logged_step_costs_average_to_the_epochs_cost(mnist_root, tmp_path):
+    record = train(tiny(mnist_root, "+grid.stepsize=[1e-3,1e-1]", "trainer.step_log_epochs=1",
+                        "trainer.eval_every=2", "trainer.epochs=3"), tmp_path / "run")  # fmt: skip
+    logged = record["step_costs"]
+    steps = logged["steps_per_epoch"]
+    assert steps == math.ceil(600 / 32) and len(logged["cost"]) == steps  # the first epoch only
+    sizes = [32] * (steps - 1) + [600 - 32 * (steps - 1)]
+    for member in (0, 1):
+        mean = sum(c[member] * n for c, n in zip(logged["cost"], sizes, strict=True)) / 600
+        first = next(r for r in record["curves"] if r["epoch"] == 1 and r["member"] == member)
+        assert mean == pytest.approx(first["train_cost"], rel=1e-6)
+    evaluated = {r["epoch"] for r in record["curves"] if not math.isnan(r["test_loss"])}
+    assert evaluated == {2, 3}  # every 2nd epoch, and the last

@@ -15,6 +15,8 @@ go to the setting met first (the smaller stepsize, in the order of our grids).
 
 Writes into --out:
     figure.png    ours solid (band: min-max over seeds), the paper's dashed in the same colour
+    figure_first_epochs.png, steps.csv  (figures with `steps`, e.g. Figure 3 left) the first
+                  epochs step by step, from the per-step costs of the selected settings
     curves.csv    the selected curves: curve (the paper's legend name), epoch (the paper's x:
                   pass k+1 over the data is drawn at k), train_cost (mean over seeds of the
                   mean minibatch cost during that pass), its min and max over seeds, seeds,
@@ -39,7 +41,8 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from .records import find_records, load_records
+from .markers import make_marker_figure
+from .records import find_records, load_records, load_step_costs
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -60,7 +63,9 @@ def figure_spec(name: str) -> dict[str, Any]:
         raise FileNotFoundError(f"no figure {name!r} (known: {', '.join(known)})")
     spec: dict[str, Any] = OmegaConf.to_container(OmegaConf.load(path), resolve=True)  # type: ignore[assignment]
     spec.setdefault("compare", {})
-    spec["paper"] = pd.read_csv(path.parent / "paper_curves.csv")
+    spec.setdefault("kind", "curves")
+    spec["name"] = name
+    spec["paper"] = pd.read_csv(path.parent / f"paper_{spec['kind']}.csv")
     return spec
 
 
@@ -174,7 +179,13 @@ def _describe(row: pd.Series) -> str:
 
 
 def make_figure(name: str, runs: list[str], out: Path, note: str = "") -> pd.DataFrame:
+    """Write the figure `name` and its tables into `out`; return the selected curves (or, for
+    a figure of markers, the comparison with the paper's markers)."""
     spec = figure_spec(name)
+    if spec["kind"] == "markers":
+        comparison = make_marker_figure(spec, load_records(runs), out, note)
+        (out / "sources.json").write_text(json.dumps(sources(runs), indent=1) + "\n")
+        return comparison
     table = with_settings(load_records(runs), spec)
     grid = summarise(table, spec)
     in_figure = grid[grid["label"].isin(list(spec["curves"]))]
@@ -197,7 +208,38 @@ def make_figure(name: str, runs: list[str], out: Path, note: str = "") -> pd.Dat
     pd.concat(curves.values()).to_csv(out / "curves.csv", index=False, float_format="%.6g")
     (out / "sources.json").write_text(json.dumps(sources(runs), indent=1) + "\n")
     draw(spec, curves, extra, out / "figure.png", note)
+    if "steps" in spec:
+        step_figure(spec, table, best, runs, out, note)
     return best
+
+
+def step_figure(spec: dict[str, Any], table: pd.DataFrame, best: pd.DataFrame, runs: list[str],
+                out: Path, note: str) -> None:  # fmt: skip
+    """The first epochs step by step (Figure 3, left), for the settings selected on the full
+    run: each curve the per-step cost averaged over seeds and over a running window."""
+    steps_spec = {**spec, **spec["steps"]}
+    steps_spec["paper"] = pd.read_csv(EXPERIMENTS / spec["name"] / "paper_steps.csv")
+    logged = load_step_costs(runs)
+    window = int(spec["steps"].get("smooth", 1))
+    curves = {}
+    for _, row in best.iterrows():
+        members = table.loc[table["setting"] == row["setting"], ["run", "member"]].drop_duplicates()
+        mine = logged.merge(members, on=["run", "member"])
+        if mine.empty:
+            continue
+        grouped = mine.groupby("step")
+        curve = grouped[["epoch", "cost"]].mean()
+        curve["train_cost"] = curve["cost"].rolling(window, min_periods=1).mean()
+        curve["train_cost_min"] = grouped["cost"].min().rolling(window, min_periods=1).mean()
+        curve["train_cost_max"] = grouped["cost"].max().rolling(window, min_periods=1).mean()
+        curve["seeds"] = mine.groupby("step")["member"].nunique()
+        curve.insert(0, "curve", row["curve"])
+        curves[row["curve"]] = curve.reset_index()
+    if curves:
+        pd.concat(curves.values()).drop(columns=["cost"]).to_csv(
+            out / "steps.csv", index=False, float_format="%.6g"
+        )
+    draw(steps_spec, curves, {}, out / "figure_first_epochs.png", note)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -214,6 +256,11 @@ def main(argv: list[str] | None = None) -> None:
         best = make_figure(args.figure, args.runs, args.out, args.note)
     except FileNotFoundError as error:
         sys.exit(f"error: {error}")
+    if "paper_loss" in best.columns:  # markers: the best loss of each panel, ours and the paper's
+        keys = ["epochs", "beta1", "beta2", "bias_correction"]
+        print(best.groupby(keys)[["paper_loss", "our_loss"]].min().to_string())
+        print(f"wrote {args.out}/figure.png, markers.csv, compare.csv, sources.json")
+        return
     shown = ["curve", "stepsize", "momentum", "seeds", "epochs", "final_cost", "paper_rmse"]
     print(best[[c for c in shown if c in best.columns]].to_string(index=False))
     print(f"wrote {args.out}/figure.png, curves.csv, selected.csv, grid.csv, sources.json")

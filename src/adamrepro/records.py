@@ -9,6 +9,8 @@ A record is a JSON file `record.json` in the run's output directory:
                 what the paper plots), train_cost_full (whole training set at the epoch's end),
                 test_loss, test_accuracy, stepsize (at the epoch's end), wall_time_s
     diverged    member -> the step at which it diverged (absent: it did not)
+    step_costs  (when trainer.step_log_epochs > 0) steps_per_epoch, and cost: one list per
+                step of the first epochs, the minibatch cost of each member (NaN: diverged)
     versions, device, threads, seed, started, wall_time_s
 It is rewritten after every epoch, so an interrupted run keeps what it did.
 """
@@ -23,6 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -84,10 +87,34 @@ def load_records(roots: Iterable[str | Path]) -> pd.DataFrame:
         for group in RUN_SETTINGS:  # the run's own settings, shared by its members
             for key, value in (record["config"].get(group) or {}).items():
                 if f"{group}.{key}" not in BOOKKEEPING:
-                    frame[f"{group}.{key}"] = value
+                    scalar = json.dumps(value) if isinstance(value, (list, dict)) else value
+                    frame[f"{group}.{key}"] = scalar  # a list (layer sizes) as its JSON text
         frame.insert(0, "run", str(path.parent))
         frame["status"] = record["status"]
         frames.append(frame)
     if not frames:
         raise FileNotFoundError(f"no {RECORD_NAME} found under {', '.join(map(str, roots))}")
+    return pd.concat(frames, ignore_index=True)
+
+
+def load_step_costs(roots: Iterable[str | Path]) -> pd.DataFrame:
+    """The per-step costs that runs logged in their first epochs (`trainer.step_log_epochs`):
+    one row per run, member and step, with `epoch` = step / steps per epoch."""
+    frames = []
+    for path in find_records(roots):
+        record = json.loads(path.read_text())
+        logged = record.get("step_costs")
+        if record.get("format") != FORMAT or not logged or not logged["cost"]:
+            continue
+        cost = np.asarray(logged["cost"], dtype=float)  # (steps, members)
+        steps, members = cost.shape
+        frames.append(pd.DataFrame({
+            "run": str(path.parent),
+            "member": np.tile(np.arange(members), steps),
+            "step": np.repeat(np.arange(1, steps + 1), members),
+            "epoch": np.repeat(np.arange(1, steps + 1), members) / logged["steps_per_epoch"],
+            "cost": cost.reshape(-1),
+        }))  # fmt: skip
+    if not frames:
+        return pd.DataFrame(columns=["run", "member", "step", "epoch", "cost"])
     return pd.concat(frames, ignore_index=True)

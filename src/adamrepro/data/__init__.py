@@ -7,11 +7,16 @@ from typing import Any
 
 from ..errors import DataError, checked_call
 from .base import TensorData
+from .cifar import load_cifar10
 from .imdb import load_imdb
 from .mnist import load_mnist
 from .sparse import SparseBatch, SparseRows
 
-LOADERS: dict[str, Callable[..., TensorData]] = {"mnist": load_mnist, "imdb": load_imdb}
+LOADERS: dict[str, Callable[..., TensorData]] = {
+    "mnist": load_mnist,
+    "imdb": load_imdb,
+    "cifar10": load_cifar10,
+}
 
 
 def load_data(config: Mapping[str, Any]) -> TensorData:
@@ -25,5 +30,5 @@ def load_data(config: Mapping[str, Any]) -> TensorData:
 
 __all__ = [
     "LOADERS", "DataError", "SparseBatch", "SparseRows", "TensorData", "load_data",
-    "load_imdb", "load_mnist",
+    "load_cifar10", "load_imdb", "load_mnist",
 ]  # fmt: skip

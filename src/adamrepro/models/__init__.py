@@ -13,13 +13,14 @@ from ..errors import ConfigError, checked_call
 from .classifier import (
     BagOfWordsLogisticRegression,
     Classifier,
+    ConvolutionalNetwork,
     LogisticRegression,
     MultilayerNetwork,
 )
 from .layers import MemberLinear
 from .vae import VariationalAutoencoder
 
-MODELS = ("logreg", "bow_logreg", "mlp", "vae")
+MODELS = ("logreg", "bow_logreg", "mlp", "cnn", "vae")
 
 
 def build_model(config: Mapping[str, Any], data: TensorData, seeds: Sequence[int]) -> nn.Module:
@@ -37,6 +38,9 @@ def build_model(config: Mapping[str, Any], data: TensorData, seeds: Sequence[int
     if name == "mlp":
         return checked_call(MultilayerNetwork, "model mlp", math.prod(data.input_shape),
                             data.num_classes, seeds, **settings)  # fmt: skip
+    if name == "cnn":
+        return checked_call(ConvolutionalNetwork, "model cnn", data.input_shape,
+                            data.num_classes, seeds, **settings)  # fmt: skip
     if name == "vae":
         return checked_call(VariationalAutoencoder, "model vae", math.prod(data.input_shape),
                             seeds, **settings)  # fmt: skip
@@ -46,6 +50,7 @@ def build_model(config: Mapping[str, Any], data: TensorData, seeds: Sequence[int
 __all__ = [
     "BagOfWordsLogisticRegression",
     "Classifier",
+    "ConvolutionalNetwork",
     "LogisticRegression",
     "MemberLinear",
     "MultilayerNetwork",

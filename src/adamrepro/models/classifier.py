@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.sparse import SparseBatch
-from .layers import MemberLinear, per_member
+from .layers import MemberConv2d, MemberLinear, per_member
 
 
 class Classifier(nn.Module):
@@ -146,3 +146,53 @@ class MultilayerNetwork(Classifier):
         for layer in self.layers[:-1]:
             x = self.hidden_dropout(torch.relu(layer(x)))
         return self.layers[-1](x)
+
+
+class ConvolutionalNetwork(Classifier):
+    """The convolutional network of section 6.3 (c64-c64-c128-1000): three stages of 5x5
+    convolution (size kept by zero padding), ReLU and 3x3 max pooling with stride 2, then a
+    fully connected layer of 1000 ReLU units and the output layer. Pooling pads by 1, so
+    32 -> 16 -> 8 -> 4 (cuda-convnet's overlapping pooling covers the edge the same way).
+
+    `dropout` switches dropout on the input (`input_dropout`) and on the fully connected layer
+    (`hidden_dropout`) during training, each member its own masks. The members' feature maps
+    sit side by side in the channels, (B, G * C, H, W): each stage is one grouped convolution.
+    """
+
+    def __init__(self, in_shape: Sequence[int], num_classes: int, seeds: Sequence[int],
+                 channels: Sequence[int] = (64, 64, 128), kernel_size: int = 5,
+                 hidden: int = 1000, dropout: bool = False, input_dropout: float = 0.2,
+                 hidden_dropout: float = 0.5, weight_decay: float = 0.0):  # fmt: skip
+        super().__init__()
+        in_channels, height, width = in_shape
+        sizes = [in_channels, *channels]
+        self.convs = nn.ModuleList(
+            MemberConv2d(c_in, c_out, kernel_size, seeds, salt=i, padding=kernel_size // 2)
+            for i, (c_in, c_out) in enumerate(itertools.pairwise(sizes))
+        )
+        for _ in channels:
+            height, width = (height - 1) // 2 + 1, (width - 1) // 2 + 1  # pool 3, stride 2, pad 1
+        self.example_dims = len(in_shape)
+        self.fully_connected = MemberLinear(channels[-1] * height * width, hidden, seeds,
+                                            salt=len(channels))  # fmt: skip
+        self.output = MemberLinear(hidden, num_classes, seeds, salt=len(channels) + 1)
+        self.input_dropout = nn.Dropout(input_dropout if dropout else 0.0)
+        self.hidden_dropout = nn.Dropout(hidden_dropout if dropout else 0.0)
+        self.weight_decay = weight_decay
+
+    @property
+    def members(self) -> int:  # type: ignore[override]
+        return self.output.members
+
+    def forward(self, x: Tensor) -> Tensor:
+        g = self.members
+        x = per_member(x, g, self.example_dims)  # (G, B, C, H, W)
+        if self.training and self.input_dropout.p > 0:
+            x = self.input_dropout(x)
+        b = x.shape[1]
+        h = x.transpose(0, 1).reshape(b, -1, *x.shape[3:])  # (B, G * C, H, W)
+        for conv in self.convs:
+            h = F.max_pool2d(torch.relu(conv(h)), kernel_size=3, stride=2, padding=1)
+        h = h.view(b, g, -1).transpose(0, 1)  # (G, B, features)
+        h = self.hidden_dropout(torch.relu(self.fully_connected(h)))
+        return self.output(h)

@@ -7,6 +7,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -58,6 +59,45 @@ class MemberLinear(nn.Module):
     def extra_repr(self) -> str:
         g, i, o = self.weight.shape
         return f"members={g}, in_features={i}, out_features={o}"
+
+
+class MemberConv2d(nn.Module):
+    """A 2-d convolution for each of G members as one grouped convolution: the input is
+    (B, G * in_channels, H, W), member k's channels in block k, and so is the output.
+
+    Weight (G, out, in, k, k), initialised as torch's nn.Conv2d (uniform in +-1/sqrt(fan_in)),
+    member k from `seeds[k]`; stride 1, zero padding `padding`.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
+                 seeds: Sequence[int], salt: int = 0, padding: int = 0):  # fmt: skip
+        super().__init__()
+        fan_in = in_channels * kernel_size**2
+        bound = 1.0 / math.sqrt(fan_in)
+        shape = (out_channels, in_channels, kernel_size, kernel_size)
+        gens = member_generators(seeds, salt)
+        self.weight = nn.Parameter(
+            torch.stack([torch.empty(shape).uniform_(-bound, bound, generator=g) for g in gens])
+        )
+        self.bias = nn.Parameter(
+            torch.stack(
+                [torch.empty(out_channels).uniform_(-bound, bound, generator=g) for g in gens]
+            )
+        )
+        self.padding = padding
+
+    @property
+    def members(self) -> int:
+        return self.weight.shape[0]
+
+    def forward(self, x: Tensor) -> Tensor:
+        g = self.members
+        return F.conv2d(x, self.weight.flatten(0, 1), self.bias.flatten(), padding=self.padding,
+                        groups=g)  # fmt: skip
+
+    def extra_repr(self) -> str:
+        g, o, i, k, _ = self.weight.shape
+        return f"members={g}, in_channels={i}, out_channels={o}, kernel_size={k}"
 
 
 def per_member(x: Tensor, members: int, example_dims: int) -> Tensor:

@@ -1,0 +1,159 @@
+"""Figure 4's layout: the loss of every grid point after a given number of epochs, as markers
+against log10(stepsize), with and without bias correction, one panel per (beta1, beta2).
+
+    python -m adamrepro.plot fig4_vae_bias_correction --runs outputs/fig4_vae --out results/...
+
+experiments/<figure>/figure.yaml (`kind: markers`) gives `epochs` (one block of panels each),
+`rows` and `columns` (one setting each) and the axes; paper_markers.csv the paper's markers
+(a missing point is one the paper drew off the chart). A point of ours above the chart, or a
+diverged member, is drawn as a triangle on the chart's top edge, as the paper leaves them out.
+
+Writes into --out:
+    figure.png   ours filled (red: bias correction, green: none), the paper's hollow
+    markers.csv  every member at each block's epoch: settings, loss (mean -ELBO over the pass),
+                 off_chart
+    compare.csv  at each of the paper's marker positions: the paper's loss (empty = off the
+                 chart) beside ours
+    sources.json the runs behind the figure
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+import pandas as pd
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+COLOURS = {True: "tab:red", False: "tab:green"}
+
+
+def panel(frame: pd.DataFrame, epochs_key: str, epochs: int,
+          settings: dict[str, float]) -> pd.DataFrame:  # fmt: skip
+    """The rows of one panel: one block's epochs and one value of each panel setting."""
+    keep = frame[epochs_key] == epochs
+    for key, value in settings.items():
+        keep &= np.isclose(frame[key].astype(float), value)
+    return frame[keep]
+
+
+def marker_table(table: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
+    """One row per member and block: the training loss at the block's epoch, with its
+    settings. Blocks beyond the runs' length are left out, except that runs shorter than the
+    first block fill it with their last epoch (drawn with that epoch in the title)."""
+    (row_key,), (col_key,) = spec["rows"], spec["columns"]
+    last = int(table["epoch"].max())
+    frames = []
+    for k, wanted in enumerate(spec["epochs"]):
+        if int(wanted) > last and k > 0:
+            continue
+        epoch = min(int(wanted), last)
+        at = table[table["epoch"] == epoch]
+        frames.append(pd.DataFrame({
+            "block_epochs": int(wanted), "epoch": epoch,
+            row_key: at[row_key].astype(float), col_key: at[col_key].astype(float),
+            "bias_correction": at["bias_correction"].astype(bool),
+            "stepsize": at["stepsize"].astype(float),
+            "log10_stepsize": np.log10(at["stepsize"].astype(float)),
+            "loss": at["train_cost"].astype(float),
+        }))  # fmt: skip
+    markers = pd.concat(frames, ignore_index=True)
+    top = spec["y"]["lim"][1]
+    markers["off_chart"] = ~np.isfinite(markers["loss"]) | (markers["loss"] > top)
+    return markers.sort_values(["block_epochs", row_key, col_key, "bias_correction", "stepsize"])
+
+
+def compare(markers: pd.DataFrame, paper: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
+    """At each grid position where the paper could draw a marker (its stepsizes), the paper's
+    loss (NaN: off its chart) beside ours at the nearest stepsize of our grid."""
+    (row_key,), (col_key,) = spec["rows"], spec["columns"]
+    paper = paper.assign(bias_correction=paper["bias_correction"].eq("yes"))
+    positions = sorted(paper["log10_alpha"].round(1).unique())
+    rows = []
+    for keys, ours in markers.groupby(["block_epochs", row_key, col_key, "bias_correction"]):
+        epochs, r, c, bc = keys
+        theirs = panel(paper, "epochs", epochs, {row_key: r, col_key: c})
+        theirs = theirs[theirs["bias_correction"] == bc]
+        for x in positions:
+            near = ours.iloc[(ours["log10_stepsize"] - x).abs().argmin()]
+            match = theirs[(theirs["log10_alpha"] - x).abs() < 0.1]
+            rows.append({
+                "epochs": epochs, row_key: r, col_key: c, "bias_correction": bc,
+                "log10_stepsize": round(float(near["log10_stepsize"]), 2),
+                "paper_loss": float(match["loss"].iloc[0]) if len(match) else math.nan,
+                "our_loss": float(near["loss"]), "our_epoch": int(near["epoch"]),
+            })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def draw(markers: pd.DataFrame, paper: pd.DataFrame, spec: dict[str, Any], path: Path,
+         note: str = "") -> None:  # fmt: skip
+    (row_key, row_values), (col_key, col_values) = *spec["rows"].items(), *spec["columns"].items()
+    blocks = list(spec["epochs"])
+    n_rows, n_cols = len(blocks) * len(row_values), len(col_values)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.0 * n_cols, 2.2 * n_rows), dpi=130,
+                             sharex=True, sharey=True, squeeze=False)  # fmt: skip
+    low, top = spec["y"]["lim"]
+    for b, wanted in enumerate(blocks):
+        for i, r in enumerate(row_values):
+            for j, c in enumerate(col_values):
+                ax = axes[b * len(row_values) + i, j]
+                settings = {row_key: r, col_key: c}
+                mine = panel(markers, "block_epochs", wanted, settings)
+                theirs = panel(paper, "epochs", wanted, settings)
+                for bc, colour in COLOURS.items():
+                    ours = mine[mine["bias_correction"] == bc]
+                    on = ours[~ours["off_chart"]]
+                    ax.plot(on["log10_stepsize"], on["loss"], "o-", color=colour, ms=3.5, lw=1)
+                    off = ours[ours["off_chart"]]
+                    shift = -0.06 if bc else 0.06  # side by side where both are off
+                    ax.plot(off["log10_stepsize"] + shift, np.full(len(off), top), "^",
+                            color=colour, ms=4.5, clip_on=False)  # fmt: skip
+                    p = theirs[theirs["bias_correction"].eq("yes" if bc else "no")]
+                    ax.plot(p["log10_alpha"], p["loss"], "o", mfc="none", color=colour, ms=7,
+                            mew=1.2, alpha=0.8)  # fmt: skip
+                if mine.empty:
+                    after = f"{wanted} epochs (paper only: ours not run)"
+                else:
+                    epoch = int(mine["epoch"].max())
+                    after = f"{epoch} epochs" + ("" if epoch == wanted else f" (paper: {wanted})")
+                ax.set_title(f"{after}, {row_key}={r:g}, {col_key}={c:g}", fontsize=7)
+                ax.set_xlim(*spec["x"]["lim"])
+                ax.set_ylim(low, top)
+                ax.tick_params(labelsize=6)
+                if j == 0:
+                    ax.set_ylabel(spec["y"]["label"], fontsize=7)
+                if b * len(row_values) + i == n_rows - 1:
+                    ax.set_xlabel(spec["x"]["label"], fontsize=7)
+    handles = [
+        plt.Line2D([], [], color="tab:red", marker="o", label="ours, bias correction"),
+        plt.Line2D([], [], color="tab:green", marker="o", label="ours, no bias correction"),
+        plt.Line2D([], [], color="0.3", marker="o", mfc="none", ls="", label="paper (hollow)"),
+        plt.Line2D([], [], color="0.3", marker="^", ls="", label="ours above the chart / diverged"),
+    ]
+    fig.suptitle(spec["title"], fontsize=9, y=0.998)
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.978), ncol=4,
+               fontsize=7, frameon=False)  # fmt: skip
+    if note:
+        fig.text(0.01, 0.003, note, fontsize=6, color="0.3", ha="left", va="bottom", wrap=True)
+    fig.tight_layout(rect=(0, 0.02 if note else 0, 1, 0.955))
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def make_marker_figure(spec: dict[str, Any], table: pd.DataFrame, out: Path,
+                       note: str = "") -> pd.DataFrame:  # fmt: skip
+    """Write figure.png, markers.csv and compare.csv into `out`; return the comparison."""
+    paper = spec["paper"]
+    markers = marker_table(table, spec)
+    comparison = compare(markers, paper, spec)
+    out.mkdir(parents=True, exist_ok=True)
+    markers.to_csv(out / "markers.csv", index=False, float_format="%.6g")
+    comparison.to_csv(out / "compare.csv", index=False, float_format="%.6g")
+    draw(markers, paper, spec, out / "figure.png", note)
+    return comparison

@@ -1,0 +1,154 @@
+"""CIFAR-10 (Figure 3): the pickle loader on generated batches, whitening, the network."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from adamrepro.data import cifar, load_cifar10, load_data
+from adamrepro.errors import DataError
+from adamrepro.models import ConvolutionalNetwork
+from adamrepro.plot import make_figure
+from adamrepro.train import train
+from conftest import hydra_config, make_cifar
+
+
+def test_the_loader_reads_the_pickle_batches(cifar_root):
+    data = load_cifar10(cifar_root, download=False, verify=False, whitening="none")
+    assert data.x_train.shape == (100, 3, 32, 32) and data.x_test.shape == (20, 3, 32, 32)
+    assert (
+        data.x_train.dtype == torch.float32 and 0 <= data.x_train.min() <= data.x_train.max() <= 1
+    )
+    assert data.num_classes == 10 and data.y_train.dtype == torch.int64
+    # the first image is the first row of data_batch_1, channel-major
+    first = cifar.read_batch(cifar_root / "cifar-10-batches-py" / "data_batch_1", verify=False)
+    assert torch.equal(data.x_train[0], torch.from_numpy(first[0][0]).float() / 255)
+    assert data.y_train[:20].tolist() == first[1].tolist()
+    # also found when root is the batch folder itself
+    again = load_cifar10(cifar_root / "cifar-10-batches-py", download=False, verify=False,
+                         whitening="none")  # fmt: skip
+    assert torch.equal(again.x_test, data.x_test)
+
+
+def test_a_missing_or_damaged_data_set_is_one_clear_error(tmp_path, cifar_root):
+    with pytest.raises(DataError, match="CIFAR-10 not found: looked in"):
+        load_cifar10(tmp_path / "nothing", download=False)
+    with pytest.raises(DataError, match="is not CIFAR-10's"):
+        load_cifar10(cifar_root, download=False, verify=True)
+    (cifar_root / "cifar-10-batches-py" / "test_batch").write_bytes(b"not a pickle")
+    with pytest.raises(DataError, match="not a CIFAR-10 pickle batch"):
+        load_cifar10(cifar_root, download=False, verify=False)
+    with pytest.raises(DataError, match="whitening must be one of"):
+        load_cifar10(cifar_root, download=False, verify=False, whitening="pca")
+
+
+def test_zca_whitening_gives_an_identity_covariance():
+    rng = np.random.default_rng(0)
+    mixing = rng.normal(size=(12, 12))
+    x = torch.from_numpy(rng.normal(size=(5000, 12)) @ mixing + 3.0)
+    mean, matrix = cifar.zca_transform(x, eps=1e-10)
+    white = (x - mean) @ matrix
+    covariance = white.T @ white / len(x)
+    assert torch.allclose(covariance, torch.eye(12, dtype=torch.float64), atol=1e-6)
+    assert torch.allclose(matrix, matrix.T)  # ZCA: the symmetric whitening, nearest to x
+    assert white.mean(0).abs().max() < 1e-10
+
+
+def test_the_loader_whitens_on_the_training_set_and_caches_the_transform(cifar_root, tmp_path,
+                                                                        monkeypatch):  # fmt: skip
+    cache = tmp_path / "cache"
+    data = load_cifar10(cifar_root, download=False, verify=False, whitening="zca",
+                        zca_epsilon=1e-6, cache_dir=cache)  # fmt: skip
+    x = data.x_train.flatten(1).double()
+    assert x.mean(0).abs().max() < 1e-4
+    # 100 images span 99 directions: there the covariance is the identity, elsewhere zero
+    eigenvalues = torch.linalg.eigvalsh(torch.cov(x.T, correction=0))
+    assert (eigenvalues[-99:] - 1).abs().max() < 1e-2 and eigenvalues[:-99].abs().max() < 1e-3
+    assert len(list(cache.glob("cifar10_zca_*.npz"))) == 1
+
+    def refit(*args, **kwargs):
+        raise AssertionError("the cached transform should have been used")
+
+    monkeypatch.setattr(cifar, "zca_transform", refit)
+    cached = load_cifar10(cifar_root, download=False, verify=False, whitening="zca",
+                          zca_epsilon=1e-6, cache_dir=cache)  # fmt: skip
+    assert torch.allclose(cached.x_test, data.x_test)
+    with pytest.raises(AssertionError):  # another epsilon is another transform
+        load_cifar10(cifar_root, download=False, verify=False, zca_epsilon=1e-3, cache_dir=cache)
+
+
+def test_standardisation_is_per_channel(cifar_root):
+    data = load_data({"name": "cifar10", "root": str(cifar_root), "download": False,
+                      "verify": False, "whitening": "standardize"})  # fmt: skip
+    per_channel = data.x_train.transpose(0, 1).flatten(1)
+    assert torch.allclose(per_channel.mean(1), torch.zeros(3), atol=1e-5)
+    assert torch.allclose(per_channel.std(1), torch.ones(3), atol=1e-4)
+
+
+def test_the_network_has_the_papers_shapes():
+    net = ConvolutionalNetwork((3, 32, 32), 10, seeds=[0, 0, 1], dropout=True)
+    shapes = [tuple(p.shape) for p in net.parameters()]
+    assert shapes[:6] == [(3, 64, 3, 5, 5), (3, 64), (3, 64, 64, 5, 5), (3, 64), (3, 128, 64, 5, 5),
+                          (3, 128)]  # fmt: skip
+    assert shapes[6:] == [(3, 128 * 4 * 4, 1000), (3, 1000), (3, 1000, 10), (3, 10)]
+    net.eval()
+    x = torch.randn(4, 3, 32, 32)
+    out = net(x)
+    assert out.shape == (3, 4, 10)
+    assert torch.allclose(out[0], out[1], atol=1e-6) and not torch.allclose(out[0], out[2])
+    alone = ConvolutionalNetwork((3, 32, 32), 10, seeds=[0])  # a population of one, same member
+    alone.eval()
+    assert torch.allclose(alone(x)[0], out[0], atol=1e-5)
+    assert net(torch.randn(3, 4, 3, 32, 32)).shape == (3, 4, 10)
+
+
+def test_dropout_is_a_switch_and_acts_in_training_only():
+    x = torch.randn(2, 3, 32, 32)
+    plain = ConvolutionalNetwork((3, 32, 32), 10, seeds=[0, 0], hidden=50)
+    noisy = ConvolutionalNetwork((3, 32, 32), 10, seeds=[0, 0], hidden=50, dropout=True)
+    plain.train()
+    assert torch.equal(plain(x), plain(x))  # dropout=false: deterministic even in training
+    noisy.train()
+    out = noisy(x)
+    assert not torch.allclose(out[0], out[1])  # same weights, each member its own masks
+    noisy.eval()
+    assert torch.equal(noisy(x), plain.eval()(x))
+
+
+def test_a_two_epoch_run_draws_both_panels(tmp_path):
+    root = make_cifar(tmp_path / "data", per_batch=26)
+    runs, out = tmp_path / "runs", tmp_path / "fig3"
+    common = [f"data.root={root}", "data.verify=false", "data.download=false",
+              "data.whitening=standardize", "trainer.epochs=2",
+              "trainer.batch_size=32", "model.channels=[8,8,16]", "model.hidden=32"]  # fmt: skip
+    for optimizer, label, dropout in (("adam", "Adam", "false"), ("adam", "Adam+dropout", "true"),
+                                      ("nesterov", "SGDNesterov", "false")):  # fmt: skip
+        cfg = hydra_config("experiment=cifar_cnn", "sweep=fig3_cifar10_cnn",
+                           f"optimizer={optimizer}", f"optimizer.label={label}",
+                           f"model.dropout={dropout}", *common)  # fmt: skip
+        record = train(cfg, runs / label)
+        assert len(record["members"]) == 4  # the curve's stepsize grid
+        assert len(record["step_costs"]["cost"]) == 10  # 5 steps per pass, both passes logged
+    best = make_figure("fig3_cifar10_cnn", [str(runs)], out)
+    assert sorted(best["curve"]) == ["Adam", "Adam+dropout", "SGDNesterov"]
+    assert (out / "figure.png").stat().st_size > 10_000
+    assert (out / "figure_first_epochs.png").stat().st_size > 10_000
+    steps = pd.read_csv(out / "steps.csv")
+    assert set(steps["curve"]) == {"Adam", "Adam+dropout", "SGDNesterov"}
+    assert steps.groupby("curve")["step"].max().tolist() == [10, 10, 10]
+    assert steps["epoch"].max() == pytest.approx(2.0)
+    # the left panel's curve is the selected member's logged steps, smoothed over 20 steps
+    first = steps[steps["curve"] == "Adam"].iloc[0]
+    chosen = best.set_index("curve").loc["Adam"]
+    members = pd.DataFrame(record_members(runs / "Adam"))
+    k = members.index[members["stepsize"] == chosen["stepsize"]][0]
+    logged = json.loads((runs / "Adam" / "record.json").read_text())["step_costs"]["cost"]
+    assert first["train_cost"] == pytest.approx(logged[0][k], rel=1e-5)
+
+
+def record_members(run):
+    return json.loads((run / "record.json").read_text())["members"]
