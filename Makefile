@@ -12,6 +12,7 @@ HYDRA := $(PY) -m adamrepro.train -m data.root=$(DATA_ROOT)
 # Figure 2: the full protocol by default; `make reproduce-mlp-cpu` sets the shortened CPU run.
 MLP_EPOCHS ?= 201
 MLP_SWEEP ?= fig2_mnist_mlp
+MLP_PLOT_ARGS ?=
 MLP_NOTE ?= ours: real MNIST, $(MLP_EPOCHS) passes, best of the grid in configs/sweep/$(MLP_SWEEP).yaml by final cost, 1 seed, dropout 20% input / 50% hidden, no decay
 MLP_B_NOTE := ours: real MNIST, 26 passes, no dropout, L2 1e-8, best of 4 stepsizes by final cost, 1 seed; SFO not implemented here (paper's curve only)
 # Figure 4: 100 epochs by default; `make reproduce-bias-correction-cpu` sets the CPU run.
@@ -80,12 +81,12 @@ reproduce-mlp: venv ## Figure 2 (a, b): the 2x1000 ReLU network on MNIST (GPU: h
 	$(HYDRA) experiment=mnist_mlp_deterministic sweep=fig2_mnist_mlp_deterministic optimizer=adam \
 	  hydra.sweep.dir=$(RUNS)/fig2_mnist_mlp/deterministic
 	$(PY) -m adamrepro.plot fig2a_mnist_mlp --runs $(RUNS)/fig2_mnist_mlp/dropout \
-	  --out results/fig2a_mnist_mlp --note "$(MLP_NOTE)"
+	  --out results/fig2a_mnist_mlp --note "$(MLP_NOTE)" $(MLP_PLOT_ARGS)
 	$(PY) -m adamrepro.plot fig2b_mnist_mlp_deterministic --runs $(RUNS)/fig2_mnist_mlp/deterministic \
 	  --out results/fig2b_mnist_mlp_deterministic --note "$(MLP_B_NOTE)"
 
 reproduce-mlp-cpu: ## Figure 2 shortened for a CPU: (a) 10 passes, 2 stepsizes each; (b) in full
-	$(MAKE) reproduce-mlp MLP_EPOCHS=10 MLP_SWEEP=fig2_mnist_mlp_cpu \
+	$(MAKE) reproduce-mlp MLP_EPOCHS=10 MLP_SWEEP=fig2_mnist_mlp_cpu MLP_PLOT_ARGS="--xlim 0 10" \
 	  MLP_NOTE="SHORTENED CPU RUN: real MNIST, 10 of the paper's 200 passes, best of 2 stepsizes per optimizer (configs/sweep/fig2_mnist_mlp_cpu.yaml), 1 seed, dropout 20%/50%, no decay"
 
 reproduce-bias-correction: venv ## Figure 4: VAE, Adam with/without bias correction, 108 members (GPU)

@@ -178,10 +178,14 @@ def _describe(row: pd.Series) -> str:
     return f"{row['label']}, stepsize {row['stepsize']:.3g}"
 
 
-def make_figure(name: str, runs: list[str], out: Path, note: str = "") -> pd.DataFrame:
+def make_figure(name: str, runs: list[str], out: Path, note: str = "",
+                xlim: tuple[float, float] | None = None) -> pd.DataFrame:  # fmt: skip
     """Write the figure `name` and its tables into `out`; return the selected curves (or, for
-    a figure of markers, the comparison with the paper's markers)."""
+    a figure of markers, the comparison with the paper's markers). `xlim` replaces the paper's
+    x axis (a shortened run drawn where it has points)."""
     spec = figure_spec(name)
+    if xlim is not None:
+        spec["x"]["lim"] = list(xlim)
     if spec["kind"] == "markers":
         comparison = make_marker_figure(spec, load_records(runs), out, note)
         (out / "sources.json").write_text(json.dumps(sources(runs), indent=1) + "\n")
@@ -251,9 +255,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", nargs="+", required=True, help="run folders or record files")
     parser.add_argument("--out", type=Path, required=True, help="where to write the results")
     parser.add_argument("--note", default="", help="a line printed under the figure")
+    parser.add_argument("--xlim", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                        help="x axis limits, not the paper's (a shortened run)")  # fmt: skip
     args = parser.parse_args(argv)
     try:
-        best = make_figure(args.figure, args.runs, args.out, args.note)
+        best = make_figure(args.figure, args.runs, args.out, args.note, args.xlim)
     except FileNotFoundError as error:
         sys.exit(f"error: {error}")
     if "paper_loss" in best.columns:  # markers: the best loss of each panel, ours and the paper's
