@@ -86,7 +86,7 @@ reproduce-mlp: venv ## Figure 2 (a, b): the 2x1000 ReLU network on MNIST (GPU: h
 	  --out results/fig2b_mnist_mlp_deterministic --note "$(MLP_B_NOTE)"
 
 reproduce-mlp-cpu: ## Figure 2 shortened for a CPU: (a) 10 passes, 2 stepsizes each; (b) in full
-	$(MAKE) reproduce-mlp MLP_EPOCHS=10 MLP_SWEEP=fig2_mnist_mlp_cpu MLP_PLOT_ARGS="--xlim 0 10" \
+	$(MAKE) reproduce-mlp MLP_EPOCHS=10 MLP_SWEEP=fig2_mnist_mlp_cpu MLP_PLOT_ARGS="--xlim 0 10 --ylim 0.03 1" \
 	  MLP_NOTE="SHORTENED CPU RUN: real MNIST, 10 of the paper's 200 passes, best of 2 stepsizes per optimizer (configs/sweep/fig2_mnist_mlp_cpu.yaml), 1 seed, dropout 20%/50%, no decay"
 
 reproduce-bias-correction: venv ## Figure 4: VAE, Adam with/without bias correction, 108 members (GPU)

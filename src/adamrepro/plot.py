@@ -33,6 +33,7 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -179,13 +180,15 @@ def _describe(row: pd.Series) -> str:
 
 
 def make_figure(name: str, runs: list[str], out: Path, note: str = "",
-                xlim: tuple[float, float] | None = None) -> pd.DataFrame:  # fmt: skip
+                xlim: Sequence[float] | None = None,
+                ylim: Sequence[float] | None = None) -> pd.DataFrame:  # fmt: skip
     """Write the figure `name` and its tables into `out`; return the selected curves (or, for
-    a figure of markers, the comparison with the paper's markers). `xlim` replaces the paper's
-    x axis (a shortened run drawn where it has points)."""
+    a figure of markers, the comparison with the paper's markers). `xlim` and `ylim` replace
+    the paper's axes (a shortened run drawn where it has points)."""
     spec = figure_spec(name)
-    if xlim is not None:
-        spec["x"]["lim"] = list(xlim)
+    for axis, lim in (("x", xlim), ("y", ylim)):
+        if lim is not None:
+            spec[axis]["lim"] = list(lim)
     if spec["kind"] == "markers":
         comparison = make_marker_figure(spec, load_records(runs), out, note)
         (out / "sources.json").write_text(json.dumps(sources(runs), indent=1) + "\n")
@@ -257,9 +260,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--note", default="", help="a line printed under the figure")
     parser.add_argument("--xlim", type=float, nargs=2, metavar=("LOW", "HIGH"),
                         help="x axis limits, not the paper's (a shortened run)")  # fmt: skip
+    parser.add_argument("--ylim", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                        help="y axis limits, not the paper's")  # fmt: skip
     args = parser.parse_args(argv)
     try:
-        best = make_figure(args.figure, args.runs, args.out, args.note, args.xlim)
+        best = make_figure(args.figure, args.runs, args.out, args.note, args.xlim, args.ylim)
     except FileNotFoundError as error:
         sys.exit(f"error: {error}")
     if "paper_loss" in best.columns:  # markers: the best loss of each panel, ours and the paper's
