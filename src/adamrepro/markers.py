@@ -96,8 +96,9 @@ def draw(markers: pd.DataFrame, paper: pd.DataFrame, spec: dict[str, Any], path:
     (row_key, row_values), (col_key, col_values) = *spec["rows"].items(), *spec["columns"].items()
     blocks = list(spec["epochs"])
     n_rows, n_cols = len(blocks) * len(row_values), len(col_values)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.0 * n_cols, 2.2 * n_rows), dpi=130,
-                             sharex=True, sharey=True, squeeze=False)  # fmt: skip
+    size = (3.0 * n_cols, 2.2 * n_rows + 0.6)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=size, dpi=130, sharex=True, sharey=True,
+                             squeeze=False, layout="constrained")  # fmt: skip
     low, top = spec["y"]["lim"]
     for b, wanted in enumerate(blocks):
         for i, r in enumerate(row_values):
@@ -112,22 +113,25 @@ def draw(markers: pd.DataFrame, paper: pd.DataFrame, spec: dict[str, Any], path:
                     ax.plot(on["log10_stepsize"], on["loss"], "o-", color=colour, ms=3.5, lw=1)
                     off = ours[ours["off_chart"]]
                     shift = -0.06 if bc else 0.06  # side by side where both are off
-                    ax.plot(off["log10_stepsize"] + shift, np.full(len(off), top), "^",
-                            color=colour, ms=4.5, clip_on=False)  # fmt: skip
+                    if len(off):  # (an empty unclipped line would span the whole figure)
+                        ax.plot(off["log10_stepsize"] + shift, np.full(len(off), top), "^",
+                                color=colour, ms=4.5, clip_on=False)  # fmt: skip
                     p = theirs[theirs["bias_correction"].eq("yes" if bc else "no")]
                     ax.plot(p["log10_alpha"], p["loss"], "o", mfc="none", color=colour, ms=7,
                             mew=1.2, alpha=0.8)  # fmt: skip
                 if mine.empty:
-                    after = f"{wanted} epochs (paper only: ours not run)"
+                    ax.text(0.5, 0.5, "ours: not run", transform=ax.transAxes, ha="center",
+                            color="0.5", fontsize=8)  # fmt: skip
+                    after = f"{wanted} epochs"
                 else:
                     epoch = int(mine["epoch"].max())
-                    after = f"{epoch} epochs" + ("" if epoch == wanted else f" (paper: {wanted})")
-                ax.set_title(f"{after}, {row_key}={r:g}, {col_key}={c:g}", fontsize=7)
+                    after = f"{epoch} epochs" + ("" if epoch == wanted else f" (paper {wanted})")
+                ax.set_title(f"{row_key}={r:g}, {col_key}={c:g}", fontsize=7)
                 ax.set_xlim(*spec["x"]["lim"])
                 ax.set_ylim(low, top)
                 ax.tick_params(labelsize=6)
                 if j == 0:
-                    ax.set_ylabel(spec["y"]["label"], fontsize=7)
+                    ax.set_ylabel(f"after {after}\n{spec['y']['label']}", fontsize=7)
                 if b * len(row_values) + i == n_rows - 1:
                     ax.set_xlabel(spec["x"]["label"], fontsize=7)
     handles = [
@@ -136,12 +140,10 @@ def draw(markers: pd.DataFrame, paper: pd.DataFrame, spec: dict[str, Any], path:
         plt.Line2D([], [], color="0.3", marker="o", mfc="none", ls="", label="paper (hollow)"),
         plt.Line2D([], [], color="0.3", marker="^", ls="", label="ours above the chart / diverged"),
     ]
-    fig.suptitle(spec["title"], fontsize=9, y=0.998)
-    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.978), ncol=4,
-               fontsize=7, frameon=False)  # fmt: skip
+    fig.legend(handles=handles, loc="outside upper center", ncol=4, fontsize=7, frameon=False,
+               title=spec["title"], title_fontsize=9)  # fmt: skip
     if note:
-        fig.text(0.01, 0.003, note, fontsize=6, color="0.3", ha="left", va="bottom", wrap=True)
-    fig.tight_layout(rect=(0, 0.02 if note else 0, 1, 0.955))
+        fig.supxlabel(note, fontsize=6, color="0.3", wrap=True)
     fig.savefig(path)
     plt.close(fig)
 
