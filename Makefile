@@ -14,7 +14,7 @@ MLP_EPOCHS ?= 201
 MLP_SWEEP ?= fig2_mnist_mlp
 MLP_PLOT_ARGS ?=
 MLP_NOTE ?= ours: real MNIST, $(MLP_EPOCHS) passes, best of the grid in configs/sweep/$(MLP_SWEEP).yaml by final cost, 1 seed, dropout 20% input / 50% hidden, no decay
-MLP_B_NOTE := ours: real MNIST, 26 passes, no dropout, L2 1e-8, best of 4 stepsizes by final cost, 1 seed; SFO not implemented here (paper's curve only)
+MLP_B_NOTE := ours: real MNIST, 26 passes, no dropout, L2 1e-8, best of 5 stepsizes by final cost, 1 seed; SFO not implemented here (paper's curve only)
 # Figure 4: 100 epochs by default; `make reproduce-bias-correction-cpu` sets the CPU run.
 VAE_EPOCHS ?= 100
 VAE_NOTE ?= ours: real MNIST (grey levels as Bernoulli targets), minibatch 100, 1 seed, $(VAE_EPOCHS) passes; loss = mean -ELBO over the pass

@@ -32,7 +32,7 @@ def test_figure_2a_and_2b_from_short_runs(mnist_root, tmp_path):
     record = run(mnist_root, tmp_path / "deterministic", "experiment=mnist_mlp_deterministic",
                  "sweep=fig2_mnist_mlp_deterministic", "optimizer=adam", *small)  # fmt: skip
     assert record["config"]["model"]["input_dropout"] == 0.0
-    assert len(record["members"]) == 4
+    assert len(record["members"]) == 5
     best = make_figure("fig2b_mnist_mlp_deterministic", [str(tmp_path / "deterministic")],
                        tmp_path / "fig2b")  # fmt: skip
     assert best["curve"].tolist() == ["Adam"]  # SFO: the paper's curve only
