@@ -152,3 +152,17 @@ def test_a_two_epoch_run_draws_both_panels(tmp_path):
 
 def record_members(run):
     return json.loads((run / "record.json").read_text())["members"]
+
+
+def test_a_failed_download_is_one_line(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    def offline(*args, **kwargs):
+        raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>\ndetails")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+    with pytest.raises(DataError) as error:
+        load_cifar10(tmp_path, download=True)
+    message = str(error.value)
+    assert message.startswith(f"could not download CIFAR-10 into {tmp_path} (<urlopen error")
+    assert "\n" not in message and "cifar-10-batches-py/" in message

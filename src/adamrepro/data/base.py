@@ -2,11 +2,48 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
+
+from ..errors import DataError
+
+Found = TypeVar("Found")
+
+
+def find_or_download(root: Path, find: Callable[[Path], Found | None],
+                     download: Callable[[Path], None] | None, name: str,
+                     subdirs: Sequence[str], wanted: str) -> Found:  # fmt: skip
+    """What `find(root)` finds; when it finds nothing, `download(root)` (if given) first and
+    then `find` again; else one line saying where it looked for what."""
+    found = find(root)
+    if found is None and download is not None:
+        download(root)
+        found = find(root)
+    if found is None:
+        where = ", ".join(str(root / sub) for sub in subdirs)
+        raise DataError(
+            f"{name} not found: looked in {where} for {wanted}; "
+            "set data.root=DIR or ADAMREPRO_DATA=DIR, or data.download=true with a network"
+        )
+    return found
+
+
+@contextmanager
+def download_errors(what: str, instead: str) -> Iterator[None]:
+    """Turn any error of a download (network errors come in many types) into one line:
+    could not download `what` (the first line of the error); `instead`."""
+    try:
+        yield
+    except Exception as error:
+        text = str(error).strip()
+        reason = text.splitlines()[0] if text else type(error).__name__
+        raise DataError(f"could not download {what} ({reason}); {instead}") from None
 
 
 @dataclass

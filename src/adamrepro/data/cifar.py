@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from ..errors import DataError
-from .base import TensorData
+from .base import TensorData, download_errors, find_or_download
 
 TRAIN_FILES = tuple(f"data_batch_{k}" for k in range(1, 6))
 TEST_FILE = "test_batch"
@@ -67,14 +67,9 @@ def read_batch(path: Path, verify: bool) -> tuple[np.ndarray, np.ndarray]:
 def _download(root: Path) -> None:
     from torchvision.datasets import CIFAR10
 
-    try:
+    instead = "put cifar-10-batches-py/ there or point data.root (or ADAMREPRO_DATA) at it"
+    with download_errors(f"CIFAR-10 into {root}", instead):
         CIFAR10(str(root), train=True, download=True)
-    except Exception as error:  # network errors come in many types
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DataError(
-            f"could not download CIFAR-10 into {root} ({reason}); put cifar-10-batches-py/ "
-            "there or point data.root (or ADAMREPRO_DATA) at a folder holding it"
-        ) from None
 
 
 def zca_transform(x: Tensor, eps: float) -> tuple[Tensor, Tensor]:
@@ -133,16 +128,8 @@ def load_cifar10(
     if whitening not in WHITENINGS:
         raise DataError(f"data.whitening must be one of {', '.join(WHITENINGS)}, got {whitening!r}")
     root = Path(root).expanduser()
-    folder = find_folder(root)
-    if folder is None and download:
-        _download(root)
-        folder = find_folder(root)
-    if folder is None:
-        where = ", ".join(str(root / sub) for sub in SUBDIRS)
-        raise DataError(
-            f"CIFAR-10 not found: looked in {where} for {', '.join(TRAIN_FILES)}, {TEST_FILE}; "
-            "set data.root=DIR or ADAMREPRO_DATA=DIR, or data.download=true with a network"
-        )
+    folder = find_or_download(root, find_folder, _download if download else None, "CIFAR-10",
+                              SUBDIRS, f"{', '.join(TRAIN_FILES)}, {TEST_FILE}")  # fmt: skip
     batches = [read_batch(folder / name, verify) for name in TRAIN_FILES]
     x_test, y_test = read_batch(folder / TEST_FILE, verify)
     x_train = np.concatenate([b[0] for b in batches])

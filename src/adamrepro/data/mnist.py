@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .base import TensorData
+from .base import TensorData, download_errors, find_or_download
 
 FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -83,15 +83,10 @@ def _read(path: Path, verify: bool) -> np.ndarray:
 def _download(root: Path) -> None:
     from torchvision.datasets import MNIST
 
-    try:
+    instead = "put the four IDX files there or point data.root (or ADAMREPRO_DATA) at them"
+    with download_errors(f"MNIST into {root / 'MNIST/raw'}", instead):
         for train in (True, False):
             MNIST(str(root), train=train, download=True)
-    except Exception as error:  # network errors come in many types
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DataError(
-            f"could not download MNIST into {root / 'MNIST/raw'} ({reason}); put the four IDX "
-            f"files there or point data.root (or ADAMREPRO_DATA) at a folder holding them"
-        ) from None
 
 
 def load_mnist(
@@ -100,16 +95,8 @@ def load_mnist(
     """MNIST as float pixels in [0, 1], flattened to 784, with integer labels; `binarize`
     thresholds the pixels at 0.5 (fixed binarisation: each pixel 0 or 1)."""
     root = Path(root).expanduser()
-    files = find_files(root)
-    if files is None and download:
-        _download(root)
-        files = find_files(root)
-    if files is None:
-        where = ", ".join(str(root / sub) for sub in SUBDIRS)
-        raise DataError(
-            f"MNIST not found: looked in {where} for {', '.join(FILES.values())} (or .gz); "
-            "set data.root=DIR or ADAMREPRO_DATA=DIR, or data.download=true with a network"
-        )
+    files = find_or_download(root, find_files, _download if download else None, "MNIST",
+                             SUBDIRS, f"{', '.join(FILES.values())} (or .gz)")  # fmt: skip
     arrays = {key: _read(path, verify) for key, path in files.items()}
 
     def images(a: np.ndarray) -> torch.Tensor:
