@@ -16,6 +16,17 @@ def member_generators(seeds: Sequence[int], salt: int) -> list[torch.Generator]:
     return [torch.Generator().manual_seed(int(seed) * 1_000_003 + salt) for seed in seeds]
 
 
+def member_uniform(
+    shape: Sequence[int], fan_in: int, gens: Sequence[torch.Generator]
+) -> nn.Parameter:
+    """A parameter of shape (G, *shape), member k uniform in +-1/sqrt(fan_in) from `gens[k]`
+    (torch's default initialisation of nn.Linear and nn.Conv2d, weights and biases alike)."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return nn.Parameter(
+        torch.stack([torch.empty(*shape).uniform_(-bound, bound, generator=g) for g in gens])
+    )
+
+
 class MemberLinear(nn.Module):
     """y_k = x_k W_k + b_k for each member k, with W of shape (G, in, out).
 
@@ -28,21 +39,9 @@ class MemberLinear(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, seeds: Sequence[int], salt: int = 0):
         super().__init__()
-        bound = 1.0 / math.sqrt(in_features)
         gens = member_generators(seeds, salt)
-        self.weight = nn.Parameter(
-            torch.stack(
-                [
-                    torch.empty(in_features, out_features).uniform_(-bound, bound, generator=g)
-                    for g in gens
-                ]
-            )
-        )
-        self.bias = nn.Parameter(
-            torch.stack(
-                [torch.empty(out_features).uniform_(-bound, bound, generator=g) for g in gens]
-            )
-        )
+        self.weight = member_uniform((in_features, out_features), in_features, gens)
+        self.bias = member_uniform((out_features,), in_features, gens)
 
     @property
     def members(self) -> int:
@@ -73,17 +72,10 @@ class MemberConv2d(nn.Module):
                  seeds: Sequence[int], salt: int = 0, padding: int = 0):  # fmt: skip
         super().__init__()
         fan_in = in_channels * kernel_size**2
-        bound = 1.0 / math.sqrt(fan_in)
         shape = (out_channels, in_channels, kernel_size, kernel_size)
         gens = member_generators(seeds, salt)
-        self.weight = nn.Parameter(
-            torch.stack([torch.empty(shape).uniform_(-bound, bound, generator=g) for g in gens])
-        )
-        self.bias = nn.Parameter(
-            torch.stack(
-                [torch.empty(out_channels).uniform_(-bound, bound, generator=g) for g in gens]
-            )
-        )
+        self.weight = member_uniform(shape, fan_in, gens)
+        self.bias = member_uniform((out_channels,), fan_in, gens)
         self.padding = padding
 
     @property
