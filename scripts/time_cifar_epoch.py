@@ -41,11 +41,16 @@ def time_epoch(members: int, steps: int | None, dropout: bool, device: torch.dev
     order = MinibatchOrder([0] * members, len(x_train), 128)
     total = order.steps_per_epoch
     steps = min(steps or total, total)
+
+    def step(idx: torch.Tensor) -> None:
+        cost = model.cost(x_train[idx], y_train[idx])
+        optimizer.zero_grad(set_to_none=True)
+        cost.sum().backward()
+        optimizer.step()
+
     model.train()
     for warm, idx in enumerate(order.epoch(device)):  # a few steps to warm up
-        model.cost(x_train[idx], y_train[idx]).sum().backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        step(idx)
         if warm == 2:
             break
     sync(device)
@@ -53,10 +58,7 @@ def time_epoch(members: int, steps: int | None, dropout: bool, device: torch.dev
     for k, idx in enumerate(order.epoch(device)):
         if k == steps:
             break
-        cost = model.cost(x_train[idx], y_train[idx])
-        optimizer.zero_grad(set_to_none=True)
-        cost.sum().backward()
-        optimizer.step()
+        step(idx)
     sync(device)
     train_s = (time.perf_counter() - started) * total / steps
     started = time.perf_counter()

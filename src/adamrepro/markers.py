@@ -72,7 +72,6 @@ def compare(markers: pd.DataFrame, paper: pd.DataFrame, spec: dict[str, Any]) ->
     """At each grid position where the paper could draw a marker (its stepsizes), the paper's
     loss (NaN: off its chart) beside ours at the nearest stepsize of our grid."""
     (row_key,), (col_key,) = spec["rows"], spec["columns"]
-    paper = paper.assign(bias_correction=paper["bias_correction"].eq("yes"))
     positions = sorted(paper["log10_alpha"].round(1).unique())
     rows = []
     for keys, ours in markers.groupby(["block_epochs", row_key, col_key, "bias_correction"]):
@@ -116,7 +115,7 @@ def draw(markers: pd.DataFrame, paper: pd.DataFrame, spec: dict[str, Any], path:
                     if len(off):  # (an empty unclipped line would span the whole figure)
                         ax.plot(off["log10_stepsize"] + shift, np.full(len(off), top), "^",
                                 color=colour, ms=4.5, clip_on=False)  # fmt: skip
-                    p = theirs[theirs["bias_correction"].eq("yes" if bc else "no")]
+                    p = theirs[theirs["bias_correction"] == bc]
                     ax.plot(p["log10_alpha"], p["loss"], "o", mfc="none", color=colour, ms=7,
                             mew=1.2, alpha=0.8)  # fmt: skip
                 if mine.empty:
@@ -151,7 +150,7 @@ def draw(markers: pd.DataFrame, paper: pd.DataFrame, spec: dict[str, Any], path:
 def make_marker_figure(spec: dict[str, Any], table: pd.DataFrame, out: Path,
                        note: str = "") -> pd.DataFrame:  # fmt: skip
     """Write figure.png, markers.csv and compare.csv into `out`; return the comparison."""
-    paper = spec["paper"]
+    paper = spec["paper"].assign(bias_correction=spec["paper"]["bias_correction"].eq("yes"))
     markers = marker_table(table, spec)
     comparison = compare(markers, paper, spec)
     out.mkdir(parents=True, exist_ok=True)

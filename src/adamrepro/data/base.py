@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -32,6 +33,14 @@ def find_or_download(root: Path, find: Callable[[Path], Found | None],
             "set data.root=DIR or ADAMREPRO_DATA=DIR, or data.download=true with a network"
         )
     return found
+
+
+def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
+    """np.savez to a temporary file, then renamed: a half-written cache is never read."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
 
 
 @contextmanager

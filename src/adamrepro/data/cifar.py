@@ -7,7 +7,7 @@ The files (`data_batch_1` ... `data_batch_5`, `test_batch`: pickled dicts with b
 
 `whitening`: "zca" (fitted on the training set: x -> (x - mean) W, W = U (L + eps)^(-1/2) U^T
 from the eigendecomposition U L U^T of the pixel covariance; the transform is cached under
-`cache_dir`, keyed by the files and eps), "standardize" (per-channel mean and standard
+`cache_dir`, keyed by a hash of the training images and eps), "standardize" (per-channel mean and standard
 deviation of the training set) or "none" (pixels in [0, 1]).
 """
 
@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from ..errors import DataError
-from .base import TensorData, download_errors, find_or_download
+from .base import TensorData, download_errors, find_or_download, save_npz_atomic
 
 TRAIN_FILES = tuple(f"data_batch_{k}" for k in range(1, 6))
 TEST_FILE = "test_batch"
@@ -84,21 +84,22 @@ def zca_transform(x: Tensor, eps: float) -> tuple[Tensor, Tensor]:
     return mean, (eigenvectors * scale) @ eigenvectors.T
 
 
-def _zca_cached(x: Tensor, eps: float, key: str, cache_dir: Path | None) -> tuple[Tensor, Tensor]:
-    path = cache_dir / f"cifar10_zca_{key}.npz" if cache_dir else None
-    if path is not None and path.is_file():
+def _zca_cached(x: Tensor, eps: float, cache_dir: Path | None) -> tuple[Tensor, Tensor]:
+    """`zca_transform(x, eps)`, read from `cache_dir` when it holds one fitted on the same
+    data with the same eps (keyed by a hash of the data and eps), else fitted and stored."""
+    if cache_dir is None:
+        return zca_transform(x, eps)
+    fingerprint = hashlib.sha256(x.numpy().tobytes()).hexdigest()[:16]
+    path = cache_dir / f"cifar10_zca_{fingerprint}_eps{eps:g}.npz"
+    if path.is_file():
         stored = np.load(path)
         return torch.from_numpy(stored["mean"]), torch.from_numpy(stored["matrix"])
     mean, matrix = zca_transform(x, eps)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, mean=mean.numpy(), matrix=matrix.numpy())
-        tmp.replace(path)  # atomic: a half-written cache is never read
+    save_npz_atomic(path, mean=mean.numpy(), matrix=matrix.numpy())
     return mean, matrix
 
 
-def whiten(train: Tensor, test: Tensor, whitening: str, eps: float, key: str,
+def whiten(train: Tensor, test: Tensor, whitening: str, eps: float,
            cache_dir: Path | None) -> tuple[Tensor, Tensor]:  # fmt: skip
     """Both sets transformed by the whitening fitted on the training set; float32."""
     if whitening == "none":
@@ -107,7 +108,7 @@ def whiten(train: Tensor, test: Tensor, whitening: str, eps: float, key: str,
         mean = train.mean((0, 2, 3), keepdim=True)
         std = train.std((0, 2, 3), keepdim=True)
         return (train - mean) / std, (test - mean) / std
-    mean, matrix = _zca_cached(train.flatten(1), eps, key, cache_dir)
+    mean, matrix = _zca_cached(train.flatten(1), eps, cache_dir)
     mean, matrix = mean.float(), matrix.float()
 
     def apply(x: Tensor) -> Tensor:
@@ -134,10 +135,8 @@ def load_cifar10(
     x_test, y_test = read_batch(folder / TEST_FILE, verify)
     x_train = np.concatenate([b[0] for b in batches])
     y_train = np.concatenate([b[1] for b in batches])
-    fingerprint = hashlib.sha256(x_train.tobytes()).hexdigest()[:16]
-    key = f"{fingerprint}_eps{float(zca_epsilon):g}"
     train, test = whiten(
         torch.from_numpy(x_train).float() / 255.0, torch.from_numpy(x_test).float() / 255.0,
-        whitening, float(zca_epsilon), key, Path(cache_dir).expanduser() if cache_dir else None,
+        whitening, float(zca_epsilon), Path(cache_dir).expanduser() if cache_dir else None,
     )  # fmt: skip
     return TensorData(train, torch.from_numpy(y_train), test, torch.from_numpy(y_test), 10)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .base import TensorData
+from .base import TensorData, save_npz_atomic
 from .sparse import SparseRows
 
 HUB_NAME = "stanfordnlp/imdb"
@@ -165,11 +165,8 @@ def load_imdb(
         y_train = np.asarray(text["train"]["label"], dtype=np.int64)
         y_test = np.asarray(text["test"]["label"], dtype=np.int64)
         if cached is not None:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_suffix(".tmp.npz")
-            np.savez(tmp, y_train=y_train, y_test=y_test, **_pack(train, "train"),
-                     **_pack(test, "test"))  # fmt: skip
-            tmp.replace(cached)  # atomic: a half-written cache is never read
+            save_npz_atomic(cached, y_train=y_train, y_test=y_test, **_pack(train, "train"),
+                            **_pack(test, "test"))  # fmt: skip
     return TensorData(
         x_train=SparseRows.from_scipy(train),
         y_train=torch.from_numpy(np.asarray(y_train)),
