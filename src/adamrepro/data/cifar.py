@@ -7,8 +7,8 @@ The files (`data_batch_1` ... `data_batch_5`, `test_batch`: pickled dicts with b
 
 `whitening`: "zca" (fitted on the training set: x -> (x - mean) W, W = U (L + eps)^(-1/2) U^T
 from the eigendecomposition U L U^T of the pixel covariance; the transform is cached under
-`cache_dir`, keyed by a hash of the training images and eps), "standardize" (per-channel mean and standard
-deviation of the training set) or "none" (pixels in [0, 1]).
+`cache_dir`, keyed by a hash of the training images and eps), "standardize" (per-channel
+mean and standard deviation of the training set) or "none" (pixels in [0, 1]).
 """
 
 from __future__ import annotations
