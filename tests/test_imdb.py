@@ -22,7 +22,8 @@ def dense(rows: SparseRows) -> torch.Tensor:
 def test_local_folder_and_tarball_give_the_same_dataset_dict(tmp_path: Path):
     make_imdb(tmp_path / "a", per_class=5)
     make_imdb(tmp_path / "b", per_class=5, tarball=True)
-    folder, tarball = load_imdb_text(tmp_path / "a"), load_imdb_text(tmp_path / "b")
+    folder = load_imdb_text(tmp_path / "a", verify=False)
+    tarball = load_imdb_text(tmp_path / "b", verify=False)
     assert set(folder) == {"train", "test"}
     assert folder["train"].num_rows == 10 and folder["test"].num_rows == 10
     assert folder["train"]["label"] == [0] * 5 + [1] * 5
@@ -31,32 +32,32 @@ def test_local_folder_and_tarball_give_the_same_dataset_dict(tmp_path: Path):
 
 
 def test_vocabulary_size_and_binary_or_count_features(imdb_root: Path):
-    binary = load_imdb(imdb_root, vocab_size=7, binary=True)
-    counts = load_imdb(imdb_root, vocab_size=7, binary=False)
+    binary = load_imdb(imdb_root, vocab_size=7, binary=True, verify=False)
+    counts = load_imdb(imdb_root, vocab_size=7, binary=False, verify=False)
     assert binary.x_train.shape == (80, 7) and binary.x_test.shape == (80, 7)
     assert binary.num_classes == 2 and binary.y_train.tolist() == [0] * 40 + [1] * 40
     assert set(dense(binary.x_train).unique().tolist()) <= {0.0, 1.0}
     assert dense(counts.x_train).max() > 1  # "the" and other words repeat within a review
     assert torch.equal(dense(counts.x_train) > 0, dense(binary.x_train) > 0)
-    text = load_imdb_text(imdb_root)
+    text = load_imdb_text(imdb_root, verify=False)
     _, _, vocabulary = bag_of_words(text["train"]["text"], text["test"]["text"], 100, True)
     assert "br" not in vocabulary and "the" in vocabulary and "great" in vocabulary
 
 
 def test_features_are_cached_by_what_built_them(imdb_root: Path, tmp_path: Path, monkeypatch):
     cache = tmp_path / "cache"
-    first = load_imdb(imdb_root, vocab_size=10, cache_dir=cache)
+    first = load_imdb(imdb_root, vocab_size=10, cache_dir=cache, verify=False)
     assert len(list(cache.glob("*.npz"))) == 1
 
     def no_reading(*args, **kwargs):
         raise AssertionError("the text was read again")
 
     monkeypatch.setattr("adamrepro.data.imdb.load_imdb_text", no_reading)
-    again = load_imdb(imdb_root, vocab_size=10, cache_dir=cache)
+    again = load_imdb(imdb_root, vocab_size=10, cache_dir=cache, verify=False)
     assert torch.equal(dense(first.x_train), dense(again.x_train))
     assert torch.equal(first.y_test, again.y_test)
     with pytest.raises(AssertionError, match="read again"):
-        load_imdb(imdb_root, vocab_size=10, binary=False, cache_dir=cache)  # another key
+        load_imdb(imdb_root, vocab_size=10, binary=False, cache_dir=cache, verify=False)  # key
 
 
 def test_missing_imdb_is_one_clear_line(tmp_path: Path):
@@ -67,7 +68,7 @@ def test_missing_imdb_is_one_clear_line(tmp_path: Path):
 
 
 def test_sparse_forward_equals_the_dense_product_and_dropout_is_training_only(imdb_root):
-    data = load_imdb(imdb_root, vocab_size=12)
+    data = load_imdb(imdb_root, vocab_size=12, verify=False)
     model = BagOfWordsLogisticRegression(12, 2, seeds=[0, 1, 2], input_dropout=0.5)
     x = data.x_train[torch.arange(16)]
     model.eval()
@@ -93,6 +94,7 @@ def test_real_imdb_loads_with_the_papers_vocabulary(shared_imdb: Path, tmp_path:
 def test_a_short_imdb_population_learns(imdb_root: Path, tmp_path: Path):
     cfg = hydra_config(
         "experiment=imdb_bow", f"data.root={imdb_root}", f"data.cache_dir={tmp_path / 'c'}",
+        "data.verify=false",
         "data.vocab_size=30", "trainer.epochs=4", "trainer.batch_size=16",
         "optimizer=adam", "+grid.stepsize=[0.01,0.1]", "sweep.seeds=[0,1]",
     )  # fmt: skip

@@ -111,7 +111,7 @@ def test_stepsize_decays_as_one_over_sqrt_of_the_step(mnist_root, tmp_path, monk
             "optimizer.stepsize=0.5",
             "trainer.stepsize_decay=sqrt_step",
         ),
-        tmp_path,
+        tmp_path / "step",
     )
     assert seen[0] == 0.5 and seen[3] == pytest.approx(0.5 / 2)
     assert seen[-1] == pytest.approx(0.5 / math.sqrt(len(seen)))
@@ -123,7 +123,7 @@ def test_stepsize_decays_as_one_over_sqrt_of_the_step(mnist_root, tmp_path, monk
             "optimizer.stepsize=0.5",
             "trainer.stepsize_decay=sqrt_epoch",
         ),
-        tmp_path,
+        tmp_path / "epoch",
     )
     assert seen[0] == 0.5 and seen[-1] == pytest.approx(0.5 / math.sqrt(2))
 

@@ -1,4 +1,4 @@
-"""The two kinds of error a user can cause, each reported as one line without a traceback."""
+"""The errors a user can cause, each reported as one line without a traceback."""
 
 
 class ConfigError(ValueError):
@@ -7,6 +7,21 @@ class ConfigError(ValueError):
 
 class DataError(RuntimeError):
     """Data that cannot be found or read; the message says where we looked."""
+
+
+class OutputError(RuntimeError):
+    """A run's output (record, checkpoint) that cannot be written: the message names the file
+    and the reason (no space left, not a directory, ...)."""
+
+
+USER_ERRORS = (ConfigError, DataError, OutputError)
+
+
+def one_line(error: BaseException) -> str:
+    """The text of an error on one line: its lines joined, runs of spaces collapsed (an error
+    of a library may span several lines; the first alone often says nothing)."""
+    text = " ".join(str(error).split())
+    return text or type(error).__name__
 
 
 def checked_call(fn, what: str, *args, **settings):

@@ -24,7 +24,9 @@ Writes into --out:
     selected.csv  the setting chosen for each curve, with its final cost
     grid.csv      every setting of every run: settings, seeds, final cost, divergence, and
                   paper_rmse, the RMS distance of its curve to the paper's (inside the axes)
-    sources.json  the runs behind the figure: devices, versions, wall times, members
+    sources.json  the runs behind the figure: devices, versions, code, wall times, members,
+                  and the runs left out with the reason (only completed runs of the expected
+                  length are used: an interrupted or shorter run never enters a figure)
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from .markers import make_marker_figure
-from .records import find_records, load_records, load_step_costs
+from .records import completed_runs, load_step_costs, read_records, tidy
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -53,8 +55,9 @@ METRICS = ["train_cost", "train_cost_full", "test_loss", "test_accuracy"]
 # Columns of the tidy table that are not settings of a member.
 NOT_SETTINGS = {
     "run", "member", "epoch", "wall_time_s", "status", "seed", "diverged_at_step", "label",
-    "curve", "setting", *METRICS,
+    "curve", "setting", "current_stepsize", *METRICS, *(f"averaged_{m}" for m in METRICS[1:]),
 }  # fmt: skip
+Records = list[tuple[Path, dict[str, Any]]]
 
 
 def figure_spec(name: str) -> dict[str, Any]:
@@ -74,7 +77,13 @@ def with_settings(table: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
     """Add `curve` (the paper's name each row is compared with) and `setting` (one id per
     setting of a run: members that differ only in seed share it)."""
     names = {**spec["curves"], **spec["compare"]}
+    labels = sorted(set(table["label"].dropna()))
     table = table[table["label"].isin(list(names))].copy()
+    if table.empty:
+        raise FileNotFoundError(
+            f"no run has a label that figure {spec['name']} draws ({', '.join(names)}); "
+            f"the runs have {', '.join(labels) or 'no label'}"
+        )
     columns = [c for c in table.columns if c not in NOT_SETTINGS]
     keys = [repr(tuple(row)) for row in table[columns].itertuples(index=False)]
     table["setting"] = table["run"] + "#" + pd.Series(keys, index=table.index)
@@ -161,8 +170,8 @@ def draw(spec: dict[str, Any], curves: dict[str, pd.DataFrame], extra: dict[str,
     plt.close(fig)
 
 
-def sources(runs: list[str]) -> dict[str, Any]:
-    records = [json.loads(p.read_text()) for p in find_records(runs)]
+def sources(used: Records, left_out: list[dict[str, str]]) -> dict[str, Any]:
+    records = [record for _, record in used]
     return {
         "runs": len(records),
         "members": sum(len(r["members"]) for r in records),
@@ -172,7 +181,21 @@ def sources(runs: list[str]) -> dict[str, Any]:
         "threads": sorted({r["threads"] for r in records}),
         "versions": sorted({json.dumps(r["versions"], sort_keys=True) for r in records}),
         "started": min(r["started"] for r in records),
+        "code": sorted({json.dumps(r.get("code"), sort_keys=True) for r in records}),
+        "left_out": left_out,
     }
+
+
+def usable_runs(runs: list[str], epochs: int | None = None) -> tuple[Records, list[dict]]:
+    """The completed runs of the expected length under `runs`, and what was left out (why)."""
+    records = read_records(runs)
+    if not records:
+        raise FileNotFoundError(f"no record.json found under {', '.join(map(str, runs))}")
+    used, left_out = completed_runs(records, epochs)
+    if not used:
+        reasons = "; ".join(f"{r['run']}: {r['why']}" for r in left_out[:3])
+        raise FileNotFoundError(f"no completed run under {', '.join(map(str, runs))} ({reasons})")
+    return used, left_out
 
 
 def _describe(row: pd.Series) -> str:
@@ -180,20 +203,25 @@ def _describe(row: pd.Series) -> str:
 
 
 def make_figure(name: str, runs: list[str], out: Path, note: str = "",
-                xlim: Sequence[float] | None = None,
-                ylim: Sequence[float] | None = None) -> pd.DataFrame:  # fmt: skip
-    """Write the figure `name` and its tables into `out`; return the selected curves (or, for
-    a figure of markers, the comparison with the paper's markers). `xlim` and `ylim` replace
-    the paper's axes (a shortened run drawn where it has points)."""
+                xlim: Sequence[float] | None = None, ylim: Sequence[float] | None = None,
+                epochs: int | None = None) -> pd.DataFrame:  # fmt: skip
+    """Write the figure `name` and its tables into `out` from the completed runs under `runs`
+    (of `epochs` epochs, else of the most any has; the others are listed in sources.json);
+    return the selected curves (or, for a figure of markers, the comparison with the paper's
+    markers). `xlim` and `ylim` replace the paper's axes (a shortened run drawn where it has
+    points)."""
     spec = figure_spec(name)
     for axis, lim in (("x", xlim), ("y", ylim)):
         if lim is not None:
             spec[axis]["lim"] = list(lim)
+    used, left_out = usable_runs(runs, epochs)
+    for skipped in left_out:
+        print(f"left out {skipped['run']}: {skipped['why']}", file=sys.stderr)
     if spec["kind"] == "markers":
-        comparison = make_marker_figure(spec, load_records(runs), out, note)
-        (out / "sources.json").write_text(json.dumps(sources(runs), indent=1) + "\n")
+        comparison = make_marker_figure(spec, tidy(used), out, note)
+        (out / "sources.json").write_text(json.dumps(sources(used, left_out), indent=1) + "\n")
         return comparison
-    table = with_settings(load_records(runs), spec)
+    table = with_settings(tidy(used), spec)
     grid = summarise(table, spec)
     in_figure = grid[grid["label"].isin(list(spec["curves"]))]
     best = in_figure.loc[in_figure.groupby("curve", sort=False)["final_cost"].idxmin()]
@@ -213,20 +241,20 @@ def make_figure(name: str, runs: list[str], out: Path, note: str = "",
         out / "selected.csv", index=False, float_format="%.6g"
     )
     pd.concat(curves.values()).to_csv(out / "curves.csv", index=False, float_format="%.6g")
-    (out / "sources.json").write_text(json.dumps(sources(runs), indent=1) + "\n")
+    (out / "sources.json").write_text(json.dumps(sources(used, left_out), indent=1) + "\n")
     draw(spec, curves, extra, out / "figure.png", note)
     if "steps" in spec:
-        step_figure(spec, table, best, runs, out, note)
+        step_figure(spec, table, best, used, out, note)
     return best
 
 
-def step_figure(spec: dict[str, Any], table: pd.DataFrame, best: pd.DataFrame, runs: list[str],
+def step_figure(spec: dict[str, Any], table: pd.DataFrame, best: pd.DataFrame, used: Records,
                 out: Path, note: str) -> None:  # fmt: skip
     """The first epochs step by step (Figure 3, left), for the settings selected on the full
     run: each curve the per-step cost averaged over seeds and over a running window."""
     steps_spec = {**spec, **spec["steps"]}
     steps_spec["paper"] = pd.read_csv(EXPERIMENTS / spec["name"] / "paper_steps.csv")
-    logged = load_step_costs(runs)
+    logged = load_step_costs(used)
     window = int(spec["steps"].get("smooth", 1))
     curves = {}
     for _, row in best.iterrows():
@@ -262,9 +290,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="x axis limits, not the paper's (a shortened run)")  # fmt: skip
     parser.add_argument("--ylim", type=float, nargs=2, metavar=("LOW", "HIGH"),
                         help="y axis limits, not the paper's")  # fmt: skip
+    parser.add_argument("--epochs", type=int, help="the runs' expected length (default: the "
+                        "most that a completed run has); other runs are left out")  # fmt: skip
     args = parser.parse_args(argv)
     try:
-        best = make_figure(args.figure, args.runs, args.out, args.note, args.xlim, args.ylim)
+        best = make_figure(args.figure, args.runs, args.out, args.note, args.xlim, args.ylim,
+                           args.epochs)  # fmt: skip
     except FileNotFoundError as error:
         sys.exit(f"error: {error}")
     if "paper_loss" in best.columns:  # markers: the best loss of each panel, ours and the paper's

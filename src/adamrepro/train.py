@@ -7,30 +7,71 @@
 A run trains a *population*: G members of the same model, each with its own hyperparameters
 (a grid point) and seed. Members with the same seed share their initialisation and their
 minibatches; each seed has its own. An ordinary run is a population of one.
+
+A run survives being stopped. It writes a checkpoint (`checkpoint.pt`, beside `record.json`)
+every `trainer.checkpoint_every` epochs, every `trainer.checkpoint_minutes`, and when it is
+asked to stop: by SIGINT or SIGTERM (state "interrupted"), or by its time budget
+`trainer.max_minutes`, counted from the start of the command (state "paused"). The same
+command, in the same output folder, continues it exactly where it stopped; a completed run is
+not trained again (`resume=false` starts it afresh).
+
+Exit status of the command line: 0 completed (or complete already); 2 a bad setting, data
+that is missing or damaged, or an output that cannot be written (one line); 3 every member
+diverged; 75 paused (run the same command again to continue); 130 or 143 interrupted by
+SIGINT or SIGTERM (the same command continues); 1 anything unexpected. In a `-m` sweep a job
+that fails is reported and the others still run; the sweep then exits with 1.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import logging
 import math
+import os
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.errors import CompactHydraException
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
+from .checkpoint import (
+    CHECKPOINT_NAME,
+    StopRequests,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from .data import load_data
-from .errors import ConfigError, DataError
+from .errors import USER_ERRORS, ConfigError, OutputError, one_line
+from .files import check_writable
 from .models import build_model
 from .optim import DESCRIPTIVE_KEYS, build_optimizer
-from .records import environment, save_record
+from .records import (
+    FORMAT,
+    RECORD_NAME,
+    differences,
+    environment,
+    now,
+    read_record,
+    run_identity,
+    save_record,
+)
+from .settings import RunSettings, TrainerSettings
 
-STEPSIZE_DECAYS = ("none", "sqrt_step", "sqrt_epoch")
+log = logging.getLogger("adamrepro.train")  # also when run as __main__
+COMMAND_STARTED = time.monotonic()  # trainer.max_minutes counts from the command's start
+EXIT = {"config": 2, "diverged": 3, "paused": 75, "SIGINT": 130, "SIGTERM": 143}
 
 
 def population(config: DictConfig | Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -38,16 +79,21 @@ def population(config: DictConfig | Mapping[str, Any]) -> list[dict[str, Any]]:
     values, for each seed.
 
     The grid is `sweep.grids[<optimizer label>]` (the figure's protocol) updated by `grid`
-    (setting -> list of values, for a one-off); the seeds are `sweep.seeds`, else [seed].
+    (setting -> list of values, for a one-off); the seeds are `sweep.seeds`, else [seed]. A
+    sweep with grids must have one for the optimizer's label.
     """
     if isinstance(config, DictConfig):
         config = OmegaConf.to_container(config, resolve=True)  # type: ignore[assignment]
     optimizer = dict(config["optimizer"])
     sweep = config.get("sweep") or {}
-    grid = {
-        **(sweep.get("grids") or {}).get(optimizer.get("label"), {}),
-        **(config.get("grid") or {}),
-    }
+    grids = sweep.get("grids") or {}
+    label = optimizer.get("label")
+    if grids and label not in grids:
+        raise ConfigError(
+            f"the sweep has no grid for the optimizer label {label!r} (it has "
+            f"{', '.join(map(repr, grids))}): pick one of those labels, or sweep=none"
+        )
+    grid = {**grids.get(label, {}), **(config.get("grid") or {})}
     unknown = sorted(set(grid) - set(optimizer) - set(DESCRIPTIVE_KEYS))
     if unknown:
         raise ConfigError(
@@ -99,7 +145,8 @@ class MinibatchOrder:
     Yields indices of shape (B,) when all members share one seed, else (S, B) where member g
     reads row g % S. Populations list seeds fastest (`population`), so S is the number of
     seeds and each row is shared by every member of that seed; any other layout gets one row
-    per member (S = G).
+    per member (S = G). The generators' states (`state_dict`) taken before an epoch's draw
+    give that epoch's order again, so that a run can continue in the middle of an epoch.
     """
 
     def __init__(self, seeds: Sequence[int], n: int, batch_size: int) -> None:
@@ -111,12 +158,20 @@ class MinibatchOrder:
         self.n, self.batch_size = n, batch_size
         self.steps_per_epoch = math.ceil(n / batch_size)
 
-    def epoch(self, device: torch.device) -> Iterator[Tensor]:
+    def epoch(self, device: torch.device, skip: int = 0) -> Iterator[Tensor]:
+        """The epoch's minibatches, after the first `skip` of them."""
         perms = {s: torch.randperm(self.n, generator=g) for s, g in self.generators.items()}
         rows = torch.stack([perms[s] for s in self.row_seeds]).to(device)
-        for start in range(0, self.n, self.batch_size):
+        for start in range(skip * self.batch_size, self.n, self.batch_size):
             idx = rows[:, start : start + self.batch_size]
             yield idx[0] if len(self.row_seeds) == 1 else idx
+
+    def state_dict(self) -> dict[int, Tensor]:
+        return {s: g.get_state() for s, g in self.generators.items()}
+
+    def load_state_dict(self, state: Mapping[int, Tensor]) -> None:
+        for s, g in self.generators.items():
+            g.set_state(state[s])
 
 
 class DivergenceMonitor:
@@ -138,6 +193,7 @@ class DivergenceMonitor:
         if bool(bad.any()):
             for k in bad.nonzero().flatten().tolist():
                 self.diverged[str(k)] = step
+                log.info("member %d diverged at step %d", k, step)
             self.active &= ~bad
             for group in optimizer.param_groups:
                 group["frozen"] = ~self.active
@@ -147,169 +203,467 @@ class DivergenceMonitor:
         """`values` (one per member) with NaN for the diverged members."""
         return torch.where(self.active, values, torch.full_like(values, math.nan))
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"active": self.active, "first": self.first, "diverged": dict(self.diverged)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.active = state["active"].to(self.active.device)
+        self.first = state["first"]
+        self.diverged = dict(state["diverged"])
+
+
+METRICS = ("train_cost_full", "test_loss", "test_accuracy")
+
 
 def evaluation(model: torch.nn.Module, data: Any, batch_size: int, monitor: DivergenceMonitor,
-               due: bool) -> dict[str, list[float]]:  # fmt: skip
+               due: bool, optimizer: Any = None) -> dict[str, list[float]]:  # fmt: skip
     """The end-of-epoch columns of every member: full-training-set cost, test loss and test
-    accuracy (NaN for the diverged members, and for all when no evaluation is `due`)."""
+    accuracy (NaN for the diverged members, and for all when no evaluation is `due`); with an
+    `optimizer` that keeps a temporal average, the same three for the averaged parameters."""
+    names = [*METRICS, *(f"averaged_{m}" for m in METRICS if optimizer is not None)]
     if not due:
-        nan = [math.nan] * len(monitor.active)
-        return {"train_cost_full": nan, "test_loss": nan, "test_accuracy": nan}
-    full = model.evaluate(data.x_train, data.y_train, batch_size)
-    test = model.evaluate(data.x_test, data.y_test, batch_size)
-    return {
-        "train_cost_full": monitor.mask(full["cost"]).tolist(),
-        "test_loss": monitor.mask(test["loss"]).tolist(),
-        "test_accuracy": monitor.mask(test["accuracy"]).tolist(),
-    }
+        return {name: [math.nan] * len(monitor.active) for name in names}
+
+    def columns(prefix: str = "") -> dict[str, list[float]]:
+        full = model.evaluate(data.x_train, data.y_train, batch_size)
+        test = model.evaluate(data.x_test, data.y_test, batch_size)
+        values = {"train_cost_full": full["cost"], "test_loss": test["loss"],
+                  "test_accuracy": test["accuracy"]}  # fmt: skip
+        return {prefix + k: monitor.mask(v).tolist() for k, v in values.items()}
+
+    out = columns()
+    if optimizer is not None:
+        with optimizer.averaged_parameters():
+            out.update(columns("averaged_"))
+    return out
 
 
-def _check_trainer(trainer: Mapping[str, Any]) -> None:
-    for key in ("epochs", "batch_size", "eval_every"):
-        if int(trainer[key]) < 1:
-            raise ConfigError(f"trainer.{key} must be at least 1, got {trainer[key]}")
-    if trainer["stepsize_decay"] not in STEPSIZE_DECAYS:
-        raise ConfigError(
-            f"trainer.stepsize_decay must be one of {', '.join(STEPSIZE_DECAYS)}, "
-            f"got {trainer['stepsize_decay']!r}"
+@contextlib.contextmanager
+def _console_beside_the_bar() -> Iterator[None]:
+    """Console log lines written through tqdm, so that they do not break the progress bar
+    (tqdm's redirection drops the console handler's level: it is put back)."""
+    levels = [h.level for h in logging.root.handlers if type(h) is logging.StreamHandler]
+    with logging_redirect_tqdm():
+        redirected = [h for h in logging.root.handlers if type(h).__name__ == "_TqdmLoggingHandler"]
+        for handler, level in zip(redirected, levels, strict=False):
+            handler.setLevel(level)
+        yield
+
+
+@dataclass
+class Progress:
+    """Where the loop is: the epoch in progress, its steps done (`position`), all steps done,
+    and what the epoch has summed so far; `order` holds the minibatch generators' states from
+    before this epoch's draw."""
+
+    epoch: int = 1
+    position: int = 0
+    step: int = 0
+    order: dict[int, Tensor] = field(default_factory=dict)
+    cost_sum: Tensor | None = None
+    step_costs: list[Tensor] = field(default_factory=list)
+
+
+class Training:
+    """One run: its population, data, optimizer and record, trained to its end or until it is
+    asked to stop. `run()` returns the record."""
+
+    def __init__(self, cfg: dict[str, Any], settings: RunSettings, out_dir: Path,
+                 deadline: float | None) -> None:  # fmt: skip
+        self.cfg, self.settings, self.out_dir = cfg, settings, out_dir
+        self.trainer: TrainerSettings = settings.trainer
+        self.deadline = deadline
+        self.device = settings.device
+        torch.manual_seed(settings.seed)
+        self.members = population(cfg)
+        seeds = [m["seed"] for m in self.members]
+        stacked = stack_settings(self.members)
+        self.data = load_data(cfg["data"]).to(self.device, settings.dtype)
+        self.model = build_model(cfg["model"], self.data, seeds).to(self.device, settings.dtype)
+        self.optimizer = build_optimizer(self.model.parameters(), stacked)
+        for group in self.optimizer.param_groups:
+            group["initial_stepsize"] = group["stepsize"]
+        if self.trainer.evaluate_averaged and not all(
+            g.get("averaging") for g in self.optimizer.param_groups
+        ):
+            raise ConfigError(
+                "trainer.evaluate_averaged needs an optimizer that keeps the temporal average: "
+                "optimizer=adam or adamax with optimizer.averaging=true"
+            )
+        self.n_train = len(self.data.x_train)
+        self.order = MinibatchOrder(seeds, self.n_train, self.trainer.batch_size)
+        self.monitor = DivergenceMonitor(len(self.members), self.trainer.divergence_factor,
+                                         self.device)  # fmt: skip
+        self.progress = Progress()
+        self.record = self._new_record()
+        self.wall_before = 0.0
+        self.piece_started = time.perf_counter()
+        self.last_checkpoint = time.monotonic()
+
+    # -- the record and the checkpoint --------------------------------------------------
+    def _new_record(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "format": FORMAT,
+            "status": "running",
+            "experiment": self.cfg.get("experiment_name") or "",
+            "config": self.cfg,
+            "members": self.members,
+            "seed": self.settings.seed,
+            "started": now(),
+            "wall_time_s": 0.0,
+            **environment(self.device),
+            "curves": [],
+            "diverged": {},
+            "pieces": [],
+        }
+        if self.trainer.step_log_epochs:
+            record["step_costs"] = {"steps_per_epoch": self.order.steps_per_epoch, "cost": []}
+        return record
+
+    def resume_from(self, checkpoint: dict[str, Any]) -> None:
+        """Continue from a checkpoint: every state as it was at that step."""
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.monitor.load_state_dict(checkpoint["monitor"])
+        self.progress = Progress(**checkpoint["progress"])
+        self.order.load_state_dict(self.progress.order)
+        set_rng_state(checkpoint["rng"], self.device)
+        self.record = checkpoint["record"]
+        self.wall_before = float(self.record["wall_time_s"])
+        p = self.progress
+        log.info("resuming %s at epoch %d, step %d of %d (%d steps done)", self.out_dir,
+                 p.epoch, p.position, self.order.steps_per_epoch, p.step)  # fmt: skip
+
+    def wall_time(self) -> float:
+        return self.wall_before + time.perf_counter() - self.piece_started
+
+    def save(self, checkpoint: bool) -> None:
+        """The record, and before it (when `checkpoint`) everything needed to continue."""
+        self.record["wall_time_s"] = self.wall_time()
+        if checkpoint:
+            p = self.progress
+            save_checkpoint({
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "monitor": self.monitor.state_dict(),
+                "progress": vars(p).copy(),
+                "rng": rng_state(self.device),
+                "record": self.record,
+            }, self.out_dir)  # fmt: skip
+            self.last_checkpoint = time.monotonic()
+            log.debug("checkpoint at epoch %d, step %d (%d steps done)", p.epoch, p.position,
+                      p.step)  # fmt: skip
+        save_record(self.record, self.out_dir)
+
+    def _end_piece(self, status: str) -> None:
+        self.record["status"] = status
+        piece = self.record["pieces"][-1]
+        piece.update(ended=now(), status=status, to_step=self.progress.step,
+                     epochs_done=len(self.record["curves"]) // len(self.members),
+                     wall_time_s=time.perf_counter() - self.piece_started)  # fmt: skip
+
+    # -- the loop -------------------------------------------------------------------------
+    def _start_piece(self) -> None:
+        env = environment(self.device)
+        self.record["status"] = "running"
+        self.record["pieces"].append({
+            "started": now(), "from_step": self.progress.step,
+            "host": env["host"], "pid": os.getpid(), "device": env["device"],
+            "code": env["code"],
+        })  # fmt: skip
+
+    def run(self) -> dict[str, Any]:
+        self._start_piece()
+        log.info("%s: %d members (%s), %d epochs of %d steps, into %s",
+                 self.record["experiment"] or "run", len(self.members),
+                 self.members[0].get("label", self.members[0]["name"]), self.trainer.epochs,
+                 self.order.steps_per_epoch, self.out_dir)  # fmt: skip
+        bar = tqdm(
+            total=self.trainer.epochs * self.order.steps_per_epoch,
+            initial=self.progress.step,
+            desc=str(self.record["experiment"] or "train"),
+            unit="step",
+            disable=not self.trainer.progress,
+            file=sys.stderr,
+            dynamic_ncols=True,
         )
+        try:
+            with StopRequests(self.deadline) as stop, _console_beside_the_bar():
+                self._loop(stop, bar)
+        except (KeyboardInterrupt, SystemExit):
+            if self.record["status"] == "running":  # not stopped at a step boundary
+                self._end_piece("interrupted")
+                self.save(checkpoint=False)
+            raise
+        except Exception as error:
+            self._end_piece("failed")
+            self.record["reason"] = one_line(error)
+            log.error("failed: %s", self.record["reason"])
+            with contextlib.suppress(OutputError):  # a full disk cannot hold the record either
+                self.save(checkpoint=False)
+            raise
+        finally:
+            bar.close()
+        return self.record
+
+    def _loop(self, stop: StopRequests, bar: tqdm) -> None:
+        trainer = self.trainer
+        decay, eval_every = trainer.stepsize_decay, trainer.eval_every
+        while self.progress.epoch <= trainer.epochs:
+            p = self.progress
+            p.order = self.order.state_dict()  # before the draw: the epoch's order again
+            if p.cost_sum is None:
+                p.cost_sum = torch.zeros(len(self.members), device=self.device,
+                                         dtype=torch.float64)  # fmt: skip
+            self.model.train()
+            for idx in self.order.epoch(self.device, skip=p.position):
+                if (reason := stop.requested()) is not None:
+                    self._stop(reason, stop)
+                    if self.record["status"] == "paused":
+                        return
+                elif self._checkpoint_due():
+                    self.save(checkpoint=True)
+                self._step(idx, decay, p)
+                bar.update(1)
+            due = p.epoch % eval_every == 0 or p.epoch == trainer.epochs
+            self._end_epoch(due, bar)
+            if self.record["status"] != "running":
+                return
+
+    def _checkpoint_due(self) -> bool:
+        minutes = self.trainer.checkpoint_minutes
+        return minutes > 0 and time.monotonic() - self.last_checkpoint >= 60 * minutes
+
+    def _step(self, idx: Tensor, decay: str, p: Progress) -> None:
+        p.step += 1
+        p.position += 1
+        factor = stepsize_factor(decay, p.step, p.epoch)
+        for group in self.optimizer.param_groups:
+            group["stepsize"] = group["initial_stepsize"] * factor
+        cost = self.model.cost(self.data.x_train[idx], self.data.y_train[idx])
+        active = self.monitor.check(cost, p.step, self.optimizer)
+        self.optimizer.zero_grad(set_to_none=True)
+        # Members are independent: each gets the gradient of its own cost only.
+        torch.where(active, cost, 0.0).sum().backward()
+        self.optimizer.step()
+        masked = self.monitor.mask(cost.detach().double())
+        p.cost_sum += masked * idx.shape[-1]
+        if p.epoch <= self.trainer.step_log_epochs:
+            p.step_costs.append(masked)
+
+    def _end_epoch(self, due: bool, bar: tqdm) -> None:
+        p, record, trainer = self.progress, self.record, self.trainer
+        train_cost = (p.cost_sum / self.n_train).tolist()
+        if p.step_costs:
+            record["step_costs"]["cost"].extend(torch.stack(p.step_costs).tolist())
+        averaged = self.optimizer if trainer.evaluate_averaged else None
+        columns = evaluation(self.model, self.data, trainer.eval_batch_size, self.monitor, due,
+                             averaged)  # fmt: skip
+        stepsize = self.optimizer.param_groups[0]["stepsize"]
+        stepsizes = (
+            stepsize.tolist() if isinstance(stepsize, Tensor) else [stepsize] * len(self.members)
+        )
+        elapsed = self.wall_time()
+        for k in range(len(self.members)):
+            row = {"member": k, "epoch": p.epoch, "train_cost": train_cost[k]}
+            row.update({name: values[k] for name, values in columns.items()})
+            row.update(current_stepsize=float(stepsizes[k]), wall_time_s=elapsed)
+            record["curves"].append(row)
+        record["diverged"] = dict(self.monitor.diverged)
+        finite = [c for c in train_cost if math.isfinite(c)]
+        best = min(finite) if finite else math.nan
+        log.debug("epoch %d/%d: best train cost %.6g, %d of %d diverged, %.1f s", p.epoch,
+                  trainer.epochs, best, len(self.monitor.diverged), len(self.members),
+                  elapsed)  # fmt: skip
+        bar.set_postfix(cost=f"{best:.4f}" if finite else "diverged", refresh=False)
+        epoch = p.epoch
+        self.progress = Progress(epoch=epoch + 1, step=p.step, order=self.order.state_dict())
+        if not finite:  # nothing is left to train: say so now, not after the last epoch
+            last = max(self.monitor.diverged.values(), default=p.step)
+            self._end_piece("failed")
+            record["reason"] = f"every member diverged (the last at step {last})"
+            record["final"] = True  # training it again would diverge again
+            self.save(checkpoint=False)
+        elif epoch == trainer.epochs:
+            self._end_piece("completed")
+            self.save(checkpoint=False)
+            if not trainer.keep_checkpoint:
+                (self.out_dir / CHECKPOINT_NAME).unlink(missing_ok=True)
+        else:
+            every = trainer.checkpoint_every
+            self.save(checkpoint=every > 0 and epoch % every == 0)
+
+    def _stop(self, reason: str, stop: StopRequests) -> None:
+        """Checkpoint between two steps, say how to continue, then do what was asked."""
+        p = self.progress
+        self._end_piece(reason)
+        self.save(checkpoint=True)
+        why = f"by {stop.signal_name()}" if reason == "interrupted" else "its time budget spent"
+        log.warning("%s (%s) at epoch %d, step %d of %d: run the same command to continue",
+                    reason, why, p.epoch, p.position, self.order.steps_per_epoch)  # fmt: skip
+        if reason == "interrupted":
+            stop.finish()  # returns only where the signal's own handler lets the run go on
+            self._start_piece()
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device={name} asked for, but no CUDA device is available")
-    return torch.device(name)
-
-
-def train(config: DictConfig | Mapping[str, Any], out_dir: Path) -> dict[str, Any]:
-    """Train the population that `config` describes; write and return its record."""
+def train(config: DictConfig | Mapping[str, Any], out_dir: str | Path,
+          started: float | None = None) -> dict[str, Any]:  # fmt: skip
+    """Train the population that `config` describes into `out_dir`, or continue the run that
+    is there; write and return its record. `started` (a `time.monotonic()` value, default
+    now) is when the time budget `trainer.max_minutes` began."""
     cfg: dict[str, Any] = (
         OmegaConf.to_container(config, resolve=True)
         if isinstance(config, DictConfig)
         else dict(config)
     )  # type: ignore[assignment]
-    trainer = cfg["trainer"]
-    _check_trainer(trainer)
-    device = resolve_device(str(cfg.get("device", "auto")))
-    dtype = getattr(torch, str(cfg.get("dtype", "float32")))
-    torch.manual_seed(int(cfg["seed"]))
-
-    members = population(cfg)
-    seeds = [m["seed"] for m in members]
-    settings = stack_settings(members)
-    data = load_data(cfg["data"]).to(device, dtype)
-    model = build_model(cfg["model"], data, seeds).to(device, dtype)
-    optimizer = build_optimizer(model.parameters(), settings)
-    for group in optimizer.param_groups:
-        group["initial_stepsize"] = group["stepsize"]
-
-    record: dict[str, Any] = {
-        "format": "adamrepro.record/1",
-        "status": "running",
-        "experiment": cfg.get("experiment_name", ""),
-        "config": cfg,
-        "members": members,
-        "seed": int(cfg["seed"]),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "wall_time_s": 0.0,
-        **environment(device),
-        "curves": [],
-        "diverged": {},
-    }
-    n_train, epochs = len(data.x_train), int(trainer["epochs"])
-    order = MinibatchOrder(seeds, n_train, int(trainer["batch_size"]))
-    decay, eval_batch = str(trainer["stepsize_decay"]), int(trainer["eval_batch_size"])
-    monitor = DivergenceMonitor(len(members), float(trainer["divergence_factor"]), device)
-    started = time.perf_counter()
-    bar = tqdm(
-        total=epochs * order.steps_per_epoch,
-        desc=str(record["experiment"] or "train"),
-        unit="step",
-        disable=not trainer.get("progress", True),
-        file=sys.stderr,
-        dynamic_ncols=True,
-    )
-    eval_every, step_log_epochs = int(trainer["eval_every"]), int(trainer["step_log_epochs"])
-    if step_log_epochs:
-        record["step_costs"] = {"steps_per_epoch": order.steps_per_epoch, "cost": []}
-    step = 0
+    out_dir = Path(out_dir)
     try:
-        for epoch in range(1, epochs + 1):
-            model.train()
-            cost_sum = torch.zeros(len(members), device=device, dtype=torch.float64)
-            step_costs: list[Tensor] = []
-            for idx in order.epoch(device):
-                step += 1
-                factor = stepsize_factor(decay, step, epoch)
-                for group in optimizer.param_groups:
-                    group["stepsize"] = group["initial_stepsize"] * factor
-                cost = model.cost(data.x_train[idx], data.y_train[idx])
-                active = monitor.check(cost, step, optimizer)
-                optimizer.zero_grad(set_to_none=True)
-                # Members are independent: each gets the gradient of its own cost only.
-                torch.where(active, cost, 0.0).sum().backward()
-                optimizer.step()
-                masked = monitor.mask(cost.detach().double())
-                cost_sum += masked * idx.shape[-1]
-                if epoch <= step_log_epochs:
-                    step_costs.append(masked)
-                bar.update(1)
-            train_cost = (cost_sum / n_train).tolist()
-            if step_costs:
-                record["step_costs"]["cost"].extend(torch.stack(step_costs).tolist())
-            columns = evaluation(
-                model, data, eval_batch, monitor, epoch % eval_every == 0 or epoch == epochs
-            )
-            elapsed = time.perf_counter() - started
-            for k in range(len(members)):
-                row = {"member": k, "epoch": epoch, "train_cost": train_cost[k]}
-                row.update({name: values[k] for name, values in columns.items()})
-                record["curves"].append({**row, "wall_time_s": elapsed})
-            record["diverged"] = monitor.diverged
-            record["wall_time_s"] = elapsed
-            save_record(record, out_dir)
-            finite = [c for c in train_cost if math.isfinite(c)]
-            bar.set_postfix(cost=f"{min(finite):.4f}" if finite else "diverged", refresh=False)
-        record["status"] = "completed"
-    except KeyboardInterrupt:
-        record["status"] = "interrupted"
+        settings = RunSettings.from_config(cfg)
+        budget = settings.trainer.max_minutes
+        deadline = None if budget is None else (started or time.monotonic()) + 60 * budget
+        existing = _existing_run(cfg, settings, out_dir)
+        if existing is not None and (existing["status"] == "completed" or existing.get("final")):
+            log.info("%s is %s already: nothing to do", out_dir, existing["status"])
+            return existing
+        if deadline is not None and time.monotonic() >= deadline:
+            log.warning("the time budget (trainer.max_minutes=%g) is spent: %s not started",
+                        budget, out_dir)  # fmt: skip
+            return existing or {"status": "paused", "curves": [], "members": []}
+        training = Training(cfg, settings, out_dir, deadline)
+    except USER_ERRORS as error:
+        _record_failure(cfg, out_dir, error)
         raise
-    finally:  # whatever stopped the run, its record says how far it got
-        bar.close()
-        record["wall_time_s"] = time.perf_counter() - started
-        save_record(record, out_dir)
-    return record
+    checkpoint = load_checkpoint(out_dir, settings.device) if existing is not None else None
+    if checkpoint is not None:
+        training.resume_from(checkpoint)
+    elif existing is not None:
+        log.info("%s holds no checkpoint: starting the run from its beginning", out_dir)
+    return training.run()
 
 
+def _existing_run(cfg: dict[str, Any], settings: RunSettings,
+                  out_dir: Path) -> dict[str, Any] | None:  # fmt: skip
+    """The record of the run already in `out_dir` that this one continues; None for a fresh
+    start (nothing there, or `resume=false`, which clears the folder's run)."""
+    existing = read_record(out_dir)
+    if existing is None:
+        return None
+    if not settings.resume:
+        log.info("resume=false: the run in %s is started afresh", out_dir)
+        for name in (RECORD_NAME, CHECKPOINT_NAME):
+            (out_dir / name).unlink(missing_ok=True)
+        return None
+    changed = differences(run_identity(existing["config"]), run_identity(cfg))
+    if changed:
+        shown = "; ".join(changed[:3]) + ("; ..." if len(changed) > 3 else "")
+        raise ConfigError(
+            f"{out_dir} holds a run with other settings ({shown}): choose another output folder, "
+            "or add resume=false to replace it"
+        )
+    return existing
+
+
+def _record_failure(cfg: dict[str, Any], out_dir: Path, error: Exception) -> None:
+    """A run that could not start leaves a record that says why, where no record was."""
+    if read_record(out_dir) is not None or isinstance(error, OutputError):
+        return
+    with contextlib.suppress(OutputError):
+        save_record({"format": FORMAT, "status": "failed", "reason": one_line(error),
+                     "config": cfg, "members": [], "curves": [], "diverged": {},
+                     "started": now(), "wall_time_s": 0.0}, out_dir)  # fmt: skip
+
+
+# -- the command line -------------------------------------------------------------------------
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
+
+
+class JobFailed(CompactHydraException):
+    """A job of a `-m` sweep that did not complete: Hydra marks it failed, runs the others, and
+    ends the sweep with exit status 1, printing this one line (no traceback)."""
+
+
+def summary(record: dict[str, Any]) -> str:
+    """The final line of a run: its state, the best member and how many diverged."""
+    members = record.get("members") or []
+    epochs = record["config"]["trainer"]["epochs"]
+    last = [r for r in record.get("curves", []) if r["epoch"] == epochs]
+    finite = [r for r in last if math.isfinite(r["train_cost"])]
+    diverged = len(record.get("diverged", {}))
+    text = f"{record['status']}: {len(members)} members, {diverged} diverged"
+    if finite:
+        best = min(finite, key=lambda r: r["train_cost"])
+        m = members[best["member"]]
+        setting = ", ".join(f"{k} {m[k]:g}" for k in ("stepsize", "momentum", "beta1", "beta2")
+                            if isinstance(m.get(k), (int, float)))  # fmt: skip
+        text += (f"; best: member {best['member']} ({m.get('label', m['name'])}, {setting}, "
+                 f"seed {m['seed']}), final train cost {best['train_cost']:.4f}")  # fmt: skip
+    return text
 
 
 def main() -> None:
     import hydra
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     @hydra.main(config_path=CONFIG_DIR, config_name="train", version_base="1.3")
     def _run(cfg: DictConfig) -> float:
-        out_dir = Path(HydraConfig.get().runtime.output_dir)
+        hydra_cfg = HydraConfig.get()
+        out_dir = Path(hydra_cfg.runtime.output_dir)
+        sweep = hydra_cfg.mode == RunMode.MULTIRUN
+        job = f"job {hydra_cfg.job.num} ({' '.join(hydra_cfg.overrides.task)}): " if sweep else ""
+
+        def stop(message: str, code: int) -> float:
+            print(f"{job}{message}", file=sys.stderr)
+            if sweep:
+                raise JobFailed(message)
+            sys.exit(code)
+
         try:
-            record = train(cfg, out_dir)
-        except (ConfigError, DataError) as error:
-            print(f"error: {error}", file=sys.stderr)
-            sys.exit(2)
+            record = train(cfg, out_dir, started=COMMAND_STARTED)
+        except USER_ERRORS as error:
+            return stop(f"error: {error}", EXIT["config"])
+        except torch.cuda.OutOfMemoryError as error:
+            reason = one_line(error)[:200]
+            return stop(f"error: out of GPU memory ({reason}); train fewer members per run "
+                        "or lower trainer.eval_batch_size", EXIT["config"])  # fmt: skip
         except KeyboardInterrupt:
-            print(f"interrupted: what was done is in {out_dir}", file=sys.stderr)
-            sys.exit(130)
+            print(f"{job}interrupted: what was done is in {out_dir}; the same command "
+                  "continues it", file=sys.stderr)  # fmt: skip
+            sys.exit(EXIT["SIGINT"])
+        status = record["status"]
+        if status == "paused":
+            return stop(f"paused: the time budget is spent; {out_dir} continues with the same "
+                        "command", EXIT["paused"])  # fmt: skip
+        if status == "failed":
+            return stop(f"failed: {record.get('reason')} ({out_dir / RECORD_NAME})",
+                        EXIT["diverged"])  # fmt: skip
+        print(f"{job}{summary(record)}; record: {out_dir / RECORD_NAME}")
         final = [r["train_cost"] for r in record["curves"] if r["epoch"] == cfg.trainer.epochs]
-        print(
-            f"record: {out_dir / 'record.json'}  final train cost: "
-            + ", ".join(f"{c:.4f}" for c in final)
-        )
-        return min(final)
+        return min((c for c in final if math.isfinite(c)), default=math.nan)
 
     _run()
 
 
+class CheckOutputFolder(Callback):
+    """A Hydra callback: before Hydra makes the run's (or the sweep's) output folder, one
+    line and exit status 2 if it cannot be made or written (Hydra would print a traceback)."""
+
+    def _check(self, folder: str) -> None:
+        try:
+            check_writable(Path(folder))
+        except OutputError as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(EXIT["config"])
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config.hydra.run.dir)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config.hydra.sweep.dir)
+
+
 if __name__ == "__main__":
-    main()
+    # The importable module's objects, not __main__'s: launchers pickle them (JobFailed).
+    from adamrepro.train import main as _main
+
+    _main()

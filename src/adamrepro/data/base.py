@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+import logging
+import shutil
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -12,19 +17,28 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import DataError
+from ..errors import DataError, one_line
+from ..files import write_atomic
 
 Found = TypeVar("Found")
+log = logging.getLogger(__name__)
 
 
 def find_or_download(root: Path, find: Callable[[Path], Found | None],
                      download: Callable[[Path], None] | None, name: str,
                      subdirs: Sequence[str], wanted: str) -> Found:  # fmt: skip
     """What `find(root)` finds; when it finds nothing, `download(root)` (if given) first and
-    then `find` again; else one line saying where it looked for what."""
+    then `find` again; else one line saying where it looked for what. A download that fails
+    leaves no folder behind that it created (a mistyped root is not made into a tree)."""
     found = find(root)
     if found is None and download is not None:
-        download(root)
+        created = _first_missing(root)
+        try:
+            download(root)
+        except BaseException:
+            if created is not None:
+                shutil.rmtree(created, ignore_errors=True)
+            raise
         found = find(root)
     if found is None:
         where = ", ".join(str(root / sub) for sub in subdirs)
@@ -35,24 +49,60 @@ def find_or_download(root: Path, find: Callable[[Path], Found | None],
     return found
 
 
-def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    """np.savez to a temporary file, then renamed: a half-written cache is never read."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of `path` that does not exist yet (None: `path` exists)."""
+    path = path.absolute()
+    if path.exists():
+        return None
+    while not path.parent.exists():
+        path = path.parent
+    return path
+
+
+def _digest(arrays: dict[str, np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def save_npz_checked(path: Path, **arrays: np.ndarray) -> None:
+    """np.savez with a checksum of its content, written atomically (`files.write_atomic`): a
+    half-written or altered cache is never read as a good one (`load_npz_checked`)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, __sha256__=np.str_(_digest(arrays)), **arrays)
+    write_atomic(path, lambda file: file.write(buffer.getbuffer()))
+
+
+def load_npz_checked(path: Path) -> dict[str, np.ndarray] | None:
+    """The arrays that `save_npz_checked` stored in `path`; None when there is no such file,
+    or (with a warning) when it cannot be read or its content does not match its checksum:
+    the caller then builds the cache again from the data."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            arrays = {name: stored[name] for name in stored.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
+        log.warning("cache %s cannot be read (%s): building it again", path, one_line(error))
+        return None
+    recorded = arrays.pop("__sha256__", None)
+    if recorded is None or str(recorded) != _digest(arrays):
+        log.warning("cache %s does not match its checksum: building it again", path)
+        return None
+    return arrays
 
 
 @contextmanager
 def download_errors(what: str, instead: str) -> Iterator[None]:
     """Turn any error of a download (network errors come in many types) into one line:
-    could not download `what` (the first line of the error); `instead`."""
+    could not download `what` (the whole error, on one line); `instead`."""
     try:
         yield
     except Exception as error:
-        text = str(error).strip()
-        reason = text.splitlines()[0] if text else type(error).__name__
-        raise DataError(f"could not download {what} ({reason}); {instead}") from None
+        raise DataError(f"could not download {what} ({one_line(error)}); {instead}") from None
 
 
 @dataclass

@@ -22,7 +22,13 @@ import torch
 from torch import Tensor
 
 from ..errors import DataError
-from .base import TensorData, download_errors, find_or_download, save_npz_atomic
+from .base import (
+    TensorData,
+    download_errors,
+    find_or_download,
+    load_npz_checked,
+    save_npz_checked,
+)
 
 TRAIN_FILES = tuple(f"data_batch_{k}" for k in range(1, 6))
 TEST_FILE = "test_batch"
@@ -61,6 +67,8 @@ def read_batch(path: Path, verify: bool) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{path} is not a CIFAR-10 pickle batch ({error!r})") from None
     if len(data) != len(labels):
         raise DataError(f"{path}: {len(data)} images but {len(labels)} labels")
+    if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) <= 9:
+        raise DataError(f"{path}: labels outside 0..9")
     return data, labels
 
 
@@ -91,11 +99,11 @@ def _zca_cached(x: Tensor, eps: float, cache_dir: Path | None) -> tuple[Tensor, 
         return zca_transform(x, eps)
     fingerprint = hashlib.sha256(x.numpy().tobytes()).hexdigest()[:16]
     path = cache_dir / f"cifar10_zca_{fingerprint}_eps{eps:g}.npz"
-    if path.is_file():
-        stored = np.load(path)
+    stored = load_npz_checked(path)
+    if stored is not None and stored.get("matrix", np.empty(0)).shape == (x.shape[1],) * 2:
         return torch.from_numpy(stored["mean"]), torch.from_numpy(stored["matrix"])
     mean, matrix = zca_transform(x, eps)
-    save_npz_atomic(path, mean=mean.numpy(), matrix=matrix.numpy())
+    save_npz_checked(path, mean=mean.numpy(), matrix=matrix.numpy())
     return mean, matrix
 
 

@@ -98,6 +98,15 @@ def load_mnist(
     files = find_or_download(root, find_files, _download if download else None, "MNIST",
                              SUBDIRS, f"{', '.join(FILES.values())} (or .gz)")  # fmt: skip
     arrays = {key: _read(path, verify) for key, path in files.items()}
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise DataError(
+                f"MNIST {split} set: images of shape {images.shape} but labels of shape "
+                f"{labels.shape} ({files[f'{split}_images']}, {files[f'{split}_labels']})"
+            )
+        if len(labels) and int(labels.max()) > 9:
+            raise DataError(f"{files[f'{split}_labels']}: a label {int(labels.max())} above 9")
 
     def images(a: np.ndarray) -> torch.Tensor:
         pixels = torch.from_numpy(a.reshape(len(a), -1).astype(np.float32) / 255.0)

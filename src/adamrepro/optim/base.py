@@ -14,6 +14,7 @@ ordinary optimizer; there is only one code path.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -47,12 +48,15 @@ def _values(value: Hyper) -> list[float]:
 
 
 def check_range(name: str, value: Hyper, low: float, high: float | None = None) -> None:
-    """Raise a one-line ConfigError unless low <= value (< high) for every member."""
+    """Raise a one-line ConfigError unless every member's value is finite and low <= value
+    (< high)."""
     try:
         values = _values(value)
     except ConfigError:
         raise ConfigError(f"{name} must be a number, got {value!r}") from None
     for v in values:
+        if not math.isfinite(v):
+            raise ConfigError(f"{name} must be finite, got {v:g}")
         if not (v >= low and (high is None or v < high)):
             bound = f"in [{low:g}, {high:g})" if high is not None else f">= {low:g}"
             raise ConfigError(f"{name} must be {bound}, got {v:g}")
@@ -62,7 +66,7 @@ class PaperOptimizer(torch.optim.Optimizer):
     """A `torch.optim.Optimizer` built from an (init_state, update) pair.
 
     Subclasses set `defaults_` (every hyperparameter with its paper default), `ranges`
-    (name -> (low, high) checked at construction) and implement `init_state` and `update`.
+    (name -> (low, high), checked for every param group) and implement `init_state` and `update`.
     The per-parameter state carries `step`, the t of the paper's equations (starting at 1).
 
     Members listed in a group's `frozen` (a bool tensor of shape (G,)) are left untouched by
@@ -73,16 +77,41 @@ class PaperOptimizer(torch.optim.Optimizer):
     ranges: ClassVar[dict[str, tuple[float, float | None]]] = {}
 
     def __init__(self, params: Iterable[Tensor] | Iterable[dict], **hyperparameters: Any) -> None:
-        unknown = sorted(set(hyperparameters) - set(self.defaults_))
+        self._check_known(hyperparameters, "has no setting")
+        super().__init__(params, {**self.defaults_, **hyperparameters})
+
+    def _check_known(self, settings: Iterable[str], says: str) -> None:
+        unknown = sorted(set(settings) - set(self.defaults_) - {"params"})
         if unknown:
             raise ConfigError(
-                f"{type(self).__name__} has no setting {', '.join(unknown)}; "
+                f"{type(self).__name__} {says} {', '.join(unknown)}; "
                 f"its settings are {', '.join(self.defaults_)}"
             )
-        defaults = {**self.defaults_, **hyperparameters}
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """torch's, then every setting of the group checked: a group may set any setting of
+        the optimizer (per-member tensors included), and is held to the same ranges."""
+        self._check_known(param_group, "has no setting (in a param group)")
+        super().add_param_group(param_group)
+        self.check_settings(self.param_groups[-1])
+
+    def check_settings(self, group: dict[str, Any]) -> None:
+        """One ConfigError line for a setting out of its range, or a switch that is not a
+        bool (a setting whose paper default is None may be None)."""
         for name, (low, high) in self.ranges.items():
-            check_range(name, defaults[name], low, high)
-        super().__init__(params, defaults)
+            if group[name] is None and self.defaults_[name] is None:
+                continue
+            check_range(name, group[name], low, high)
+        for name, default in self.defaults_.items():
+            if isinstance(default, bool) and not isinstance(group[name], bool):
+                raise ConfigError(f"{name} must be true or false, got {group[name]!r}")
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch's, with settings that an older state dict lacks taken from the defaults."""
+        super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            for name, default in self.defaults_.items():
+                group.setdefault(name, default)
 
     # -- the pair each optimizer writes -------------------------------------------------
     def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:

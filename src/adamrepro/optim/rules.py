@@ -18,6 +18,7 @@ from .base import (
     TemporalAveraging,
     ema_,
     has_momentum,
+    member_view,
     momentum_step,
     sub_ratio_,
 )
@@ -61,7 +62,8 @@ class AdaGrad(PaperOptimizer):
     ranges: ClassVar = dict(stepsize=_NONNEG, eps=_NONNEG, initial_accumulator=_NONNEG)
 
     def init_state(self, param, group):
-        return {"sum_sq": torch.full_like(param, float(group["initial_accumulator"]))}
+        s_0 = member_view(group["initial_accumulator"], param)  # a number, or one per member
+        return {"sum_sq": torch.zeros_like(param).add_(s_0)}
 
     def update(self, param, grad, state, t, *, stepsize, eps, initial_accumulator):
         s = state["sum_sq"].addcmul_(grad, grad)
@@ -158,7 +160,9 @@ class Adam(TemporalAveraging, PaperOptimizer):
         averaging=False,
         averaging_beta=None,
     )
-    ranges: ClassVar = dict(stepsize=_NONNEG, beta1=_UNIT, beta2=_UNIT, eps=_NONNEG)
+    ranges: ClassVar = dict(
+        stepsize=_NONNEG, beta1=_UNIT, beta2=_UNIT, eps=_NONNEG, averaging_beta=_UNIT
+    )
 
     def init_state(self, param, group):
         state = {"m": torch.zeros_like(param), "v": torch.zeros_like(param)}
@@ -206,7 +210,9 @@ class AdaMax(TemporalAveraging, PaperOptimizer):
     defaults_: ClassVar[dict[str, Any]] = dict(
         stepsize=0.002, beta1=0.9, beta2=0.999, eps=0.0, averaging=False, averaging_beta=None
     )
-    ranges: ClassVar = dict(stepsize=_NONNEG, beta1=_UNIT, beta2=_UNIT, eps=_NONNEG)
+    ranges: ClassVar = dict(
+        stepsize=_NONNEG, beta1=_UNIT, beta2=_UNIT, eps=_NONNEG, averaging_beta=_UNIT
+    )
 
     def init_state(self, param, group):
         state = {"m": torch.zeros_like(param), "u": torch.zeros_like(param)}

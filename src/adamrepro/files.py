@@ -1,0 +1,68 @@
+"""Files written whole or not at all: what a run, a cache or a checkpoint leaves on disk."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from .errors import OutputError, one_line
+
+
+def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> Path:
+    """Write `path` through `write(file)`: into a temporary file beside it, flushed to disk
+    (fsync), then renamed over `path`, so that a crash or a full disk leaves the previous
+    version whole. Any failure removes the temporary file and is one OutputError line."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+        _fsync_directory(path.parent)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        reason = os.strerror(error.errno) if error.errno else one_line(error)
+        raise OutputError(f"could not write {path} ({reason})") from None
+    return path
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    return write_atomic(path, lambda file: file.write(text.encode()))
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as error:  # some file systems refuse fsync on a directory
+        if error.errno not in (errno.EINVAL, errno.EBADF, errno.EROFS):
+            raise
+    finally:
+        os.close(fd)
+
+
+def check_writable(directory: Path) -> None:
+    """One OutputError line unless `directory` exists as a writable folder or can be created:
+    its nearest existing ancestor must be a folder we may write in. Creates nothing."""
+    directory = Path(directory).absolute()
+    probe = directory
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OutputError(f"cannot write into {directory}: {probe} is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write into {directory}: {probe} is not writable")

@@ -1,0 +1,159 @@
+"""The run's own settings (the root keys and `trainer`), read once and checked: an unknown key, a
+value of the wrong type or out of range is one ConfigError line, never a silent default."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+
+from .errors import ConfigError
+
+STEPSIZE_DECAYS = ("none", "sqrt_step", "sqrt_epoch")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+HALF_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def _integer(name: str, value: Any, low: int) -> int:
+    integral = (
+        (isinstance(value, int) and not isinstance(value, bool))
+        or (isinstance(value, float) and value.is_integer())
+        or (isinstance(value, str) and value.strip().lstrip("-").isdigit())
+    )
+    if not integral:
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    number = int(value)
+    if number < low:
+        raise ConfigError(f"{name} must be at least {low}, got {number}")
+    return number
+
+
+def _number(name: str, value: Any, low: float, strict: bool = False) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number) or number < low or (strict and number == low):
+        bound = f"> {low:g}" if strict else f">= {low:g}"
+        raise ConfigError(f"{name} must be a finite number {bound}, got {value!r}")
+    return number
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class TrainerSettings:
+    """`trainer.*`: how the loop trains, evaluates, checkpoints and stops."""
+
+    epochs: int = 46
+    batch_size: int = 128
+    stepsize_decay: str = "none"
+    divergence_factor: float = 100.0
+    eval_batch_size: int = 2000
+    progress: bool = True
+    eval_every: int = 1
+    step_log_epochs: int = 0
+    evaluate_averaged: bool = False
+    checkpoint_every: int = 1
+    checkpoint_minutes: float = 10.0
+    max_minutes: float | None = None
+    keep_checkpoint: bool = False
+
+    @classmethod
+    def from_config(cls, trainer: Mapping[str, Any]) -> TrainerSettings:
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(trainer) - set(known))
+        if unknown:
+            raise ConfigError(
+                f"trainer has no setting {', '.join(unknown)}; its settings are {', '.join(known)}"
+            )
+        values = {**{f.name: f.default for f in fields(cls)}, **dict(trainer)}
+
+        def name(key: str) -> str:
+            return f"trainer.{key}"
+
+        decay = values["stepsize_decay"]
+        if decay not in STEPSIZE_DECAYS:
+            raise ConfigError(
+                f"trainer.stepsize_decay must be one of {', '.join(STEPSIZE_DECAYS)}, got {decay!r}"
+            )
+        factor = _number(name("divergence_factor"), values["divergence_factor"], 1.0, strict=True)
+        budget = values["max_minutes"]
+        return cls(
+            epochs=_integer(name("epochs"), values["epochs"], 1),
+            batch_size=_integer(name("batch_size"), values["batch_size"], 1),
+            stepsize_decay=decay,
+            divergence_factor=factor,
+            eval_batch_size=_integer(name("eval_batch_size"), values["eval_batch_size"], 1),
+            progress=_flag(name("progress"), values["progress"]),
+            eval_every=_integer(name("eval_every"), values["eval_every"], 1),
+            step_log_epochs=_integer(name("step_log_epochs"), values["step_log_epochs"], 0),
+            evaluate_averaged=_flag(name("evaluate_averaged"), values["evaluate_averaged"]),
+            checkpoint_every=_integer(name("checkpoint_every"), values["checkpoint_every"], 0),
+            checkpoint_minutes=_number(
+                name("checkpoint_minutes"), values["checkpoint_minutes"], 0.0
+            ),  # fmt: skip
+            max_minutes=None if budget is None else _number(name("max_minutes"), budget, 0.0),
+            keep_checkpoint=_flag(name("keep_checkpoint"), values["keep_checkpoint"]),
+        )
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The root keys: seed, device, dtype, resume."""
+
+    seed: int
+    device: torch.device
+    dtype: torch.dtype
+    resume: bool
+    trainer: TrainerSettings
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> RunSettings:
+        seed = _integer("seed", config.get("seed", 0), 0)
+        dtype_name = str(config.get("dtype", "float32"))
+        allow_half = _flag("allow_half_precision", config.get("allow_half_precision", False))
+        if dtype_name in HALF_DTYPES and not allow_half:
+            raise ConfigError(
+                f"dtype={dtype_name} is refused: in half precision the paper's runs diverge or "
+                "stall; add allow_half_precision=true to run it anyway"
+            )
+        dtypes = {**DTYPES, **HALF_DTYPES}
+        if dtype_name not in dtypes:
+            raise ConfigError(f"dtype must be one of {', '.join(dtypes)}, got {dtype_name!r}")
+        return cls(
+            seed=seed,
+            device=resolve_device(str(config.get("device", "auto"))),
+            dtype=dtypes[dtype_name],
+            resume=_flag("resume", config.get("resume", True)),
+            trainer=TrainerSettings.from_config(config.get("trainer") or {}),
+        )
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` (CUDA when there is one), `cpu`, `cuda` or `cuda:N`."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device={name} asked for, but no CUDA device is available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device={name}: there are only {torch.cuda.device_count()} CUDA devices"
+            )
+    return device

@@ -1,0 +1,253 @@
+"""Runs that survive: killed, interrupted or paused at any step, a run continues to the same
+curves, bit for bit, as a run that was never stopped."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from adamrepro.checkpoint import CHECKPOINT_NAME, StopRequests
+from adamrepro.errors import ConfigError, OutputError
+from adamrepro.files import write_atomic
+from adamrepro.records import read_record
+from adamrepro.train import Training, train
+from conftest import REPO, hydra_config
+
+# Runs `train` on the config in argv[1] into argv[2]; with argv[3] = "SIGNAL:N", the process
+# sends itself that signal just before the N-th training step of this process (SIGKILL: a
+# hard kill, no chance to save anything).
+KILLER = textwrap.dedent("""
+    import json, os, signal, sys
+    from adamrepro.train import Training, train
+    config, out = json.loads(open(sys.argv[1]).read()), sys.argv[2]
+    if len(sys.argv) > 3:
+        name, at = sys.argv[3].split(":")
+        original, calls = Training._step, [0]
+        def step(self, *args):
+            calls[0] += 1
+            if calls[0] == int(at):
+                os.kill(os.getpid(), getattr(signal, name))
+            return original(self, *args)
+        Training._step = step
+    train(config, out)
+""")
+
+
+def population_config(root: Path, *overrides: str) -> dict:
+    """A population with dropout, two seeds and a member that diverges, in float32: every
+    state that a resume must restore is exercised (dropout RNG, per-seed minibatch order,
+    the divergence monitor, optimizer moments, per-step cost logs)."""
+    cfg = hydra_config(
+        "experiment=mnist_mlp", f"data.root={root}", "data.verify=false", "data.download=false",
+        "model.hidden=[24,24]", "trainer.epochs=3", "trainer.batch_size=64",
+        "+grid.stepsize=[1e-3,3e-2,1e4]", "sweep.seeds=[0,1]", "trainer.step_log_epochs=2",
+        "trainer.checkpoint_minutes=0", "dtype=float32", *overrides,
+    )  # fmt: skip
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def run_process(config: dict, out: Path, tmp: Path, stop: str | None = None):
+    path = tmp / "config.json"
+    path.write_text(json.dumps(config))
+    args = [sys.executable, "-c", KILLER, str(path), str(out), *([stop] if stop else [])]
+    return subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=REPO)
+
+
+def outcome(record: dict) -> dict:
+    """What a run computed: every curve value, divergences and step costs (not wall times)."""
+    curves = [{k: v for k, v in row.items() if k != "wall_time_s"} for row in record["curves"]]
+    return {
+        "curves": json.dumps(curves),  # NaN == NaN as text
+        "diverged": record["diverged"],
+        "step_costs": json.dumps(record.get("step_costs")),
+        "members": record["members"],
+    }
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The run that was never stopped (in its own process, as the stopped ones are)."""
+    from conftest import make_mnist
+
+    tmp = tmp_path_factory.mktemp("reference")
+    root = make_mnist(tmp / "data", n_train=640, n_test=100)
+    done = run_process(population_config(root), tmp / "run", tmp)
+    assert done.returncode == 0, done.stderr
+    record = read_record(tmp / "run")
+    assert record["status"] == "completed" and list(record["diverged"]) == ["4", "5"]
+    return root, record
+
+
+@pytest.mark.parametrize(
+    "kills,overrides,pieces",
+    [
+        (["SIGKILL:4"], [], 1),  # before the first checkpoint: the run starts again
+        (["SIGKILL:13", "SIGKILL:9"], [], 2),  # mid-epoch, twice: back to the epoch's start
+        (["SIGKILL:7", "SIGKILL:16", "SIGKILL:2"], ["trainer.checkpoint_minutes=1e-9"], 4),
+    ],
+    ids=["before-any-checkpoint", "epoch-checkpoints", "step-checkpoints"],
+)
+def test_a_run_killed_at_any_step_resumes_to_the_same_curves(reference, tmp_path, kills,
+                                                             overrides, pieces):  # fmt: skip
+    root, expected = reference
+    config = population_config(root, *overrides)
+    out = tmp_path / "run"
+    for kill in kills:
+        done = run_process(config, out, tmp_path, kill)
+        assert done.returncode == -signal.SIGKILL
+        record = read_record(out)
+        assert record is None or record["status"] == "running"  # it had no chance to say more
+    done = run_process(config, out, tmp_path)
+    assert done.returncode == 0, done.stderr
+    record = read_record(out)
+    assert record["status"] == "completed"
+    assert outcome(record) == outcome(expected)
+    assert not (out / CHECKPOINT_NAME).exists()  # removed once the run is complete
+    # the pieces whose work the run kept (a hard kill loses what followed its checkpoint)
+    assert len(record["pieces"]) == pieces
+
+
+@pytest.mark.parametrize("name,status", [("SIGTERM", 143), ("SIGINT", -signal.SIGINT)])
+def test_a_signal_checkpoints_between_two_steps_and_the_run_continues(reference, tmp_path, name,
+                                                                     status):  # fmt: skip
+    root, expected = reference
+    config = population_config(root)
+    out = tmp_path / "run"
+    done = run_process(config, out, tmp_path, f"{name}:25")  # in the third epoch (10 steps each)
+    assert done.returncode == status, done.stderr  # SystemExit(143); Python re-raises SIGINT
+    record = read_record(out)
+    assert record["status"] == "interrupted" and record["pieces"][-1]["to_step"] == 25
+    assert (out / CHECKPOINT_NAME).is_file()
+    assert "run the same command to continue" in done.stderr
+    done = run_process(config, out, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert outcome(read_record(out)) == outcome(expected)
+
+
+def test_a_time_budget_pauses_the_run_and_the_same_call_continues(reference, tmp_path,
+                                                                  monkeypatch):  # fmt: skip
+    root, expected = reference
+    config = population_config(root)
+    calls = {"n": 0}
+
+    def spent_after_12_steps(self):
+        calls["n"] += 1
+        return calls["n"] > 12
+
+    with monkeypatch.context() as patch:
+        patch.setattr(StopRequests, "budget_spent", spent_after_12_steps)
+        paused = train(config, tmp_path / "run")
+    assert paused["status"] == "paused" and paused["pieces"][-1]["to_step"] == 12
+    assert len(paused["curves"]) == 6  # the first epoch (10 steps) is in the record
+    resumed = train(config, tmp_path / "run")
+    assert resumed["status"] == "completed"
+    assert outcome(resumed) == outcome(expected)
+    assert [p["status"] for p in resumed["pieces"]] == ["paused", "completed"]
+
+
+def test_a_spent_budget_starts_nothing(mnist_root, tmp_path):
+    import time
+
+    config = population_config(mnist_root, "trainer.max_minutes=1")
+    record = train(config, tmp_path / "run", started=time.monotonic() - 61)
+    assert record["status"] == "paused" and read_record(tmp_path / "run") is None
+
+
+def test_a_completed_run_is_not_trained_again_and_other_settings_are_refused(
+    mnist_root, tmp_path, monkeypatch
+):
+    config = population_config(mnist_root, "trainer.epochs=1")
+    first = train(config, tmp_path / "run")
+    monkeypatch.setattr(Training, "run", lambda self: pytest.fail("trained again"))
+    assert outcome(train(config, tmp_path / "run")) == outcome(first)
+    # how it runs may change (a time budget, another data path); what it computes may not
+    assert train({**config, "trainer": {**config["trainer"], "max_minutes": 5}},
+                 tmp_path / "run")["status"] == "completed"  # fmt: skip
+    other = {**config, "trainer": {**config["trainer"], "epochs": 2}}
+    with pytest.raises(ConfigError, match=r"other settings \(trainer.epochs \(1 vs 2\)\)"):
+        train(other, tmp_path / "run")
+    monkeypatch.undo()
+    again = train({**other, "resume": False}, tmp_path / "run")
+    assert again["status"] == "completed" and len(again["curves"]) == 2 * 6
+
+
+def test_a_run_where_every_member_diverges_fails_and_says_so(mnist_root, tmp_path):
+    config = population_config(mnist_root, "grid.stepsize=[1e4,1e5]", "model.hidden=[8,8]")
+    record = train(config, tmp_path / "run")
+    assert record["status"] == "failed" and record["final"]
+    assert record["reason"].startswith("every member diverged (the last at step")
+    assert len(record["curves"]) == 4  # it stopped after the epoch in which the last one fell
+    assert read_record(tmp_path / "run")["status"] == "failed"
+
+
+def test_an_error_mid_run_leaves_a_failed_record_with_its_reason(mnist_root, tmp_path,
+                                                                 monkeypatch):  # fmt: skip
+    config = population_config(mnist_root, "trainer.epochs=2")
+    original = Training._end_epoch
+
+    def breaking(self, due, bar):
+        original(self, due, bar)
+        raise RuntimeError("CUDA error: an illegal memory access\nwas encountered")
+
+    monkeypatch.setattr(Training, "_end_epoch", breaking)
+    with pytest.raises(RuntimeError):
+        train(config, tmp_path / "run")
+    record = read_record(tmp_path / "run")
+    assert record["status"] == "failed"
+    assert record["reason"] == "CUDA error: an illegal memory access was encountered"
+    assert len(record["curves"]) == 6  # the epoch it finished is kept
+
+
+def test_a_full_disk_is_one_line_and_leaves_the_previous_file_whole(tmp_path):
+    path = tmp_path / "record.json"
+    write_atomic(path, lambda f: f.write(b"old"))
+
+    def full(file):
+        file.write(b"ne")
+        raise OSError(28, os.strerror(28))
+
+    with pytest.raises(OutputError) as error:
+        write_atomic(path, full)
+    assert str(error.value) == f"could not write {path} (No space left on device)"
+    assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["record.json"]
+    with pytest.raises(OutputError, match="Not a directory"):
+        write_atomic(path / "inside" / "x.json", lambda f: f.write(b"x"))
+
+
+def test_a_full_disk_during_a_run_fails_it_with_one_line(mnist_root, tmp_path, monkeypatch):
+    import adamrepro.files
+
+    def no_space(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(adamrepro.files.os, "fsync", no_space)
+    with pytest.raises(OutputError, match=r"could not write .*No space left on device\)$"):
+        train(population_config(mnist_root, "trainer.epochs=1"), tmp_path / "run")
+    assert not any(p.name.endswith(".tmp") for p in (tmp_path / "run").glob(".*"))
+
+
+def test_the_record_says_what_its_docstring_promises(mnist_root, tmp_path):
+    import adamrepro.records
+
+    config = population_config(mnist_root, "trainer.epochs=1", "optimizer.averaging=true",
+                               "trainer.evaluate_averaged=true")  # fmt: skip
+    record = train(config, tmp_path / "run")
+    documented = adamrepro.records.__doc__
+    for key in record:
+        assert key in documented, f"record key {key} is not documented"
+    for column in record["curves"][0]:
+        assert column in documented, f"curve column {column} is not documented"
+    assert record["device"]["name"] != "x86_64"
+    assert record["code"]["commit"] is None or len(record["code"]["commit"]) == 40
+    row = record["curves"][0]
+    assert row["current_stepsize"] == pytest.approx(1e-3)  # no decay in this experiment
+    assert math.isfinite(row["averaged_test_loss"])
