@@ -5,22 +5,37 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # Where the data sets are (or are downloaded to); ADAMREPRO_DATA sets it too.
 DATA_ROOT ?= $(or $(ADAMREPRO_DATA),data)
+# Where runs go (a run continues there when started again) and where figures are written.
 RUNS ?= outputs
+RESULTS ?= results
+# Hydra overrides added to every run of a target, e.g. OVERRIDES="trainer.max_minutes=9"
+# (a time budget: the target stops when it is spent; the same command continues it).
+OVERRIDES ?=
 FIG1_NOTE := ours: real MNIST, 46 passes, best of a 10-stepsize grid (x2 momenta for SGD) by final cost, mean and min-max of 3 seeds, alpha_t = alpha/sqrt(step), L2 1e-4; dotted: AdaGrad without decay, setting closest to the paper
 IMDB_NOTE := ours: real IMDB (25k reviews), binary bag of 10,000 words, 50% dropout on the features, 176 passes, best of a 7-stepsize grid (x2 momenta for SGD), alpha_t = alpha/sqrt(step); dotted: without decay, setting closest to the paper
 HYDRA := $(PY) -m adamrepro.train -m data.root=$(DATA_ROOT)
 # Figure 2: the full protocol by default; `make reproduce-mlp-cpu` sets the shortened CPU run.
 MLP_EPOCHS ?= 201
 MLP_SWEEP ?= fig2_mnist_mlp
+MLP_RUNS ?= $(RUNS)/fig2_mnist_mlp
 MLP_PLOT_ARGS ?=
 MLP_NOTE ?= ours: real MNIST, $(MLP_EPOCHS) passes, best of the grid in configs/sweep/$(MLP_SWEEP).yaml by final cost, 1 seed, dropout 20% input / 50% hidden, no decay
 MLP_B_NOTE := ours: real MNIST, 26 passes, no dropout, L2 1e-8, best of 5 stepsizes by final cost, 1 seed; SFO not implemented here (paper's curve only)
 # Figure 4: 100 epochs by default; `make reproduce-bias-correction-cpu` sets the CPU run.
 VAE_EPOCHS ?= 100
+VAE_RUNS ?= $(RUNS)/fig4_vae
 VAE_NOTE ?= ours: real MNIST (grey levels as Bernoulli targets), minibatch 100, 1 seed, $(VAE_EPOCHS) passes; loss = mean -ELBO over the pass
 VAE_SPLIT ?=
 # Figure 3: CIFAR-10 cannot be downloaded here; with a network torchvision fetches it.
 CIFAR_NOTE ?= ours: CIFAR-10, ZCA-whitened (eps 0.01), 46 passes, best of 4 stepsizes per curve by final cost, 1 seed, dropout 20% input / 50% fc
+# The runs folder of each reproduce-<name> target: `make restart-<name>` deletes it first.
+RUNS_mnist := $(RUNS)/fig1_mnist_logreg
+RUNS_imdb := $(RUNS)/fig1_imdb_bow
+RUNS_mlp := $(RUNS)/fig2_mnist_mlp
+RUNS_mlp-cpu := $(RUNS)/fig2_mnist_mlp_cpu
+RUNS_bias-correction := $(RUNS)/fig4_vae
+RUNS_bias-correction-cpu := $(RUNS)/fig4_vae_cpu
+RUNS_cifar := $(RUNS)/fig3_cifar10_cnn
 
 .DEFAULT_GOAL := help
 .PHONY: help venv test lint bench reproduce-mnist reproduce-imdb imdb-nodecay study-fig1-decay \
@@ -28,8 +43,10 @@ CIFAR_NOTE ?= ours: CIFAR-10, ZCA-whitened (eps 0.01), 46 passes, best of 4 step
   reproduce-cifar time-cifar clean
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-31s %s\n", $$1, $$2}'
-	@echo "  variables: DATA_ROOT=$(DATA_ROOT) (or ADAMREPRO_DATA), RUNS=$(RUNS)"
+	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-31s %s\n", $$1, $$2}'
+	@echo "  variables: DATA_ROOT=$(DATA_ROOT) (or ADAMREPRO_DATA), RUNS=$(RUNS), RESULTS=$(RESULTS),"
+	@echo "             OVERRIDES=\"...\" (Hydra overrides for every run, e.g. trainer.max_minutes=9)"
+	@echo "  a reproduce-* target continues the runs already in RUNS; restart-* starts afresh"
 
 venv: $(VENV)/.installed ## create .venv and install the package with its test tools
 
@@ -47,87 +64,86 @@ lint: venv ## ruff: lint and format check
 	$(VENV)/bin/ruff check src tests scripts
 	$(VENV)/bin/ruff format --check src tests scripts
 
+restart-%: ## reproduce-% afresh: delete its runs (RUNS/...), then run it
+	@test -n "$(RUNS_$*)" || { echo "no target reproduce-$*"; exit 2; }
+	rm -rf $(RUNS_$*)
+	$(MAKE) reproduce-$*
+
 reproduce-mnist: venv ## Figure 1 (left): logistic regression on MNIST, full grid protocol
-	rm -rf $(RUNS)/fig1_mnist_logreg
 	$(HYDRA) experiment=mnist_logreg sweep=fig1_mnist_logreg optimizer=adagrad,nesterov,adam \
-	  hydra.sweep.dir=$(RUNS)/fig1_mnist_logreg/grid
+	  $(OVERRIDES) hydra.sweep.dir=$(RUNS_mnist)/grid
 	$(HYDRA) experiment=mnist_logreg sweep=fig1_mnist_logreg optimizer=adagrad \
-	  optimizer.label=AdaGrad-nodecay \
-	  trainer.stepsize_decay=none hydra.sweep.dir=$(RUNS)/fig1_mnist_logreg/adagrad_nodecay
-	$(PY) -m adamrepro.plot fig1_mnist_logreg --runs $(RUNS)/fig1_mnist_logreg \
-	  --out results/fig1_mnist_logreg --note "$(FIG1_NOTE)"
+	  optimizer.label=AdaGrad-nodecay trainer.stepsize_decay=none \
+	  $(OVERRIDES) hydra.sweep.dir=$(RUNS_mnist)/adagrad_nodecay
+	$(PY) -m adamrepro.plot fig1_mnist_logreg --runs $(RUNS_mnist) \
+	  --out $(RESULTS)/fig1_mnist_logreg --note "$(FIG1_NOTE)"
 
 reproduce-imdb: venv ## Figure 1 (right): IMDB bag-of-words logistic regression + dropout, full grids
-	rm -rf $(RUNS)/fig1_imdb_bow
 	$(HYDRA) experiment=imdb_bow sweep=fig1_imdb_bow optimizer=adagrad,rmsprop,nesterov,adam \
-	  hydra.sweep.dir=$(RUNS)/fig1_imdb_bow/grid
-	$(MAKE) imdb-nodecay DATA_ROOT=$(DATA_ROOT) RUNS=$(RUNS)
+	  $(OVERRIDES) hydra.sweep.dir=$(RUNS_imdb)/grid
+	$(MAKE) imdb-nodecay
 
 imdb-nodecay: venv ## Figure 1 (right): AdaGrad and Adam without decay, measured against the paper
-	rm -rf $(RUNS)/fig1_imdb_bow/nodecay_*
 	$(HYDRA) experiment=imdb_bow sweep=fig1_imdb_bow optimizer=adagrad \
 	  optimizer.label=AdaGrad-nodecay trainer.stepsize_decay=none \
-	  hydra.sweep.dir=$(RUNS)/fig1_imdb_bow/nodecay_adagrad
+	  $(OVERRIDES) hydra.sweep.dir=$(RUNS_imdb)/nodecay_adagrad
 	$(HYDRA) experiment=imdb_bow sweep=fig1_imdb_bow optimizer=adam \
 	  optimizer.label=Adam-nodecay trainer.stepsize_decay=none \
-	  hydra.sweep.dir=$(RUNS)/fig1_imdb_bow/nodecay_adam
-	$(PY) -m adamrepro.plot fig1_imdb_bow --runs $(RUNS)/fig1_imdb_bow \
-	  --out results/fig1_imdb_bow --note "$(IMDB_NOTE)"
+	  $(OVERRIDES) hydra.sweep.dir=$(RUNS_imdb)/nodecay_adam
+	$(PY) -m adamrepro.plot fig1_imdb_bow --runs $(RUNS_imdb) \
+	  --out $(RESULTS)/fig1_imdb_bow --note "$(IMDB_NOTE)"
 
 reproduce-mlp: venv ## Figure 2 (a, b): the 2x1000 ReLU network on MNIST (GPU: hours on a CPU)
-	rm -rf $(RUNS)/fig2_mnist_mlp
 	$(HYDRA) experiment=mnist_mlp sweep=$(MLP_SWEEP) trainer.epochs=$(MLP_EPOCHS) \
-	  optimizer=adagrad,rmsprop,nesterov,adadelta,adam hydra.sweep.dir=$(RUNS)/fig2_mnist_mlp/dropout
+	  optimizer=adagrad,rmsprop,nesterov,adadelta,adam $(OVERRIDES) hydra.sweep.dir=$(MLP_RUNS)/dropout
 	$(HYDRA) experiment=mnist_mlp_deterministic sweep=fig2_mnist_mlp_deterministic optimizer=adam \
-	  hydra.sweep.dir=$(RUNS)/fig2_mnist_mlp/deterministic
-	$(PY) -m adamrepro.plot fig2a_mnist_mlp --runs $(RUNS)/fig2_mnist_mlp/dropout \
-	  --out results/fig2a_mnist_mlp --note "$(MLP_NOTE)" $(MLP_PLOT_ARGS)
-	$(PY) -m adamrepro.plot fig2b_mnist_mlp_deterministic --runs $(RUNS)/fig2_mnist_mlp/deterministic \
-	  --out results/fig2b_mnist_mlp_deterministic --note "$(MLP_B_NOTE)"
+	  $(OVERRIDES) hydra.sweep.dir=$(MLP_RUNS)/deterministic
+	$(PY) -m adamrepro.plot fig2a_mnist_mlp --runs $(MLP_RUNS)/dropout \
+	  --out $(RESULTS)/fig2a_mnist_mlp --note "$(MLP_NOTE)" $(MLP_PLOT_ARGS)
+	$(PY) -m adamrepro.plot fig2b_mnist_mlp_deterministic --runs $(MLP_RUNS)/deterministic \
+	  --out $(RESULTS)/fig2b_mnist_mlp_deterministic --note "$(MLP_B_NOTE)"
 
 reproduce-mlp-cpu: ## Figure 2 shortened for a CPU: (a) 10 passes, 2 stepsizes each; (b) in full
-	$(MAKE) reproduce-mlp MLP_EPOCHS=10 MLP_SWEEP=fig2_mnist_mlp_cpu MLP_PLOT_ARGS="--xlim 0 10 --ylim 0.03 1" \
+	$(MAKE) reproduce-mlp MLP_EPOCHS=10 MLP_SWEEP=fig2_mnist_mlp_cpu MLP_RUNS=$(RUNS_mlp-cpu) \
+	  MLP_PLOT_ARGS="--xlim 0 10 --ylim 0.03 1" \
 	  MLP_NOTE="SHORTENED CPU RUN: real MNIST, 10 of the paper's 200 passes, best of 2 stepsizes per optimizer (configs/sweep/fig2_mnist_mlp_cpu.yaml), 1 seed, dropout 20%/50%, no decay"
 
 reproduce-bias-correction: venv ## Figure 4: VAE, Adam with/without bias correction, 108 members (GPU)
-	rm -rf $(RUNS)/fig4_vae
 	$(HYDRA) experiment=mnist_vae sweep=fig4_vae_bias_correction optimizer=adam \
 	  optimizer.bias_correction=true,false trainer.epochs=$(VAE_EPOCHS) $(VAE_SPLIT) \
-	  hydra.sweep.dir=$(RUNS)/fig4_vae
-	$(PY) -m adamrepro.plot fig4_vae_bias_correction --runs $(RUNS)/fig4_vae \
-	  --out results/fig4_vae_bias_correction --note "$(VAE_NOTE)"
+	  $(OVERRIDES) hydra.sweep.dir=$(VAE_RUNS)
+	$(PY) -m adamrepro.plot fig4_vae_bias_correction --runs $(VAE_RUNS) \
+	  --out $(RESULTS)/fig4_vae_bias_correction --note "$(VAE_NOTE)"
 
 reproduce-bias-correction-cpu: ## Figure 4 on a CPU: 10 passes, the paper's 6 marker stepsizes (1 h)
-	$(MAKE) reproduce-bias-correction VAE_EPOCHS=10 \
+	$(MAKE) reproduce-bias-correction VAE_EPOCHS=10 VAE_RUNS=$(RUNS_bias-correction-cpu) \
 	  VAE_SPLIT="'sweep.grids.Adam.stepsize=[3.0e-5,1.0e-4,3.0e-4,1.0e-3,3.0e-3,1.0e-2]' 'sweep.grids.Adam.beta1=[0.0],[0.9]' 'sweep.grids.Adam.beta2=[0.99],[0.999],[0.9999]'" \
 	  VAE_NOTE="CPU RUN: real MNIST (grey levels as Bernoulli targets), 10 passes (the paper's first block; its 100-pass block not run), the paper's 6 marker stepsizes (72 members), minibatch 100, 1 seed; loss = mean -ELBO over the 10th pass"
 
 reproduce-cifar: venv ## Figure 3: the CNN on whitened CIFAR-10, 6 curves x 4 stepsizes (GPU)
-	rm -rf $(RUNS)/fig3_cifar10_cnn
 	for pair in adagrad:AdaGrad nesterov:SGDNesterov adam:Adam; do \
 	  optimizer=$${pair%%:*}; label=$${pair##*:}; \
 	  $(HYDRA) experiment=cifar_cnn sweep=fig3_cifar10_cnn optimizer=$$optimizer \
-	    model.dropout=false hydra.sweep.dir=$(RUNS)/fig3_cifar10_cnn/$$label || exit 1; \
+	    model.dropout=false $(OVERRIDES) hydra.sweep.dir=$(RUNS_cifar)/$$label || exit 1; \
 	  $(HYDRA) experiment=cifar_cnn sweep=fig3_cifar10_cnn optimizer=$$optimizer \
 	    optimizer.label=$$label+dropout model.dropout=true \
-	    hydra.sweep.dir=$(RUNS)/fig3_cifar10_cnn/$$label+dropout || exit 1; \
+	    $(OVERRIDES) hydra.sweep.dir=$(RUNS_cifar)/$$label+dropout || exit 1; \
 	done
-	$(PY) -m adamrepro.plot fig3_cifar10_cnn --runs $(RUNS)/fig3_cifar10_cnn \
-	  --out results/fig3_cifar10_cnn --note "$(CIFAR_NOTE)"
+	$(PY) -m adamrepro.plot fig3_cifar10_cnn --runs $(RUNS_cifar) \
+	  --out $(RESULTS)/fig3_cifar10_cnn --note "$(CIFAR_NOTE)"
 
 time-cifar: venv ## Figure 3's cost: one epoch of the CNN on random CIFAR-shaped data
-	$(PY) scripts/time_cifar_epoch.py --out results/fig3_cifar10_cnn/epoch_time.md
+	$(PY) scripts/time_cifar_epoch.py --out $(RESULTS)/fig3_cifar10_cnn/epoch_time.md
 
 study-fig1-decay: venv ## Figure 1 (left): which stepsize decay lands on the paper's curves
-	rm -rf $(RUNS)/fig1_decay_study
 	$(HYDRA) experiment=mnist_logreg sweep=fig1_mnist_logreg optimizer=adam,nesterov,adagrad \
 	  trainer.stepsize_decay=sqrt_step,sqrt_epoch,none 'sweep.grids.SGDNesterov.momentum=[0.9]' \
-	  hydra.sweep.dir=$(RUNS)/fig1_decay_study
+	  $(OVERRIDES) hydra.sweep.dir=$(RUNS)/fig1_decay_study
 	$(PY) -m adamrepro.plot fig1_mnist_logreg --runs $(RUNS)/fig1_decay_study \
-	  --out results/fig1_mnist_logreg/decay_study --note "decay study: best of each decay"
+	  --out $(RESULTS)/fig1_mnist_logreg/decay_study --note "decay study: best of each decay"
 
 bench: venv ## populations vs the usual per-setting loop; our Adam step vs torch.optim
-	$(PY) scripts/bench.py --data-root $(DATA_ROOT) --epochs 2 --seeds 3 --out results/bench.md
+	$(PY) scripts/bench.py --data-root $(DATA_ROOT) --epochs 2 --seeds 3 --out $(RESULTS)/bench.md
 
 clean: ## remove outputs/ and multirun/ (not results/)
 	rm -rf outputs multirun

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import os
 import pickle
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -144,3 +147,12 @@ def hydra_config(*overrides: str):
         return compose(
             "train", overrides=["trainer.progress=false", "experiment_name=test", *overrides]
         )
+
+
+def cli(*args: str, cwd: Path, module: str = "adamrepro.train", timeout: float = 300,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:  # fmt: skip
+    """`python -m <module> args...` in a fresh process, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True,
+        timeout=timeout, env={**os.environ, "HYDRA_FULL_ERROR": "", **(env or {})},
+    )  # fmt: skip

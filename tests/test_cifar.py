@@ -79,6 +79,12 @@ def test_the_loader_whitens_on_the_training_set_and_caches_the_transform(cifar_r
     assert torch.allclose(cached.x_test, data.x_test)
     with pytest.raises(AssertionError):  # another epsilon is another transform
         load_cifar10(cifar_root, download=False, verify=False, zca_epsilon=1e-3, cache_dir=cache)
+    (stored,) = cache.glob("cifar10_zca_*.npz")  # an altered cache is not used: refitted
+    content = bytearray(stored.read_bytes())
+    content[len(content) // 2] ^= 0xFF
+    stored.write_bytes(bytes(content))
+    with pytest.raises(AssertionError, match="should have been used"):
+        load_cifar10(cifar_root, download=False, verify=False, zca_epsilon=1e-6, cache_dir=cache)
 
 
 def test_standardisation_is_per_channel(cifar_root):

@@ -67,3 +67,35 @@ def test_real_mnist_passes_the_canonical_md5s(shared_mnist: Path):
     assert data.x_train.shape == (60000, 784) and data.x_test.shape == (10000, 784)
     assert data.y_train[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
     assert torch.bincount(data.y_test).tolist()[0] == 980
+
+
+def test_a_failed_download_says_why_in_full_and_leaves_no_folder(tmp_path: Path, monkeypatch):
+    import torchvision.datasets
+
+    class Offline:  # as torchvision does: the folders first, then the failure, on many lines
+        def __init__(self, root, train=True, download=False):
+            (Path(root) / "MNIST" / "raw").mkdir(parents=True, exist_ok=True)
+            raise RuntimeError(
+                "Error downloading train-images-idx3-ubyte.gz:\n"
+                "Tried https://ossci-datasets.s3.amazonaws.com/mnist/, got:\n"
+                "<urlopen error [Errno -2] Name or service not known>\n"
+            )
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", Offline)
+    root = tmp_path / "typo" / "in" / "root"
+    with pytest.raises(DataError) as error:
+        load_mnist(root, download=True)
+    assert str(error.value) == (
+        f"could not download MNIST into {root / 'MNIST/raw'} (Error downloading "
+        "train-images-idx3-ubyte.gz: Tried https://ossci-datasets.s3.amazonaws.com/mnist/, got: "
+        "<urlopen error [Errno -2] Name or service not known>); put the four IDX files there or "
+        "point data.root (or ADAMREPRO_DATA) at them"
+    )
+    assert not (tmp_path / "typo").exists()  # a mistyped root is not made into a tree
+
+
+def test_images_and_labels_must_agree(tmp_path: Path):
+    make_mnist(tmp_path, n_train=10, n_test=10)
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(9, dtype=np.uint8), compress=True)
+    with pytest.raises(DataError, match=r"MNIST train set: images of shape \(10, 28, 28\) but "):
+        load_mnist(tmp_path, download=False, verify=False)

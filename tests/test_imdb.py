@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -104,3 +105,98 @@ def test_a_short_imdb_population_learns(imdb_root: Path, tmp_path: Path):
     assert max(r["test_accuracy"] for r in last) > 0.9
     first = [r for r in record["curves"] if r["epoch"] == 1]
     assert all(b["train_cost"] < a["train_cost"] for a, b in zip(first, last, strict=True))
+
+
+def _damage(path: Path, how: str) -> None:
+    data = bytearray(path.read_bytes())
+    if how == "flipped-late":  # a few bytes near the end of the compressed stream
+        for k in range(int(len(data) * 0.85), int(len(data) * 0.85) + 4):
+            data[k] ^= 0x5A
+    elif how == "truncated":
+        data = data[: int(len(data) * 0.6)]
+    elif how == "random-bytes":
+        data = bytearray(np.random.default_rng(0).integers(0, 256, len(data), dtype=np.uint8))
+    elif how == "not-gzip":
+        data = bytearray(b"<html>404 Not Found</html>")
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["flipped-late", "truncated", "random-bytes", "not-gzip"])
+def test_a_damaged_archive_is_one_line_never_a_partial_run(tmp_path: Path, how: str):
+    archive = make_imdb(tmp_path / "data", per_class=60, tarball=True)
+    _damage(archive, how)
+    cache = tmp_path / "cache"
+    with pytest.raises(DataError) as error:  # even unverified: no partial read gets through
+        load_imdb(tmp_path / "data", vocab_size=10, cache_dir=cache, verify=False)
+    message = str(error.value)
+    assert message.startswith(f"{archive} is a damaged archive (") and "\n" not in message
+    assert not cache.exists() or not list(cache.iterdir())  # nothing cached from it
+
+
+def test_imdbs_exact_reviews_are_checked(tmp_path: Path):
+    from adamrepro.data.imdb import check_reviews
+
+    make_imdb(tmp_path / "data", per_class=40)
+    with pytest.raises(DataError) as error:
+        load_imdb_text(tmp_path / "data")  # verify=True by default
+    assert str(error.value) == (
+        f"{tmp_path / 'data' / 'aclImdb'}: train/pos holds 40 reviews where IMDB has 12,500; "
+        "missing ids 40-12499; a partial or damaged copy (data.verify=false reads it anyway)"
+    )
+    whole = [(s, label, i) for s in ("train", "test") for label in (0, 1) for i in range(12_500)]
+    check_reviews(whole, "copy")  # the complete set passes
+    gaps = [r for r in whole if not (r[0] == "train" and r[1] == 0 and r[2] in {3, 17, 18, 19})]
+    with pytest.raises(DataError, match=r"copy: train/neg holds 12,496 reviews .* ids 3, 17-19;"):
+        check_reviews(gaps, "copy")
+    with pytest.raises(DataError, match=r"train/pos holds 12,501 reviews .*\(some twice\)"):
+        check_reviews([*whole, ("train", 1, 7)], "copy")
+
+
+def test_the_official_archive_is_md5_checked(tmp_path: Path):
+    archive = make_imdb(tmp_path, per_class=5, tarball=True)
+    assert archive.name == "aclImdb_v1.tar.gz"
+    with pytest.raises(DataError, match=r"is not that of the official aclImdb_v1.tar.gz \(7c2a"):
+        load_imdb_text(tmp_path)
+    assert load_imdb_text(tmp_path, verify=False)["train"].num_rows == 10
+
+
+def test_a_damaged_cache_is_built_again_and_an_unverified_one_never_serves_a_verified_read(
+    imdb_root: Path, tmp_path: Path, caplog
+):
+    cache = tmp_path / "cache"
+    first = load_imdb(imdb_root, vocab_size=10, cache_dir=cache, verify=False)
+    (stored,) = cache.glob("*.npz")
+    data = bytearray(stored.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    stored.write_bytes(bytes(data))
+    with caplog.at_level("WARNING"):
+        again = load_imdb(imdb_root, vocab_size=10, cache_dir=cache, verify=False)
+    assert "building it again" in caplog.text
+    assert torch.equal(dense(first.x_train), dense(again.x_train))
+    with pytest.raises(DataError, match="holds 40 reviews where IMDB has 12,500"):
+        load_imdb(imdb_root, vocab_size=10, cache_dir=cache)  # verify=True: its own key
+
+
+def test_the_hub_is_asked_only_without_a_local_copy_and_quietly(imdb_root, tmp_path, monkeypatch):
+    import time
+
+    import datasets
+    import huggingface_hub.utils
+
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("hub asked"))
+    load_imdb_text(imdb_root, verify=False)  # a local copy: the hub is not asked
+
+    class Offline:
+        def head(self, *args, **kwargs):
+            raise ConnectionError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(huggingface_hub.utils, "get_session", lambda: Offline())
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    started = time.monotonic()
+    with pytest.raises(DataError) as error:
+        load_imdb_text(tmp_path / "nowhere")
+    assert time.monotonic() - started < 2
+    assert str(error.value).endswith(
+        "the hub's stanfordnlp/imdb could not be loaded ([Errno -2] Name or service not known); "
+        "set data.root=DIR (or ADAMREPRO_DATA) to a folder holding one"
+    )

@@ -289,6 +289,16 @@ def test_state_dict_round_trip(cls):
         (dict(name="adam", beta2=-0.1), "beta2 must be in [0, 1), got -0.1"),
         (dict(name="adam", stepsize=torch.tensor([1e-3, -1.0])), "stepsize must be >= 0, got -1"),
         (dict(name="sgd", beta1=0.9), "SGD has no setting beta1"),
+        (dict(name="adam", stepsize=float("inf")), "stepsize must be finite, got inf"),
+        (dict(name="adam", eps=float("nan")), "eps must be finite, got nan"),
+        (dict(name="adam", bias_correction="no"), "bias_correction must be true or false"),
+        (dict(name="sgd", nesterov=1), "nesterov must be true or false, got 1"),
+        (dict(name="adam", averaging_beta=1.0), "averaging_beta must be in [0, 1), got 1"),
+        (dict(name="adamax", averaging_beta=float("nan")), "averaging_beta must be finite"),
+        (
+            dict(name="adagrad", initial_accumulator=torch.tensor([0.1, -1.0])),
+            "initial_accumulator must be >= 0, got -1",
+        ),
     ],
 )
 def test_bad_settings_raise_one_line_config_errors(config, message):
@@ -296,3 +306,53 @@ def test_bad_settings_raise_one_line_config_errors(config, message):
         build_optimizer([torch.zeros(3, requires_grad=True)], config)
     assert message in str(error.value)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "group,message",
+    [
+        ({"beta2": 1.5}, "beta2 must be in [0, 1), got 1.5"),
+        ({"stepsize": -0.1}, "stepsize must be >= 0, got -0.1"),
+        ({"bias_correction": "no"}, "bias_correction must be true or false, got 'no'"),
+        ({"stepsiz": 0.1}, "Adam has no setting (in a param group) stepsiz"),
+    ],
+)
+def test_param_groups_are_held_to_the_same_checks(group, message):
+    """Settings given per param group are checked as those given to the constructor are."""
+    from adamrepro.optim import Adam
+
+    a, b = torch.zeros(3, requires_grad=True), torch.zeros(2, requires_grad=True)
+    with pytest.raises(ConfigError) as error:
+        Adam([{"params": [a]}, {"params": [b], **group}])
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+    optimizer = Adam([{"params": [a]}])
+    with pytest.raises(ConfigError, match="must be"):
+        optimizer.add_param_group({"params": [b], "beta1": 1.0})
+
+
+def test_adagrad_accepts_an_initial_accumulator_per_member():
+    """The population path stacks differing settings into per-member tensors: s_0 too."""
+    from adamrepro.optim import AdaGrad
+
+    x = torch.ones(2, 3, requires_grad=True)
+    optimizer = AdaGrad([x], stepsize=1.0, initial_accumulator=torch.tensor([0.0, 3.0]))
+    x.grad = torch.ones(2, 3)
+    optimizer.step()
+    # s_1 = s_0 + g^2: member 0 steps by 1 / sqrt(1), member 1 by 1 / sqrt(4)
+    assert torch.allclose(x[0], torch.zeros(3)) and torch.allclose(x[1], torch.full((3,), 0.5))
+
+
+def test_an_older_state_dict_without_a_setting_still_loads():
+    from adamrepro.optim import Adam
+
+    x = torch.zeros(3, requires_grad=True)
+    optimizer = Adam([x], stepsize=0.1)
+    x.grad = torch.ones(3)
+    optimizer.step()
+    saved = optimizer.state_dict()
+    del saved["param_groups"][0]["averaging_beta"]  # a setting added after the save
+    fresh = Adam([x], stepsize=0.1)
+    fresh.load_state_dict(saved)
+    assert fresh.param_groups[0]["averaging_beta"] is None
+    x.grad = torch.ones(3)
+    fresh.step()

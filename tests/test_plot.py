@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -50,3 +51,31 @@ def test_selection_takes_the_lowest_mean_final_cost_and_skips_diverged(tmp_path:
     assert adam["epoch"].tolist() == [0, 1, 2] and adam["train_cost"].tolist() == [0.5, 0.4, 0.3]
     assert adam["seeds"].tolist() == [2, 2, 2]
     assert (tmp_path / "out" / "figure.png").is_file()
+
+
+def test_only_completed_runs_of_the_expected_length_enter_a_figure(tmp_path: Path):
+    runs = tmp_path / "runs"
+    save_record(record("Adam", [0.01], [[0.5, 0.4, 0.3]]), runs / "complete")
+    # an interrupted run whose short curve ends lowest, and a complete but shorter run
+    short = record("Adam", [0.1], [[0.2, 0.1]])
+    save_record({**short, "status": "interrupted"}, runs / "interrupted")
+    save_record(record("Adam", [0.3], [[0.2, 0.05]]), runs / "shorter")
+    killed = {**record("AdaGrad", [0.1], [[0.6]]), "status": "running"}
+    save_record(killed, runs / "killed")
+    failed = {**record("AdaGrad", [0.1], []), "status": "failed", "reason": "stepsize must be >= 0"}
+    save_record(failed, runs / "failed")
+    best = make_figure("fig1_mnist_logreg", [str(runs)], tmp_path / "out")
+    assert dict(zip(best["curve"], best["stepsize"], strict=True)) == {"Adam": 0.01}
+    sources = json.loads((tmp_path / "out" / "sources.json").read_text())
+    why = {Path(r["run"]).name: r["why"] for r in sources["left_out"]}
+    assert why["interrupted"] == "interrupted after 2 of 3 epochs"
+    assert why["shorter"] == "completed, but with 2 epochs where 3 are expected"
+    assert why["killed"].startswith("running after 1 of 3 epochs (last written ")
+    assert why["failed"] == "failed after 0 of 3 epochs: stepsize must be >= 0"
+    assert sources["runs"] == 1 and sources["status"] == ["completed"]
+
+
+def test_runs_with_no_label_of_the_figure_are_one_clear_error(tmp_path: Path):
+    save_record(record("RMSProp", [0.01], [[0.5, 0.4, 0.3]]), tmp_path / "runs" / "a")
+    with pytest.raises(FileNotFoundError, match="no run has a label that figure fig1_mnist_logreg"):
+        make_figure("fig1_mnist_logreg", [str(tmp_path / "runs")], tmp_path / "out")

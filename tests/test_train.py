@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ import torch
 from adamrepro.errors import ConfigError
 from adamrepro.models import build_model
 from adamrepro.train import population, stack_settings, train
-from conftest import REPO, hydra_config
+from conftest import REPO, cli, hydra_config
 
 
 def config(*overrides: str):
@@ -148,18 +147,6 @@ def test_an_interrupted_run_keeps_its_finished_epochs(mnist_root, tmp_path, monk
     assert [r["epoch"] for r in saved["curves"]] == [1]
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HYDRA_FULL_ERROR": ""}
-    return subprocess.run(
-        [sys.executable, "-m", "adamrepro.train", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 @pytest.mark.parametrize(
     "override,message",
     [
@@ -173,7 +160,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 )
 def test_bad_input_is_one_line_and_no_traceback(override, message, tmp_path, mnist_root):
     root = [] if override.startswith("data.root") else [f"data.root={mnist_root}"]
-    done = _cli(
+    done = cli(
         "experiment=mnist_logreg",
         "data.download=false",
         "data.verify=false",
@@ -189,13 +176,13 @@ def test_bad_input_is_one_line_and_no_traceback(override, message, tmp_path, mni
 
 
 def test_unknown_optimizer_choice_is_reported_by_hydra_without_traceback(tmp_path):
-    done = _cli("experiment=mnist_logreg", "optimizer=adamw", cwd=tmp_path)
+    done = cli("experiment=mnist_logreg", "optimizer=adamw", cwd=tmp_path)
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert "Could not find 'optimizer/adamw'" in done.stderr
 
 
 def test_a_hydra_sweep_and_the_figure_from_it(mnist_root, tmp_path):
-    done = _cli(
+    done = cli(
         "-m",
         "experiment=mnist_logreg",
         f"data.root={mnist_root}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
@@ -54,15 +55,18 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def check_writable(directory: Path) -> None:
-    """One OutputError line unless `directory` exists as a writable folder or can be created:
-    its nearest existing ancestor must be a folder we may write in. Creates nothing."""
+    """Make `directory` (with its parents) and create a file in it, or say in one OutputError
+    line why that cannot be done (a file in the way, a read-only or full file system)."""
     directory = Path(directory).absolute()
-    probe = directory
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if not probe.is_dir():
-        raise OutputError(f"cannot write into {directory}: {probe} is not a directory")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write into {directory}: {probe} is not writable")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        reason = os.strerror(error.errno) if error.errno else one_line(error)
+        where = (
+            f" ({error.filename})"
+            if error.filename and str(error.filename) != str(directory)
+            else ""
+        )
+        raise OutputError(f"cannot write into {directory}: {reason}{where}") from None

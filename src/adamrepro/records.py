@@ -29,7 +29,6 @@ keeps what it did; the checkpoint beside it (`checkpoint.pt`) lets the run conti
 from __future__ import annotations
 
 import json
-import math
 import platform
 import subprocess
 import sys
@@ -37,13 +36,15 @@ import time
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from .files import write_text_atomic
+
+if TYPE_CHECKING:  # pandas is imported where tables are made: a run does not need it
+    import pandas as pd
 
 FORMAT = "adamrepro.record/2"
 FORMATS = ("adamrepro.record/1", FORMAT)  # /1: before run states and resume
@@ -217,6 +218,8 @@ def completed_runs(
 def tidy(records: list[tuple[Path, dict[str, Any]]]) -> pd.DataFrame:
     """Every curve row of the records, joined with its member's settings: one tidy table
     (run, member, settings..., epoch, train_cost, ...)."""
+    import pandas as pd
+
     frames = []
     for path, record in records:
         curves = pd.DataFrame(record["curves"])
@@ -251,6 +254,8 @@ def load_records(roots: Iterable[str | Path]) -> pd.DataFrame:
 def load_step_costs(records: list[tuple[Path, dict[str, Any]]]) -> pd.DataFrame:
     """The per-step costs that runs logged in their first epochs (`trainer.step_log_epochs`):
     one row per run, member and step, with `epoch` = step / steps per epoch."""
+    import pandas as pd
+
     frames = []
     for path, record in records:
         logged = record.get("step_costs")
@@ -268,7 +273,3 @@ def load_step_costs(records: list[tuple[Path, dict[str, Any]]]) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=["run", "member", "step", "epoch", "cost"])
     return pd.concat(frames, ignore_index=True)
-
-
-def finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None
