@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import platform
 import statistics
 import tempfile
 import time
@@ -32,6 +31,7 @@ from torch.utils.data import DataLoader, Sampler, TensorDataset
 from adamrepro.data import load_mnist
 from adamrepro.models import build_model
 from adamrepro.optim import Adam
+from adamrepro.records import cpu_name
 from adamrepro.train import CONFIG_DIR, train
 
 OPTIMIZERS = {  # our config -> the torch.optim optimizer of the usual loop, given a member
@@ -140,16 +140,6 @@ def step_times(repeats: int = 21, steps: int = 20) -> tuple[float, float]:
                 optimizer.step()
             times[which].append((time.perf_counter() - t) / steps * 1e3)
     return statistics.median(times[0]), statistics.median(times[1])
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

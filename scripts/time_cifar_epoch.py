@@ -22,7 +22,8 @@ import torch
 
 from adamrepro.models import ConvolutionalNetwork
 from adamrepro.optim import build_optimizer
-from adamrepro.train import MinibatchOrder, resolve_device
+from adamrepro.settings import resolve_device
+from adamrepro.train import MinibatchOrder
 
 
 def sync(device: torch.device) -> None:

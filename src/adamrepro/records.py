@@ -66,7 +66,8 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), not just its architecture."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -100,7 +101,7 @@ def environment(device: torch.device) -> dict[str, Any]:
     """Where and with what a run (or a piece of it) ran: versions, device, numerics, code."""
     import adamrepro
 
-    described: dict[str, Any] = {"type": device.type, "name": _cpu_name()}
+    described: dict[str, Any] = {"type": device.type, "name": cpu_name()}
     if device.type == "cuda":
         described.update(
             name=torch.cuda.get_device_name(device),
