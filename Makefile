@@ -37,10 +37,14 @@ RUNS_bias-correction := $(RUNS)/fig4_vae
 RUNS_bias-correction-cpu := $(RUNS)/fig4_vae_cpu
 RUNS_cifar := $(RUNS)/fig3_cifar10_cnn
 
+# The GPU runbook: the long protocols in pieces of GPU_MINUTES (docs/gpu.md).
+GPU_MINUTES ?= 9
+GPU_ARGS ?=
+
 .DEFAULT_GOAL := help
 .PHONY: help venv test lint bench reproduce-mnist reproduce-imdb imdb-nodecay study-fig1-decay \
   reproduce-mlp reproduce-mlp-cpu reproduce-bias-correction reproduce-bias-correction-cpu \
-  reproduce-cifar time-cifar clean
+  reproduce-cifar time-cifar reproduce-gpu figures-gpu plan-gpu clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-31s %s\n", $$1, $$2}'
@@ -141,6 +145,15 @@ study-fig1-decay: venv ## Figure 1 (left): which stepsize decay lands on the pap
 	  $(OVERRIDES) hydra.sweep.dir=$(RUNS)/fig1_decay_study
 	$(PY) -m adamrepro.plot fig1_mnist_logreg --runs $(RUNS)/fig1_decay_study \
 	  --out $(RESULTS)/fig1_mnist_logreg/decay_study --note "decay study: best of each decay"
+
+reproduce-gpu: venv ## the long protocols (Fig 2a 200 passes, Fig 4 both blocks, Fig 3) in pieces of GPU_MINUTES: repeat until "all done"
+	$(PY) -m adamrepro.runbook --runs $(RUNS)/gpu --data-root $(DATA_ROOT) --minutes $(GPU_MINUTES) $(GPU_ARGS)
+
+figures-gpu: venv ## draw the figures of the complete GPU protocols (records in RUNS/gpu) into RESULTS
+	$(PY) -m adamrepro.runbook --runs $(RUNS)/gpu --figures --results $(RESULTS)
+
+plan-gpu: venv ## what each long protocol costs: FLOPs and operations per step, CPU time, H100 projection
+	$(PY) -m adamrepro.runbook --plan --measure --data-root $(DATA_ROOT)
 
 bench: venv ## populations vs the usual per-setting loop; our Adam step vs torch.optim
 	$(PY) scripts/bench.py --data-root $(DATA_ROOT) --epochs 2 --seeds 3 --out $(RESULTS)/bench.md

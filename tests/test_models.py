@@ -59,6 +59,25 @@ def test_dropout_acts_in_training_only_and_draws_a_mask_per_member():
     assert h.item() == pytest.approx(4000, rel=0.05)
 
 
+@pytest.mark.parametrize("p", [0.2, 0.5])
+def test_dropout_drops_with_probability_p_and_keeps_the_expectation(p):
+    from adamrepro.errors import ConfigError
+    from adamrepro.models.layers import Dropout
+
+    torch.manual_seed(0)
+    layer = Dropout(p)
+    x = torch.full((400_000,), 3.0, requires_grad=True)
+    y = layer(x)
+    dropped = (y == 0).double().mean().item()
+    assert dropped == pytest.approx(p, abs=4 * math.sqrt(p * (1 - p) / x.numel()))
+    assert torch.equal(y[y != 0], torch.full_like(y[y != 0], 3.0 / (1 - p)))  # exact scale
+    y.sum().backward()  # the gradient is the mask: 0 where dropped, 1/(1-p) where kept
+    assert torch.equal(x.grad, (y != 0).float() / (1 - p))
+    assert torch.equal(layer.eval()(x), x) and torch.equal(Dropout(0.0)(x), x)
+    with pytest.raises(ConfigError, match="a dropout rate must be in"):
+        Dropout(1.0)
+
+
 def test_the_vae_bound_equals_a_hand_computation_on_a_tiny_case():
     vae = VariationalAutoencoder(3, seeds=[0], hidden=2, latent=1).double()
     x = torch.tensor([[0.0, 1.0, 0.25]], dtype=torch.float64)

@@ -288,3 +288,65 @@ def test_logged_step_costs_average_to_the_epochs_cost(mnist_root, tmp_path):
         assert mean == pytest.approx(first["train_cost"], rel=1e-6)
     evaluated = {r["epoch"] for r in record["curves"] if not math.isnan(r["test_loss"])}
     assert evaluated == {2, 3}  # every 2nd epoch, and the last
+
+
+def test_the_check_without_host_reads_gives_the_per_step_checks_numbers(mnist_root, tmp_path,
+                                                                       monkeypatch):  # fmt: skip
+    """Divergence is checked on the device every step and read by the host once per epoch;
+    freezing a member at once (reading every step, as a naive loop would) gives the same
+    curves, the same divergence steps and the same frozen parameters at the end."""
+    from adamrepro.train import DivergenceMonitor, Training
+
+    grid = "+grid.stepsize=[1e-3,30.0,1e-2,1e6]"
+    cfg = tiny(mnist_root, "optimizer=adam", "dtype=float64", grid, "trainer.epochs=3")
+    models = {}
+    original_run = Training.run
+
+    def keep_model(self):
+        models[self.out_dir.name] = self.model
+        return original_run(self)
+
+    monkeypatch.setattr(Training, "run", keep_model)
+    deferred = train(cfg, tmp_path / "deferred")
+    original_check = DivergenceMonitor.check
+    optimizers = []
+    monkeypatch.setattr(Training, "run", lambda self: (optimizers.append(self.optimizer),
+                                                       keep_model(self))[1])  # fmt: skip
+
+    def check_and_settle(self, cost, step):
+        active = original_check(self, cost, step)
+        self.settle(optimizers[-1])  # a host read every step: frozen from the very step
+        return active
+
+    monkeypatch.setattr(DivergenceMonitor, "check", check_and_settle)
+    eager = train(cfg, tmp_path / "eager")
+    assert deferred["diverged"] == eager["diverged"] and set(eager["diverged"]) == {"1", "3"}
+    assert json.dumps(deferred["curves"]) == json.dumps(
+        [{**row, "wall_time_s": d["wall_time_s"]} for row, d in
+         zip(eager["curves"], deferred["curves"], strict=True)]
+    )  # fmt: skip
+    for a, b in zip(models["deferred"].parameters(), models["eager"].parameters(), strict=True):
+        assert torch.equal(a[[0, 2]], b[[0, 2]])  # the members that went on: identical
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_training_step_on_cuda_never_waits_for_the_host(mnist_root, tmp_path, monkeypatch):
+    from adamrepro.train import Training
+
+    original = Training._step
+    steps = {"n": 0}
+
+    def strict(self, *args):
+        steps["n"] += 1
+        if steps["n"] == 3:  # after the first steps (state made, first cost kept)
+            torch.cuda.set_sync_debug_mode("error")
+        try:
+            return original(self, *args)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+
+    monkeypatch.setattr(Training, "_step", strict)
+    cfg = tiny(mnist_root, "optimizer=adam", "device=cuda", "+grid.stepsize=[1e-3,1e6]",
+               "trainer.stepsize_decay=sqrt_step")  # fmt: skip
+    record = train(cfg, tmp_path / "run")
+    assert record["status"] == "completed" and list(record["diverged"]) == ["1"]

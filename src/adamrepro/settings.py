@@ -15,6 +15,7 @@ from .errors import ConfigError
 STEPSIZE_DECAYS = ("none", "sqrt_step", "sqrt_epoch")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 HALF_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+MATMUL_PRECISIONS = ("highest", "high", "medium")  # torch.set_float32_matmul_precision
 
 
 def _integer(name: str, value: Any, low: int) -> int:
@@ -109,13 +110,20 @@ class TrainerSettings:
 
 @dataclass(frozen=True)
 class RunSettings:
-    """The root keys: seed, device, dtype, resume."""
+    """The root keys: seed, device, dtype, matmul precision, resume."""
 
     seed: int
     device: torch.device
     dtype: torch.dtype
     resume: bool
     trainer: TrainerSettings
+    matmul_precision: str = "highest"
+
+    def apply_numerics(self) -> None:
+        """Float32 matmuls (and cuDNN convolutions) at the chosen precision: "highest" keeps
+        full float32, the paper's numbers; "high" or "medium" let a GPU use TF32."""
+        torch.set_float32_matmul_precision(self.matmul_precision)
+        torch.backends.cudnn.allow_tf32 = self.matmul_precision != "highest"
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> RunSettings:
@@ -130,12 +138,18 @@ class RunSettings:
         dtypes = {**DTYPES, **HALF_DTYPES}
         if dtype_name not in dtypes:
             raise ConfigError(f"dtype must be one of {', '.join(dtypes)}, got {dtype_name!r}")
+        precision = config.get("matmul_precision", "highest")
+        if precision not in MATMUL_PRECISIONS:
+            raise ConfigError(
+                f"matmul_precision must be one of {', '.join(MATMUL_PRECISIONS)}, got {precision!r}"
+            )
         return cls(
             seed=seed,
             device=resolve_device(str(config.get("device", "auto"))),
             dtype=dtypes[dtype_name],
             resume=_flag("resume", config.get("resume", True)),
             trainer=TrainerSettings.from_config(config.get("trainer") or {}),
+            matmul_precision=precision,
         )
 
 

@@ -175,39 +175,56 @@ class MinibatchOrder:
 
 
 class DivergenceMonitor:
-    """Marks a member diverged at the first step whose cost is not finite or exceeds
-    `factor` times its first cost; from then on the optimizer leaves it frozen and its curves
-    read NaN. The other members go on untouched."""
+    """Marks a member diverged at the first step whose cost is not finite or exceeds `factor`
+    times its first cost; from that step on its curves read NaN, and the other members go on
+    untouched.
+
+    The check runs on the device at every step and reads nothing back: `active` and the step
+    of each member's divergence (`diverged_at`, 0: none) stay device tensors. The host reads
+    them once per epoch (`settle`), records the steps and from then on has the optimizer
+    freeze the diverged members' parameters; until then a diverged member trains on
+    unwatched (its numbers are no longer read, and members never mix).
+    """
 
     def __init__(self, members: int, factor: float, device: torch.device) -> None:
         self.active = torch.ones(members, dtype=torch.bool, device=device)
+        self.diverged_at = torch.zeros(members, dtype=torch.long, device=device)
         self.first: Tensor | None = None
         self.factor = factor
         self.diverged: dict[str, int] = {}
 
-    def check(self, cost: Tensor, step: int, optimizer: torch.optim.Optimizer) -> Tensor:
+    def check(self, cost: Tensor, step: int) -> Tensor:
         cost = cost.detach()
         if self.first is None:
             self.first = cost.clone()
         bad = self.active & ~(torch.isfinite(cost) & (cost <= self.factor * self.first))
-        if bool(bad.any()):
-            for k in bad.nonzero().flatten().tolist():
-                self.diverged[str(k)] = step
-                log.info("member %d diverged at step %d", k, step)
-            self.active &= ~bad
+        self.diverged_at.masked_fill_(bad, step)
+        self.active &= ~bad
+        return self.active
+
+    def settle(self, optimizer: torch.optim.Optimizer) -> None:
+        """Record the members that diverged since the last call (one read of G numbers) and
+        freeze them in the optimizer."""
+        fresh = [(k, s) for k, s in enumerate(self.diverged_at.tolist())
+                 if s and str(k) not in self.diverged]  # fmt: skip
+        for k, step in fresh:
+            self.diverged[str(k)] = step
+            log.info("member %d diverged at step %d", k, step)
+        if fresh:
             for group in optimizer.param_groups:
                 group["frozen"] = ~self.active
-        return self.active
 
     def mask(self, values: Tensor) -> Tensor:
         """`values` (one per member) with NaN for the diverged members."""
         return torch.where(self.active, values, torch.full_like(values, math.nan))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"active": self.active, "first": self.first, "diverged": dict(self.diverged)}
+        return {"active": self.active, "diverged_at": self.diverged_at, "first": self.first,
+                "diverged": dict(self.diverged)}  # fmt: skip
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.active = state["active"].to(self.active.device)
+        self.diverged_at = state["diverged_at"].to(self.active.device)
         self.first = state["first"]
         self.diverged = dict(state["diverged"])
 
@@ -274,10 +291,12 @@ class Training:
         self.trainer: TrainerSettings = settings.trainer
         self.deadline = deadline
         self.device = settings.device
+        settings.apply_numerics()
         torch.manual_seed(settings.seed)
         self.members = population(cfg)
         seeds = [m["seed"] for m in self.members]
-        stacked = stack_settings(self.members)
+        stacked = {k: v.to(self.device) if isinstance(v, Tensor) else v  # on the device, once
+                   for k, v in stack_settings(self.members).items()}  # fmt: skip
         self.data = load_data(cfg["data"]).to(self.device, settings.dtype)
         self.model = build_model(cfg["model"], self.data, seeds).to(self.device, settings.dtype)
         self.optimizer = build_optimizer(self.model.parameters(), stacked)
@@ -364,6 +383,7 @@ class Training:
 
     # -- the loop -------------------------------------------------------------------------
     def _start_piece(self) -> None:
+        self.progress_at_start = self.progress.step
         env = environment(self.device)
         self.record["status"] = "running"
         self.record["pieces"].append({
@@ -417,7 +437,10 @@ class Training:
                                          dtype=torch.float64)  # fmt: skip
             self.model.train()
             for idx in self.order.epoch(self.device, skip=p.position):
-                if (reason := stop.requested()) is not None:
+                reason = stop.requested()
+                if reason == "paused" and p.step == self.progress_at_start:
+                    reason = None  # every piece takes a step: a short budget still progresses
+                if reason is not None:
                     self._stop(reason, stop)
                     if self.record["status"] == "paused":
                         return
@@ -439,9 +462,10 @@ class Training:
         p.position += 1
         factor = stepsize_factor(decay, p.step, p.epoch)
         for group in self.optimizer.param_groups:
-            group["stepsize"] = group["initial_stepsize"] * factor
+            initial = group["initial_stepsize"]
+            group["stepsize"] = initial if factor == 1.0 else initial * factor
         cost = self.model.cost(self.data.x_train[idx], self.data.y_train[idx])
-        active = self.monitor.check(cost, p.step, self.optimizer)
+        active = self.monitor.check(cost, p.step)
         self.optimizer.zero_grad(set_to_none=True)
         # Members are independent: each gets the gradient of its own cost only.
         torch.where(active, cost, 0.0).sum().backward()
@@ -453,6 +477,7 @@ class Training:
 
     def _end_epoch(self, due: bool, bar: tqdm) -> None:
         p, record, trainer = self.progress, self.record, self.trainer
+        self.monitor.settle(self.optimizer)
         train_cost = (p.cost_sum / self.n_train).tolist()
         if p.step_costs:
             record["step_costs"]["cost"].extend(torch.stack(p.step_costs).tolist())

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.sparse import SparseBatch
-from .layers import MemberConv2d, MemberLinear, per_member
+from .layers import Dropout, MemberConv2d, MemberLinear, per_member
 
 
 class Classifier(nn.Module):
@@ -99,7 +99,7 @@ class BagOfWordsLogisticRegression(Classifier):
         super().__init__()
         outputs = 1 if num_classes == 2 else num_classes
         self.linear = MemberLinear(vocab_size, outputs, seeds)
-        self.dropout = nn.Dropout(input_dropout)
+        self.dropout = Dropout(input_dropout)
         self.weight_decay = weight_decay
 
     @property
@@ -132,8 +132,8 @@ class MultilayerNetwork(Classifier):
             MemberLinear(n_in, n_out, seeds, salt=i)
             for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes))
         )
-        self.input_dropout = nn.Dropout(input_dropout)
-        self.hidden_dropout = nn.Dropout(hidden_dropout)
+        self.input_dropout = Dropout(input_dropout)
+        self.hidden_dropout = Dropout(hidden_dropout)
         self.weight_decay = weight_decay
 
     @property
@@ -176,8 +176,8 @@ class ConvolutionalNetwork(Classifier):
         self.fully_connected = MemberLinear(channels[-1] * height * width, hidden, seeds,
                                             salt=len(channels))  # fmt: skip
         self.output = MemberLinear(hidden, num_classes, seeds, salt=len(channels) + 1)
-        self.input_dropout = nn.Dropout(input_dropout if dropout else 0.0)
-        self.hidden_dropout = nn.Dropout(hidden_dropout if dropout else 0.0)
+        self.input_dropout = Dropout(input_dropout if dropout else 0.0)
+        self.hidden_dropout = Dropout(hidden_dropout if dropout else 0.0)
         self.weight_decay = weight_decay
 
     @property

@@ -10,6 +10,11 @@ one value per *member*: the parameters then carry a leading member axis of size 
 stepsize grid trained as one batched model), and the value is broadcast over that axis, so
 member k of every parameter is updated with the k-th value. G = 1 with plain numbers is the
 ordinary optimizer; there is only one code path.
+
+Speed. An update allocates nothing: every operation is in place, and what an equation needs
+beside the state (g^2, a denominator, a scaled step) is computed into `work`, scratch tensors
+shaped like the parameter that are made once and reused (they are not state, and are never
+saved). Nothing in `step` reads a value back to the host, so on a GPU the step never waits.
 """
 
 from __future__ import annotations
@@ -117,7 +122,8 @@ class PaperOptimizer(torch.optim.Optimizer):
     def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
         raise NotImplementedError
 
-    def update(self, param: Tensor, grad: Tensor, state: dict[str, Any], t: int, **hp: Any) -> None:
+    def update(self, param: Tensor, grad: Tensor, state: dict[str, Any], t: int, work: Work,
+               **hp: Any) -> None:  # fmt: skip
         raise NotImplementedError
 
     # -- the torch.optim.Optimizer interface ---------------------------------------------
@@ -127,11 +133,11 @@ class PaperOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if not hasattr(self, "_work"):
+            self._work: dict[Tensor, Work] = {}
         for group in self.param_groups:
             hyper = {k: group[k] for k in self.defaults_}
-            frozen = group.get("frozen")
-            if frozen is not None and not bool(frozen.any()):  # checked once per group
-                frozen = None
+            frozen = group.get("frozen")  # set by the trainer once members have diverged
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -139,28 +145,47 @@ class PaperOptimizer(torch.optim.Optimizer):
                 if not state:
                     state["step"] = 0
                     state.update(self.init_state(p, group))
-                kept = _snapshot(p, state, frozen)
+                work = self._work.setdefault(p, Work(p))
+                if frozen is not None:
+                    work.keep(p, state)
                 state["step"] += 1
                 hp = {k: member_view(v, p) for k, v in hyper.items()}
-                self.update(p, p.grad, state, state["step"], **hp)
-                if kept is not None:
-                    _restore(p, state, frozen, kept)
+                self.update(p, p.grad, state, state["step"], work, **hp)
+                if frozen is not None:
+                    work.restore(p, state, frozen)
         return loss
 
 
-def _snapshot(p: Tensor, state: dict, frozen: Tensor | None) -> dict | None:
-    if frozen is None:
-        return None
-    kept = {"__param__": p[frozen].clone()}
-    tensors = {k: v for k, v in state.items() if isinstance(v, Tensor) and v.dim()}
-    kept.update({k: v[frozen].clone() for k, v in tensors.items()})
-    return kept
+class Work:
+    """Scratch tensors shaped like one parameter, made on first use and reused every step;
+    and the copies that keep frozen members as they were (`keep`, then `restore`)."""
+
+    def __init__(self, like: Tensor) -> None:
+        self.like = like
+        self.tensors: list[Tensor] = []
+        self.kept: dict[str, Tensor] = {}
+
+    def __getitem__(self, k: int) -> Tensor:
+        while len(self.tensors) <= k:
+            self.tensors.append(torch.empty_like(self.like))
+        return self.tensors[k]
+
+    def keep(self, param: Tensor, state: dict[str, Any]) -> None:
+        for name, tensor in _member_tensors(param, state):
+            if name not in self.kept:
+                self.kept[name] = torch.empty_like(tensor)
+            self.kept[name].copy_(tensor)
+
+    def restore(self, param: Tensor, state: dict[str, Any], frozen: Tensor) -> None:
+        """Frozen members back as they were: a masked select on the device, no host sync."""
+        for name, tensor in _member_tensors(param, state):
+            mask = frozen.view(-1, *([1] * (tensor.dim() - 1)))
+            torch.where(mask, self.kept[name], tensor, out=tensor)
 
 
-def _restore(p: Tensor, state: dict, frozen: Tensor, kept: dict) -> None:
-    p[frozen] = kept.pop("__param__")
-    for k, v in kept.items():
-        state[k][frozen] = v
+def _member_tensors(param: Tensor, state: dict[str, Any]) -> list[tuple[str, Tensor]]:
+    tensors = [(k, v) for k, v in state.items() if isinstance(v, Tensor) and v.dim()]
+    return [("__param__", param), *tensors]
 
 
 # -- pieces shared by several rules ---------------------------------------------------------
@@ -169,10 +194,16 @@ def ema_(average: Tensor, value: Tensor, beta: Hyper) -> Tensor:
     return average.lerp_(value, 1 - beta)
 
 
+def squared(grad: Tensor, out: Tensor) -> Tensor:
+    """g^2 into `out` (bit for bit `grad.square()`)."""
+    return torch.mul(grad, grad, out=out)
+
+
 def sub_ratio_(param: Tensor, numerator: Tensor, denominator: Tensor, scale: Hyper) -> None:
-    """param <- param - scale numerator / denominator, in place; fused when `scale` is a number."""
+    """param <- param - scale numerator / denominator, in place; fused when `scale` is a number,
+    else through `denominator`, which is overwritten."""
     if isinstance(scale, Tensor):
-        param.sub_(numerator.div(denominator).mul_(scale))
+        param.sub_(torch.div(numerator, denominator, out=denominator).mul_(scale))
     else:
         param.addcdiv_(numerator, denominator, value=-scale)
 
@@ -185,9 +216,10 @@ def momentum_step(
     momentum: Hyper,
     nesterov: bool,
     torch_momentum_form: bool,
+    scratch: tuple[Tensor, Tensor],
 ) -> None:
     """theta <- theta + velocity, with velocity accumulated from `direction` (a gradient or a
-    rescaled gradient).
+    rescaled gradient); `scratch`: two work tensors other than `direction`.
 
     Paper form (Sutskever et al. 2013, which the Adam paper's "SGDNesterov" cites):
         v_t = mu v_{t-1} - alpha_t d_t
@@ -201,16 +233,23 @@ def momentum_step(
     constant, different under a decay such as alpha/sqrt(t)):
         b_t = mu b_{t-1} + d_t;  theta_t = theta_{t-1} - alpha_t b_t   (or (d_t + mu b_t))
     """
+    step, look_ahead = scratch
     if "velocity" not in state:  # momentum = 0 everywhere: plain gradient step
-        param.sub_(stepsize * direction)
+        param.sub_(torch.mul(direction, stepsize, out=step))  # alpha_t d_t
         return
     buf = state["velocity"]
     if torch_momentum_form:
         buf.mul_(momentum).add_(direction)
-        param.sub_(stepsize * (direction + momentum * buf if nesterov else buf))
+        if nesterov:  # alpha_t (d_t + mu b_t)
+            param.sub_(torch.mul(buf, momentum, out=step).add_(direction).mul_(stepsize))
+        else:
+            param.sub_(torch.mul(buf, stepsize, out=step))
+        return
+    buf.mul_(momentum).sub_(torch.mul(direction, stepsize, out=step))  # v_t
+    if nesterov:  # mu v_t - alpha_t d_t
+        param.add_(torch.mul(buf, momentum, out=look_ahead).sub_(step))
     else:
-        buf.mul_(momentum).sub_(stepsize * direction)
-        param.add_(momentum * buf - stepsize * direction if nesterov else buf)
+        param.add_(buf)
 
 
 def has_momentum(group: dict[str, Any]) -> bool:

@@ -16,10 +16,12 @@ from .base import (
     Hyper,
     PaperOptimizer,
     TemporalAveraging,
+    Work,
     ema_,
     has_momentum,
     member_view,
     momentum_step,
+    squared,
     sub_ratio_,
 )
 
@@ -46,8 +48,10 @@ class SGD(PaperOptimizer):
     def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
         return {"velocity": torch.zeros_like(param)} if has_momentum(group) else {}
 
-    def update(self, param, grad, state, t, *, stepsize, momentum, nesterov, torch_momentum_form):
-        momentum_step(param, grad, state, stepsize, momentum, nesterov, torch_momentum_form)
+    def update(self, param, grad, state, t, work: Work, *, stepsize, momentum, nesterov,
+               torch_momentum_form):  # fmt: skip
+        momentum_step(param, grad, state, stepsize, momentum, nesterov, torch_momentum_form,
+                      (work[0], work[1]))  # fmt: skip
 
 
 class AdaGrad(PaperOptimizer):
@@ -65,9 +69,9 @@ class AdaGrad(PaperOptimizer):
         s_0 = member_view(group["initial_accumulator"], param)  # a number, or one per member
         return {"sum_sq": torch.zeros_like(param).add_(s_0)}
 
-    def update(self, param, grad, state, t, *, stepsize, eps, initial_accumulator):
-        s = state["sum_sq"].addcmul_(grad, grad)
-        sub_ratio_(param, grad, s.sqrt().add_(eps), stepsize)
+    def update(self, param, grad, state, t, work: Work, *, stepsize, eps, initial_accumulator):
+        s = state["sum_sq"].addcmul_(grad, grad)  # s_t = s_{t-1} + g_t^2
+        sub_ratio_(param, grad, torch.sqrt(s, out=work[0]).add_(eps), stepsize)
 
 
 class RMSProp(PaperOptimizer):
@@ -97,24 +101,16 @@ class RMSProp(PaperOptimizer):
             state["velocity"] = torch.zeros_like(param)
         return state
 
-    def update(
-        self,
-        param,
-        grad,
-        state,
-        t,
-        *,
-        stepsize,
-        beta2,
-        eps,
-        momentum,
-        nesterov,
-        eps_inside_sqrt,
-        torch_momentum_form,
-    ):
-        v = ema_(state["v"], grad.square(), beta2)
-        denom = (v + eps).sqrt() if eps_inside_sqrt else v.sqrt() + eps
-        momentum_step(param, grad / denom, state, stepsize, momentum, nesterov, torch_momentum_form)
+    def update(self, param, grad, state, t, work: Work, *, stepsize, beta2, eps, momentum,
+               nesterov, eps_inside_sqrt, torch_momentum_form):  # fmt: skip
+        v = ema_(state["v"], squared(grad, work[0]), beta2)
+        if eps_inside_sqrt:
+            denominator = torch.add(v, eps, out=work[0]).sqrt_()
+        else:
+            denominator = torch.sqrt(v, out=work[0]).add_(eps)
+        d = torch.div(grad, denominator, out=work[0])  # d_t = g_t / (sqrt(v_t) + eps)
+        momentum_step(param, d, state, stepsize, momentum, nesterov, torch_momentum_form,
+                      (work[1], work[2]))  # fmt: skip
 
 
 class AdaDelta(PaperOptimizer):
@@ -132,11 +128,12 @@ class AdaDelta(PaperOptimizer):
     def init_state(self, param, group):
         return {"sq_grad": torch.zeros_like(param), "sq_delta": torch.zeros_like(param)}
 
-    def update(self, param, grad, state, t, *, stepsize, rho, eps):
-        sq_grad = ema_(state["sq_grad"], grad.square(), rho)
-        delta = (state["sq_delta"] + eps).sqrt_().div_((sq_grad + eps).sqrt_()).mul_(grad)
-        ema_(state["sq_delta"], delta.square(), rho)
-        param.sub_(stepsize * delta)
+    def update(self, param, grad, state, t, work: Work, *, stepsize, rho, eps):
+        sq_grad = ema_(state["sq_grad"], squared(grad, work[0]), rho)
+        rms_grad = torch.add(sq_grad, eps, out=work[1]).sqrt_()
+        delta = torch.add(state["sq_delta"], eps, out=work[0]).sqrt_().div_(rms_grad).mul_(grad)
+        ema_(state["sq_delta"], squared(delta, work[1]), rho)
+        param.sub_(torch.mul(delta, stepsize, out=work[1]))
 
 
 class Adam(TemporalAveraging, PaperOptimizer):
@@ -170,28 +167,16 @@ class Adam(TemporalAveraging, PaperOptimizer):
             state["average"] = torch.zeros_like(param)
         return state
 
-    def update(
-        self,
-        param,
-        grad,
-        state,
-        t,
-        *,
-        stepsize,
-        beta1,
-        beta2,
-        eps,
-        bias_correction,
-        averaging,
-        averaging_beta,
-    ):
+    def update(self, param, grad, state, t, work: Work, *, stepsize, beta1, beta2, eps,
+               bias_correction, averaging, averaging_beta):  # fmt: skip
         m = ema_(state["m"], grad, beta1)
-        v = ema_(state["v"], grad.square(), beta2)
-        if bias_correction:
-            denominator = v.sqrt().div_(_sqrt(1 - beta2**t)).add_(eps)
+        v = ema_(state["v"], squared(grad, work[0]), beta2)
+        root = torch.sqrt(v, out=work[0])
+        if bias_correction:  # alpha mhat / (sqrt(vhat) + eps), the corrections on the numbers
+            denominator = root.div_(_sqrt(1 - beta2**t)).add_(eps)
             sub_ratio_(param, m, denominator, stepsize / (1 - beta1**t))
         else:
-            sub_ratio_(param, m, v.sqrt().add_(eps), stepsize)
+            sub_ratio_(param, m, root.add_(eps), stepsize)
         if averaging:
             self._average(param, state, beta2, averaging_beta)
 
@@ -220,13 +205,13 @@ class AdaMax(TemporalAveraging, PaperOptimizer):
             state["average"] = torch.zeros_like(param)
         return state
 
-    def update(
-        self, param, grad, state, t, *, stepsize, beta1, beta2, eps, averaging, averaging_beta
-    ):
+    def update(self, param, grad, state, t, work: Work, *, stepsize, beta1, beta2, eps,
+               averaging, averaging_beta):  # fmt: skip
         m = ema_(state["m"], grad, beta1)
-        u = torch.maximum(state["u"].mul_(beta2), grad.abs() + eps, out=state["u"])
-        ratio = torch.where(u > 0, m / u, torch.zeros_like(m))
-        param.sub_(stepsize / (1 - beta1**t) * ratio)
+        magnitude = torch.abs(grad, out=work[0]).add_(eps)  # |g_t| + eps
+        u = torch.maximum(state["u"].mul_(beta2), magnitude, out=state["u"])
+        ratio = torch.div(m, u, out=work[0]).masked_fill_(~(u > 0), 0.0)  # m = 0 where u = 0
+        param.sub_(ratio.mul_(stepsize / (1 - beta1**t)))
         if averaging:
             self._average(param, state, beta2, averaging_beta)
 

@@ -1,0 +1,439 @@
+"""The GPU runbook: the long protocols of the paper, in order of value, run in pieces.
+
+    python -m adamrepro.runbook [--minutes 9] [--runs outputs/gpu] [--data-root DIR]
+    python -m adamrepro.runbook --status | --plan [--measure] | --collect FILE | --figures
+
+Each invocation trains for at most `--minutes` (the run it is in checkpoints and pauses when
+the time is up), skips what is complete, continues what is paused, and ends with a table of
+where every protocol stands: "all done" (exit 0) when nothing is left, else exit 75 ("run the
+same command again"). A killed invocation loses at most the work since its run's last
+checkpoint. A protocol whose data is missing is skipped and said so; the others go on.
+
+`--collect FILE` packs every run's record.json and train.log (not the checkpoints) into one
+.tar.gz, small enough to bring back from a machine that will be taken away; `--figures` draws
+the figures of the complete protocols from the records (here, after unpacking them). `--plan`
+prints what each protocol costs: matmul FLOPs and operations per step (counted, not guessed),
+CPU seconds per step (`--measure`), and a projection of its time on one H100, whose
+assumptions are stated beside it. `--tiny` runs the same protocols at toy sizes, to check the
+machinery in seconds (the CI does, on generated data).
+
+The protocols reuse the training loop (`train.train`), the configs and the figure code; this
+module only orders runs, divides the time and reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import tarfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import USER_ERRORS, DataError
+from .records import RECORD_NAME, read_record
+
+# What --plan assumes of one H100 for a projection (replaced by measurements once one is lent):
+H100_MATMUL = 25e12  # FLOP/s sustained by float32 batched matmuls at "highest" precision (no
+#                      TF32): about half the FP32 peak, for products of these sizes
+H100_MEMORY = 2.0e12  # bytes/s sustained by the elementwise passes (optimizer, activations)
+BYTES_PER_PARAMETER = 100  # per step: about 9 passes of the update over p, g, m, v and scratch
+LAUNCH = 8e-6  # seconds per operation: eager PyTorch's dispatch and launch, host-bound
+INPUT_SHAPES = {"mnist": (784,), "cifar10": (3, 32, 32)}
+TRAINING_SET = {"mnist": 60_000, "cifar10": 50_000}
+
+
+@dataclass
+class Run:
+    name: str  # its folder under the protocol's
+    overrides: list[str]
+
+
+@dataclass
+class Protocol:
+    """One figure's long protocol: its runs, and how its figure is drawn from them."""
+
+    name: str
+    figure: str
+    runs: list[Run]
+    note: str
+    tiny: list[str] = field(default_factory=list)  # overrides that make it a toy
+    plot: dict[str, Any] = field(default_factory=dict)
+
+
+def _mlp_runs(seeds: str) -> list[Run]:
+    common = ["experiment=mnist_mlp", "sweep=fig2_mnist_mlp", "trainer.epochs=201"]
+    return [
+        Run(optimizer, [*common, f"optimizer={optimizer}", f"sweep.seeds={seeds}"])
+        for optimizer in ("adagrad", "rmsprop", "nesterov", "adadelta", "adam")
+    ]
+
+
+def _vae_runs() -> list[Run]:
+    common = ["experiment=mnist_vae", "sweep=fig4_vae_bias_correction", "optimizer=adam"]
+    return [
+        Run(f"bias_correction_{flag}", [*common, f"optimizer.bias_correction={flag}",
+                                        "trainer.epochs=100"])
+        for flag in ("true", "false")
+    ]  # fmt: skip
+
+
+MLP_TINY = ["trainer.epochs=3", "model.hidden=[16,16]", "data.verify=false"]
+PROTOCOLS = [
+    Protocol("fig2a", "fig2a_mnist_mlp", _mlp_runs("[0]"),
+             "ours: real MNIST, 200 passes (the paper's length), best of the grid in "
+             "configs/sweep/fig2_mnist_mlp.yaml by final cost, 1 seed, dropout 20%/50%, no decay",
+             tiny=MLP_TINY),
+    Protocol("fig4", "fig4_vae_bias_correction",
+             _vae_runs(),
+             "ours: real MNIST (grey levels as Bernoulli targets), minibatch 100, 1 seed, both "
+             "blocks (10 and 100 passes), 108 members; loss = mean -ELBO over the pass",
+             tiny=["trainer.epochs=2", "model.hidden=8", "model.latent=2", "data.verify=false"]),
+    Protocol("fig2a_3seeds", "fig2a_mnist_mlp", _mlp_runs("[0,1,2]"),
+             "ours: real MNIST, 200 passes, best of the grid in configs/sweep/fig2_mnist_mlp.yaml "
+             "by final mean cost, mean and min-max of 3 seeds, dropout 20%/50%, no decay",
+             tiny=MLP_TINY),
+    Protocol("fig3", "fig3_cifar10_cnn",
+             [Run(f"{label}{'+dropout' if dropout else ''}",
+                  ["experiment=cifar_cnn", "sweep=fig3_cifar10_cnn", f"optimizer={optimizer}",
+                   f"model.dropout={str(dropout).lower()}",
+                   *([f"optimizer.label={label}+dropout"] if dropout else [])])
+              for optimizer, label in (("adagrad", "AdaGrad"), ("nesterov", "SGDNesterov"),
+                                       ("adam", "Adam"))
+              for dropout in (False, True)],
+             "ours: CIFAR-10, ZCA-whitened (eps 0.01), 46 passes, best of 4 stepsizes per curve "
+             "by final cost, 1 seed, dropout 20% input / 50% fc",
+             tiny=["trainer.epochs=2", "model.channels=[4,4,8]", "model.hidden=16",
+                   "data.verify=false", "data.whitening=standardize"]),
+]  # fmt: skip
+BY_NAME = {p.name: p for p in PROTOCOLS}
+
+
+def compose_run(protocol: Protocol, run: Run, data_root: str, extra: list[str], tiny: bool):
+    from hydra import compose, initialize_config_dir
+
+    from .train import CONFIG_DIR
+
+    overrides = [*run.overrides, f"data.root={data_root}", "trainer.progress=false",
+                 f"experiment_name={protocol.name}"]  # fmt: skip
+    overrides += [*(protocol.tiny if tiny else []), *extra]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose("train", overrides=overrides)
+
+
+def run_folder(runs: Path, protocol: Protocol, run: Run) -> Path:
+    return runs / protocol.name / run.name
+
+
+def state(runs: Path, protocol: Protocol) -> list[tuple[Run, str, int, int]]:
+    """(run, status, epochs done, epochs) for each run of the protocol."""
+    out = []
+    for run in protocol.runs:
+        record = read_record(run_folder(runs, protocol, run))
+        if record is None:
+            out.append((run, "not started", 0, 0))
+            continue
+        epochs = int(record["config"]["trainer"]["epochs"])
+        done = max((int(r["epoch"]) for r in record.get("curves", [])), default=0)
+        out.append((run, record["status"], done, epochs))
+    return out
+
+
+def status_table(runs: Path, skipped: dict[str, str],
+                 only: list[str] | None = None) -> tuple[str, bool]:  # fmt: skip
+    """A line per protocol, and whether every chosen one that can run is complete."""
+    lines, all_done = [], True
+    for protocol in PROTOCOLS:
+        if only and protocol.name not in only:
+            continue
+        if protocol.name in skipped:
+            lines.append(f"{protocol.name:14s} skipped: {skipped[protocol.name]}")
+            continue
+        runs_state = state(runs, protocol)
+        complete = sum(s == "completed" for _, s, _, _ in runs_state)
+        done = sum(d for *_, d, _ in runs_state)
+        total = sum(e for *_, e in runs_state) or None
+        all_done &= complete == len(runs_state)
+        progress = f"{done}/{total} epochs" if total else "not started"
+        lines.append(f"{protocol.name:14s} {complete}/{len(runs_state)} runs complete, {progress}")
+    return "\n".join(lines), all_done
+
+
+def train_one(protocol_name: str, run_name: str, runs: Path, data_root: str, extra: list[str],
+              tiny: bool, clock: float) -> tuple[str, str | None, bool]:  # fmt: skip
+    """Train (or continue) one run, here or in a worker process: its status, the reason its
+    data is missing (or None), and whether it trained at all."""
+    from .train import train
+
+    protocol = BY_NAME[protocol_name]
+    run = next(r for r in protocol.runs if r.name == run_name)
+    config = compose_run(protocol, run, data_root, extra, tiny)
+    folder = run_folder(runs, protocol, run)
+    before = read_record(folder)
+    try:
+        with run_log(folder):
+            record = train(config, folder, started=clock)
+    except DataError as error:
+        return "skipped", str(error), False
+    return record["status"], None, before is None or before["status"] != "completed"
+
+
+def run_pieces(runs: Path, data_root: str, minutes: float, only: list[str] | None,
+               extra: list[str], tiny: bool, parallel: int = 1) -> bool:  # fmt: skip
+    """Train within the time budget, protocol after protocol; True when all are complete.
+    With `parallel` > 1 the runs of a protocol train at once, in that many processes (on a
+    GPU whose small populations leave it waiting for the host, they fill each other's gaps)."""
+    started = time.monotonic()
+    skipped: dict[str, str] = {}
+    extra = [*extra, f"trainer.max_minutes={minutes}"]
+    trained = False
+    for protocol in PROTOCOLS:
+        if only and protocol.name not in only:
+            continue
+        if trained and time.monotonic() - started >= 60 * minutes:
+            break
+        # The first runs of a piece get the whole budget from their own start, so that a piece
+        # always trains, however long loading took; later runs share what is left.
+        clock = started if trained else time.monotonic()
+        jobs = [(protocol.name, run.name, runs, data_root, extra, tiny, clock)
+                for run in protocol.runs]  # fmt: skip
+        if parallel > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=parallel, mp_context=context) as pool:
+                outcomes = list(pool.map(train_one, *zip(*jobs, strict=True)))
+        else:
+            outcomes = []
+            for job in jobs:
+                if outcomes and (outcomes[-1][0] == "paused" or outcomes[-1][1]):
+                    break
+                if outcomes and time.monotonic() - started >= 60 * minutes:
+                    break
+                outcomes.append(train_one(*job[:-1], started if outcomes else clock))
+        for (_, run_name, *_), (status, missing, did_train) in zip(jobs, outcomes, strict=False):
+            print(f"{protocol.name}/{run_name}: {status}", file=sys.stderr, flush=True)
+            trained = trained or did_train
+            if missing:
+                skipped[protocol.name] = missing
+        if any(status == "paused" for status, _, _ in outcomes):
+            break
+    table, done = status_table(runs, skipped, only)
+    print(table)
+    return done and not skipped
+
+
+@contextmanager
+def run_log(folder: Path) -> Iterator[None]:
+    """The run's train.log, as a Hydra run writes it: every message of the loop, appended."""
+    folder.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(folder / "train.log")
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(levelname)s] %(message)s"))
+    logger = logging.getLogger("adamrepro")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def collect(runs: Path, target: Path) -> int:
+    """Pack the records and logs (not the checkpoints) of every run into one .tar.gz."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with tarfile.open(target, "w:gz") as archive:
+        for path in sorted(runs.rglob(RECORD_NAME)):
+            for name in (RECORD_NAME, "train.log"):
+                file = path.parent / name
+                if file.is_file():
+                    archive.add(file, arcname=str(file.relative_to(runs)))
+            count += 1
+    return count
+
+
+def figures(runs: Path, results: Path) -> list[str]:
+    """Draw the figure of each complete protocol (3 seeds replace 1 where both are there)."""
+    from .plot import make_figure
+
+    drawn = {}
+    for protocol in PROTOCOLS:
+        states = state(runs, protocol)
+        if any(s != "completed" for _, s, _, _ in states):
+            continue
+        drawn[protocol.figure] = protocol
+    for figure, protocol in drawn.items():
+        records = [read_record(run_folder(runs, protocol, r)) for r in protocol.runs]
+        devices = sorted({r["device"]["name"] for r in records})
+        seconds = sum(r["wall_time_s"] for r in records)
+        note = f"{protocol.note}; {', '.join(devices)}, {seconds / 60:.0f} min of training"
+        make_figure(figure, [str(runs / protocol.name)], results / figure, note, **protocol.plot)
+    return list(drawn)
+
+
+# -- what each protocol costs -----------------------------------------------------------------
+def step_cost(config) -> dict[str, float]:
+    """Matmul FLOPs and operations of one training step of the run's population, counted on
+    the meta device (no data, no arithmetic), and its parameter count."""
+    import torch
+    from omegaconf import OmegaConf
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .data import TensorData
+    from .models import build_model
+    from .train import population
+
+    cfg = OmegaConf.to_container(config, resolve=True)
+    members = population(cfg)
+    shape = INPUT_SHAPES[cfg["data"]["name"]]
+    batch = int(cfg["trainer"]["batch_size"])
+    with torch.device("meta"):
+        x = torch.empty(batch, *shape)
+        y = torch.zeros(batch, dtype=torch.long)
+        data = TensorData(x, y, x, y, 10)
+        model = build_model(cfg["model"], data, [m["seed"] for m in members])
+
+    class Count(TorchDispatchMode):
+        ops = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.ops += 1
+            return func(*args, **(kwargs or {}))
+
+    with FlopCounterMode(display=False) as flops, Count():
+        model.train()
+        model.cost(x, y).sum().backward()
+    parameters = sum(p.numel() for p in model.parameters())
+    # the update: about 10 operations per parameter tensor (see BYTES_PER_PARAMETER)
+    ops = Count.ops + 10 * len(list(model.parameters()))
+    return {"members": len(members), "flops": float(flops.get_total_flops()),
+            "ops": float(ops), "parameters": float(parameters)}  # fmt: skip
+
+
+def measure_cpu(config, steps: int = 3) -> float:
+    """Seconds per training step of the run's population on this CPU (after one warm-up), on
+    random inputs of the data's shape: the cost of a step does not depend on the values."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from .data import TensorData
+    from .models import build_model
+    from .optim import build_optimizer
+    from .train import population, stack_settings
+
+    cfg = OmegaConf.to_container(config, resolve=True)
+    members = population(cfg)
+    shape = INPUT_SHAPES[cfg["data"]["name"]]
+    batch = int(cfg["trainer"]["batch_size"])
+    x, y = torch.rand(batch, *shape), torch.randint(0, 10, (batch,))
+    model = build_model(cfg["model"], TensorData(x, y, x, y, 10), [m["seed"] for m in members])
+    optimizer = build_optimizer(model.parameters(), stack_settings(members))
+
+    def step() -> None:
+        cost = model.cost(x, y)
+        optimizer.zero_grad(set_to_none=True)
+        cost.sum().backward()
+        optimizer.step()
+
+    step()
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - started) / steps
+
+
+def plan(data_root: str, measure: bool) -> str:
+    lines = [
+        "| protocol | run | members | steps | matmul GFLOP/step | ops/step | CPU s/step "
+        "| CPU hours | H100 projection |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    totals: dict[str, list[float]] = {}
+    for protocol in PROTOCOLS:
+        for run in protocol.runs:
+            config = compose_run(protocol, run, data_root, [], tiny=False)
+            cost = step_cost(config)
+            n_train = TRAINING_SET[config.data.name]
+            steps = int(config.trainer.epochs) * math.ceil(n_train / int(config.trainer.batch_size))
+            gpu = (cost["flops"] / H100_MATMUL + cost["parameters"] * BYTES_PER_PARAMETER
+                   / H100_MEMORY + cost["ops"] * LAUNCH)  # fmt: skip
+            cpu = measure_cpu(config) if measure else math.nan
+            totals.setdefault(protocol.name, [0.0, 0.0])
+            totals[protocol.name][0] += cpu * steps
+            totals[protocol.name][1] += gpu * steps
+            lines.append(
+                f"| {protocol.name} | {run.name} | {cost['members']:.0f} | {steps:,} "
+                f"| {cost['flops'] / 1e9:.2f} | {cost['ops']:.0f} | {cpu:.3g} "
+                f"| {cpu * steps / 3600:.1f} | {gpu * steps / 60:.1f} min |"
+            )
+    lines.append("")
+    for name, (cpu, gpu) in totals.items():
+        lines.append(f"- {name}: {cpu / 3600:.1f} CPU hours; projected {gpu / 60:.0f} min on one "
+                     f"H100 ({math.ceil(gpu / 60 / 9)} pieces of 9 minutes)")  # fmt: skip
+    lines.append(
+        f"\nProjection per step = FLOPs / {H100_MATMUL / 1e12:.0f} TFLOP/s (float32 matmuls at "
+        f"'highest' precision) + parameters x {BYTES_PER_PARAMETER} B / {H100_MEMORY / 1e12:.0f} "
+        f"TB/s (the update's passes) + operations x {LAUNCH * 1e6:.0f} us (eager dispatch): "
+        "assumptions, not measurements."
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m adamrepro.runbook",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--runs", type=Path, default=Path("outputs/gpu"))
+    parser.add_argument("--data-root", default=None, help="default: ADAMREPRO_DATA, else data")
+    parser.add_argument("--minutes", type=float, default=9.0, help="time budget of this piece")
+    parser.add_argument("--only", nargs="+", choices=list(BY_NAME), help="these protocols only")
+    parser.add_argument("--override", nargs="+", default=[], help="Hydra overrides for every run")
+    parser.add_argument("--parallel", type=int, default=1, help="a protocol's runs at once")
+    parser.add_argument("--tiny", action="store_true", help="toy sizes: check the machinery")
+    parser.add_argument("--status", action="store_true", help="where each protocol stands")
+    parser.add_argument("--collect", type=Path, help="pack records and logs into this .tar.gz")
+    parser.add_argument("--figures", action="store_true", help="draw the complete protocols")
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    parser.add_argument("--plan", action="store_true", help="each protocol's cost, projected")
+    parser.add_argument("--measure", action="store_true", help="with --plan: time CPU steps")
+    args = parser.parse_args(argv)
+    import os
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("adamrepro").setLevel(logging.DEBUG)  # files get all; stderr warnings
+    logging.getLogger().handlers[0].setLevel(logging.INFO)
+
+    data_root = args.data_root or os.environ.get("ADAMREPRO_DATA", "data")
+    try:
+        if args.plan:
+            print(plan(data_root, args.measure))
+        elif args.status:
+            print(status_table(args.runs, {})[0])
+        elif args.collect:
+            print(f"{collect(args.runs, args.collect)} runs packed into {args.collect}")
+        elif args.figures:
+            drawn = figures(args.runs, args.results)
+            print(f"drew {', '.join(drawn) or 'nothing (no protocol is complete)'}")
+        elif run_pieces(args.runs, data_root, args.minutes, args.only, args.override, args.tiny,
+                        args.parallel):  # fmt: skip
+            print("all done")
+        else:
+            print("not done: run the same command again to continue")
+            sys.exit(75)
+    except USER_ERRORS as error:
+        sys.exit(f"error: {error}")
+    except FileNotFoundError as error:
+        sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+    main()

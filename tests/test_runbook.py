@@ -1,0 +1,86 @@
+"""The GPU runbook, at toy sizes on the CPU: the same protocols, pieces and resumes as on a GPU."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tarfile
+import time
+
+import pytest
+
+from adamrepro.records import read_record
+from adamrepro.runbook import PROTOCOLS, compose_run, run_folder, step_cost
+from conftest import REPO, make_cifar, make_mnist
+
+
+def runbook(*args: str) -> list[str]:
+    return [sys.executable, "-m", "adamrepro.runbook", *args]
+
+
+def test_the_runbook_runs_in_pieces_survives_a_kill_and_ends_all_done(tmp_path):
+    data, runs = tmp_path / "data", tmp_path / "runs"
+    make_mnist(data, n_train=300, n_test=100)
+    make_cifar(data)
+    args = ["--tiny", "--runs", str(runs), "--data-root", str(data), "--minutes", "0.1"]
+    first = next(iter(PROTOCOLS))
+    started = subprocess.Popen(runbook(*args), cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+    folder = run_folder(runs, first, first.runs[0])
+    deadline = time.monotonic() + 120
+    while read_record(folder) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    started.kill()  # a hard kill in the middle of a piece
+    started.wait()
+    outcomes = []
+    for _ in range(20):
+        done = subprocess.run(runbook(*args), cwd=REPO, capture_output=True, text=True,
+                              timeout=300)  # fmt: skip
+        outcomes.append(done.returncode)
+        if done.returncode == 0:
+            break
+    assert outcomes[-1] == 0 and set(outcomes[:-1]) <= {75}, done.stderr[-2000:]
+    assert len(outcomes) >= 2  # the work took more than one piece
+    assert done.stdout.rstrip().endswith("all done")
+    for protocol in PROTOCOLS:
+        for run in protocol.runs:
+            assert read_record(run_folder(runs, protocol, run))["status"] == "completed"
+    pieces = {str(f): len(read_record(f.parent)["pieces"]) for f in runs.rglob("record.json")}
+    again = subprocess.run(runbook(*args), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0  # idempotent: nothing trained again
+    assert pieces == {
+        str(f): len(read_record(f.parent)["pieces"]) for f in runs.rglob("record.json")
+    }
+    assert "all done" in again.stdout and (folder / "train.log").is_file()
+    packed = tmp_path / "records.tar.gz"
+    subprocess.run(runbook("--runs", str(runs), "--collect", str(packed)), cwd=REPO, check=True)
+    with tarfile.open(packed) as archive:
+        names = archive.getnames()
+    assert "fig4/bias_correction_true/record.json" in names
+    assert not any(name.endswith(".pt") for name in names)  # no checkpoints: small
+    results = tmp_path / "results"
+    drawn = subprocess.run(runbook("--runs", str(runs), "--figures", "--results", str(results)),
+                           cwd=REPO, capture_output=True, text=True, check=True)  # fmt: skip
+    assert (
+        "fig2a_mnist_mlp" in drawn.stdout
+        and (results / "fig3_cifar10_cnn" / "figure.png").is_file()
+    )
+
+
+def test_a_protocol_without_its_data_is_skipped_and_said_so(tmp_path, mnist_root):
+    done = subprocess.run(
+        runbook("--tiny", "--runs", str(tmp_path / "runs"), "--data-root", str(mnist_root),
+                "--only", "fig3", "--override", "data.download=false"),
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 75
+    assert "fig3           skipped: CIFAR-10 not found: looked in" in done.stdout
+
+
+def test_the_plan_counts_the_papers_matmul_flops():
+    fig2a = next(p for p in PROTOCOLS if p.name == "fig2a")
+    adam = next(r for r in fig2a.runs if r.name == "adam")
+    cost = step_cost(compose_run(fig2a, adam, "data", [], tiny=False))
+    per_member = 2 * 128 * (784 * 1000 + 1000 * 1000 + 1000 * 10) * 3 - 2 * 128 * 784 * 1000
+    assert cost["members"] == 4 and cost["flops"] == pytest.approx(4 * per_member, rel=1e-9)
+    assert cost["parameters"] == 4 * (784 * 1000 + 1000 + 1000 * 1000 + 1000 + 1000 * 10 + 10)
