@@ -1,5 +1,7 @@
 """Benchmark: the Figure 1 (left) grid trained as populations against the loop a reproduction
-would usually write, and one optimizer step of ours against torch.optim.
+would usually write, one optimizer step of ours against torch.optim, one training step of
+each grid three ways (`bench_steps.py`), and what each long protocol costs (the runbook's
+plan: counted FLOPs and operations, CPU time per step, a projection for one H100).
 
     python scripts/bench.py --data-root DIR [--epochs 2] [--out results/bench.md]
 
@@ -32,7 +34,9 @@ from adamrepro.data import load_mnist
 from adamrepro.models import build_model
 from adamrepro.optim import Adam
 from adamrepro.records import cpu_name
+from adamrepro.runbook import plan
 from adamrepro.train import CONFIG_DIR, train
+from bench_steps import table as step_table
 
 OPTIMIZERS = {  # our config -> the torch.optim optimizer of the usual loop, given a member
     "adagrad": lambda p, m: torch.optim.Adagrad(p, lr=m["stepsize"], eps=m["eps"]),
@@ -186,8 +190,17 @@ def main() -> None:
         f"optimizer's best; {diffs[worst]:.1e} ({where(worst)}) over all {len(diffs)}."
     )
     command = f"python scripts/bench.py --epochs {args.epochs} --seeds {args.seeds}"
-    report = "\n".join([f"Machine: {machine}.", f"Command: `{command}`.", "", *lines, "",
-                         agreement])  # fmt: skip
+    steps = step_table(torch.device("cpu"), repeats=7, steps=5)
+    costs = plan(args.data_root, measure=True)
+    report = "\n".join([
+        "# Benchmarks", "", f"Machine: {machine}.", f"Command: `{command}` (`make bench`).", "",
+        "## The Figure 1 grid: populations against the usual loop", "", *lines, "", agreement,
+        "", "## One training step of a grid, three ways", "", steps, "",
+        "## What each long protocol costs", "",
+        "Counted per step on the meta device (matmul FLOPs, operations), timed on this CPU on "
+        "random inputs of the data's shape, projected for one H100 (no GPU was measured yet: "
+        "the projection is replaced by measured times once one is lent).", "", costs,
+    ])  # fmt: skip
     print(report)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
