@@ -156,3 +156,48 @@ def cli(*args: str, cwd: Path, module: str = "adamrepro.train", timeout: float =
         [sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True,
         timeout=timeout, env={**os.environ, "HYDRA_FULL_ERROR": "", **(env or {})},
     )  # fmt: skip
+
+
+CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                 "truck")  # fmt: skip
+
+
+def make_cifar_images(root: Path, per_class: dict[str, int] | None = None, fmt: str = "PNG",
+                      tarball: bool = False, labels_file: bool = True,
+                      seed: int = 0) -> dict[str, np.ndarray]:  # fmt: skip
+    """An image-folder copy of CIFAR-10 in miniature, as the common copies lay it out:
+    cifar10-jpeg/{train,test}/<class>/NNNN.<ext>, NNNN counting a class's images in their
+    original order, with train_labels_original_order.npy beside it. Returns the original
+    arrays (uint8 (n, 3, 32, 32) and labels, in the original order) that were written."""
+    from PIL import Image
+
+    per_class = per_class or {"train": 6, "test": 3}
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar10" / "cifar10-jpeg"
+    written: dict[str, np.ndarray] = {}
+    for split, n in per_class.items():
+        labels = rng.permutation(np.repeat(np.arange(10), n))  # the original order
+        images = rng.integers(0, 256, (len(labels), 3, 32, 32), dtype=np.uint8)
+        counters = [0] * 10
+        for image, label in zip(images, labels, strict=True):
+            target = folder / split / CIFAR_CLASSES[label]
+            target.mkdir(parents=True, exist_ok=True)
+            ext = "png" if fmt == "PNG" else "jpg"
+            Image.fromarray(image.transpose(1, 2, 0)).save(
+                target / f"{counters[label]:04d}.{ext}",
+                fmt,
+                **({"quality": 75} if fmt == "JPEG" else {}),
+            )
+            counters[label] += 1
+        written[f"x_{split}"], written[f"y_{split}"] = images, labels.astype(np.int64)
+    if labels_file:
+        np.save(root / "cifar10" / "train_labels_original_order.npy",
+                written["y_train"].astype(np.uint8))  # fmt: skip
+    if tarball:
+        import shutil
+        import tarfile
+
+        with tarfile.open(root / "cifar10" / "cifar10-jpeg.tar.gz", "w:gz") as archive:
+            archive.add(folder, arcname="cifar10-jpeg")
+        shutil.rmtree(folder)
+    return written

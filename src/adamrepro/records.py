@@ -16,6 +16,8 @@ A record is a JSON file `record.json` in the run's output directory:
     diverged    member -> the step at which it diverged (absent: it did not)
     step_costs  (when trainer.step_log_epochs > 0) steps_per_epoch, and cost: one list per
                 step of the first epochs, the minibatch cost of each member (NaN: diverged)
+    data        which copy of the data set the run read, and whether it is lossless (`label`
+                names it in figures; e.g. "CIFAR-10 (JPEG-75 copy)")
     pieces      one entry per process whose work the record holds: when and where it started
                 (from_step: steps done before it), host, pid, device, code, and how it ended
                 (status, to_step, epochs_done, wall_time_s; a process killed outright

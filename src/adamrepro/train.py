@@ -331,6 +331,7 @@ class Training:
             "started": now(),
             "wall_time_s": 0.0,
             **environment(self.device),
+            "data": self.data.description,
             "curves": [],
             "diverged": {},
             "pieces": [],

@@ -9,7 +9,7 @@ import shutil
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -118,6 +118,8 @@ class TensorData:
     x_test: Any
     y_test: Tensor
     num_classes: int
+    # Which copy the data came from and whether it is lossless (`label` names it in figures).
+    description: dict[str, Any] = field(default_factory=dict)
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> TensorData:
         moved = {}

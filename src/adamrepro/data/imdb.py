@@ -277,10 +277,14 @@ def load_imdb(
         if cached is not None:
             save_npz_checked(cached, y_train=y_train, y_test=y_test, **_pack(train, "train"),
                              **_pack(test, "test"))  # fmt: skip
+    local = find_local(root) if source in ("auto", "local") else None
     return TensorData(
         x_train=SparseRows.from_scipy(train),
         y_train=torch.from_numpy(np.asarray(y_train)),
         x_test=SparseRows.from_scipy(test),
         y_test=torch.from_numpy(np.asarray(y_test)),
         num_classes=2,
-    )
+        description={"name": "IMDB", "source": str(local) if local else f"hub:{HUB_NAME}",
+                     "lossless": True, "checked": bool(verify),
+                     "label": f"IMDB, {'binary' if binary else 'counts of'} {vocab_size:,} words"},
+    )  # fmt: skip

@@ -121,4 +121,12 @@ def load_mnist(
         x_test=images(arrays["test_images"]),
         y_test=labels(arrays["test_labels"]),
         num_classes=10,
+        description={
+            "name": "MNIST",
+            "source": "IDX files",
+            "lossless": True,
+            "path": str(files["train_images"].parent),
+            "md5_checked": bool(verify),
+            "label": "MNIST" + (", binarised" if binarize else ""),
+        },  # fmt: skip
     )

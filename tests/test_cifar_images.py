@@ -1,0 +1,151 @@
+"""CIFAR-10 from image-folder copies (folders and tarballs, PNG and JPEG): decoded as written,
+put back in the original order, cached, checked, labelled lossy where they are."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from adamrepro.data import DataError, load_cifar10
+from adamrepro.data.images import jpeg_quality
+from conftest import CIFAR_CLASSES, make_cifar_images
+
+
+def load(root: Path, **settings):
+    return load_cifar10(root, download=False, verify=False, whitening="none", **settings)
+
+
+@pytest.mark.parametrize("tarball", [False, True], ids=["folder", "tarball"])
+def test_a_png_copy_is_read_exactly_and_in_the_original_order(tmp_path, tarball):
+    written = make_cifar_images(tmp_path, tarball=tarball)
+    data = load(tmp_path, source="images", cache_dir=tmp_path / "cache")
+    pixels = (data.x_train * 255).round().to(torch.uint8).numpy()
+    assert np.array_equal(pixels, written["x_train"])  # lossless, original order restored
+    assert data.y_train.tolist() == written["y_train"].tolist()
+    assert sorted(data.y_test.tolist()) == sorted(written["y_test"].tolist())
+    assert data.description["lossless"] and data.description["order"] == "original"
+    assert data.description["label"] == "CIFAR-10"
+    auto = load(tmp_path, cache_dir=tmp_path / "cache")  # no pickle batches: the image copy
+    assert torch.equal(auto.x_train, data.x_train)
+
+
+def test_a_jpeg_copy_is_labelled_lossy_with_its_quality(tmp_path):
+    written = make_cifar_images(tmp_path, fmt="JPEG")
+    data = load(tmp_path, source="images")
+    assert data.description["lossless"] is False and data.description["jpeg_quality"] == 75
+    assert data.description["label"] == "CIFAR-10 (JPEG-75 copy)"
+    error = (data.x_train * 255 - torch.from_numpy(written["x_train"]).float()).abs().mean()
+    assert 1 < error < 80  # close to, but not, the pixels written (random images compress badly)
+
+
+def test_without_the_labels_file_the_images_stay_grouped_by_class(tmp_path):
+    written = make_cifar_images(tmp_path, labels_file=False)
+    data = load(tmp_path, source="images")
+    assert data.description["order"] == "by class"
+    assert data.y_train.tolist() == sorted(written["y_train"].tolist())
+
+
+def test_decoded_images_are_cached_and_checked(tmp_path, monkeypatch):
+    import adamrepro.data.cifar as cifar
+
+    make_cifar_images(tmp_path)
+    first = load(tmp_path, source="images", cache_dir=tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("cifar10_images_*.npz"))) == 1
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(cifar, "read_image_tree", no_decoding)
+    again = load(tmp_path, source="images", cache_dir=tmp_path / "cache")
+    assert torch.equal(first.x_train, again.x_train)
+    (stored,) = (tmp_path / "cache").glob("cifar10_images_*.npz")
+    content = bytearray(stored.read_bytes())
+    content[len(content) // 2] ^= 0xFF
+    stored.write_bytes(bytes(content))
+    with pytest.raises(AssertionError, match="decoded again"):  # an altered cache is not used
+        load(tmp_path, source="images", cache_dir=tmp_path / "cache")
+
+
+def test_the_exact_rows_of_a_copy_are_found_by_index_and_class_rank(tmp_path):
+    written = make_cifar_images(tmp_path, per_class={"train": 6, "test": 4})
+    # the exact subset: the first 20 training rows; test rows 0..9 and every row of class 0
+    train_index = np.arange(20)
+    test_index = np.union1d(np.arange(10), np.flatnonzero(written["y_test"] == 0))
+    np.savez(tmp_path / "cifar10" / "exact_subset.npz", train_index=train_index.astype(np.int32),
+             train_data=written["x_train"][train_index].reshape(20, -1),
+             train_labels=written["y_train"][train_index].astype(np.uint8),
+             test_index=test_index.astype(np.int32),
+             test_data=written["x_test"][test_index].reshape(len(test_index), -1),
+             test_labels=written["y_test"][test_index].astype(np.uint8))  # fmt: skip
+    exact = load(tmp_path, source="exact")
+    copy = load(tmp_path, source="images", rows="exact")
+    assert torch.equal(exact.x_train, copy.x_train) and torch.equal(exact.x_test, copy.x_test)
+    assert torch.equal(exact.y_test, copy.y_test)
+    assert copy.description["label"] == "CIFAR-10, exact subset's rows"
+
+
+def test_every_damage_is_one_line(tmp_path):
+    def fresh(name: str, **kwargs) -> Path:
+        root = tmp_path / name
+        make_cifar_images(root, **kwargs)
+        return root
+
+    root = fresh("extra_class")
+    (root / "cifar10/cifar10-jpeg/train/horse").rename(root / "cifar10/cifar10-jpeg/train/pony")
+    with pytest.raises(DataError, match=r"train/ has class folders pony that are not classes, "
+                                        r"and lacks horse; the classes are airplane"):  # fmt: skip
+        load(root, source="images")
+    root = fresh("counts", per_class={"train": 5, "test": 3})
+    with pytest.raises(DataError, match=r"train/airplane holds 5 images where there must be 5,000"):
+        load_cifar10(root, download=False, whitening="none", source="images")  # verified
+    root = fresh("unreadable")
+    (root / "cifar10/cifar10-jpeg/test/cat/0001.png").write_bytes(b"not an image")
+    with pytest.raises(DataError, match=r"test/cat/0001.png is not a readable image"):
+        load(root, source="images")
+    root = fresh("tar", tarball=True)
+    archive = root / "cifar10" / "cifar10-jpeg.tar.gz"
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    with pytest.raises(DataError, match=r"cifar10-jpeg.tar.gz is a damaged archive \(Compressed"):
+        load(root, source="images")
+    with pytest.raises(DataError, match=r"md5 \w+ is not that of the known copy"):
+        load_cifar10(root, download=False, whitening="none", source="images")  # verified
+    root = fresh("labels")
+    np.save(root / "cifar10" / "train_labels_original_order.npy", np.zeros(60, dtype=np.uint8))
+    with pytest.raises(DataError, match="does not count the images of each class as the copy"):
+        load(root, source="images")
+    shutil.rmtree(root / "cifar10")
+    with pytest.raises(DataError, match=r"CIFAR-10 not found: no image copy"):
+        load(root, source="images")
+    with pytest.raises(DataError, match=r"exact_subset.npz not found in"):
+        load(root, source="exact")
+    for key, value in (("source", "tfrecords"), ("rows", "some")):
+        with pytest.raises(DataError, match=f"data.{key} must be one of"):
+            load(root, **{key: value})
+    assert len(CIFAR_CLASSES) == 10
+
+
+def test_the_jpeg_quality_is_read_from_the_quantisation_table():
+    from adamrepro.data.images import _IJG_LUMINANCE
+
+    for quality in (50, 75, 90, 25):  # the IJG scaling of the standard table
+        scale = 200 - 2 * quality if quality >= 50 else 5000 // quality
+        table = np.clip((_IJG_LUMINANCE * scale + 50) // 100, 1, 255)
+        assert jpeg_quality(table) == quality
+
+
+def test_real_cifar_jpeg_copy_matches_the_exact_rows(tmp_path):
+    from conftest import SHARED_DATA
+
+    if not (SHARED_DATA / "cifar10" / "cifar10-jpeg.tar.gz").is_file():
+        pytest.skip("../shared/data/cifar10 is not here")
+    exact = load_cifar10(SHARED_DATA, whitening="none", source="exact")
+    copy = load_cifar10(SHARED_DATA, whitening="none", rows="exact", cache_dir=tmp_path)
+    assert copy.description["label"] == "CIFAR-10 (JPEG-75 copy), exact subset's rows"
+    assert torch.equal(exact.y_train, copy.y_train) and torch.equal(exact.y_test, copy.y_test)
+    mse = (exact.x_train - copy.x_train).square().mean(dim=(1, 2, 3))
+    psnr = 10 * torch.log10(1 / mse)
+    assert 29 < psnr.median() < 32 and psnr.min() > 20  # PROVENANCE: 30.5 dB median
