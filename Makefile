@@ -28,6 +28,11 @@ VAE_NOTE ?= ours: real MNIST (grey levels as Bernoulli targets), minibatch 100, 
 VAE_SPLIT ?=
 # Figure 3: CIFAR-10 cannot be downloaded here; with a network torchvision fetches it.
 CIFAR_NOTE ?= ours: CIFAR-10, ZCA-whitened (eps 0.01), 46 passes, best of 4 stepsizes per curve by final cost, 1 seed, dropout 20% input / 50% fc
+# Figure 3 on a CPU: the copy checked, then the first epochs of all six curves.
+CIFAR_CPU_EPOCHS ?= 3
+CIFAR_CPU_MOMENTS ?= 50
+COPYCHECK_ARGS ?=
+CIFAR_CPU_NOTE ?= SHORTENED CPU RUN: $(CIFAR_CPU_EPOCHS) of the paper's 46 passes, 1 seed, each curve at the best stepsize of a 3-value grid on 4,000 images (results/fig3_cifar10_cnn/jpeg_check), ZCA (eps 0.01), dropout 20% input / 50% fc
 # The runs folder of each reproduce-<name> target: `make restart-<name>` deletes it first.
 RUNS_mnist := $(RUNS)/fig1_mnist_logreg
 RUNS_imdb := $(RUNS)/fig1_imdb_bow
@@ -36,6 +41,7 @@ RUNS_mlp-cpu := $(RUNS)/fig2_mnist_mlp_cpu
 RUNS_bias-correction := $(RUNS)/fig4_vae
 RUNS_bias-correction-cpu := $(RUNS)/fig4_vae_cpu
 RUNS_cifar := $(RUNS)/fig3_cifar10_cnn
+RUNS_cifar-cpu := $(RUNS)/fig3_cifar10_cnn_cpu
 
 # The GPU runbook: the long protocols in pieces of GPU_MINUTES (docs/gpu.md).
 GPU_MINUTES ?= 9
@@ -44,7 +50,7 @@ GPU_ARGS ?=
 .DEFAULT_GOAL := help
 .PHONY: help venv test lint bench reproduce-mnist reproduce-imdb imdb-nodecay study-fig1-decay \
   reproduce-mlp reproduce-mlp-cpu reproduce-bias-correction reproduce-bias-correction-cpu \
-  reproduce-cifar time-cifar reproduce-gpu figures-gpu plan-gpu clean
+  reproduce-cifar reproduce-cifar-cpu time-cifar reproduce-gpu figures-gpu plan-gpu clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-31s %s\n", $$1, $$2}'
@@ -135,6 +141,26 @@ reproduce-cifar: venv ## Figure 3: the CNN on whitened CIFAR-10, 6 curves x 4 st
 	done
 	$(PY) -m adamrepro.plot fig3_cifar10_cnn --runs $(RUNS_cifar) \
 	  --out $(RESULTS)/fig3_cifar10_cnn --note "$(CIFAR_NOTE)"
+
+reproduce-cifar-cpu: venv ## Figure 3 on a CPU (2 h): the JPEG copy checked against exact pixels, the first 3 epochs of all six curves, v-hat per layer
+	$(PY) -m adamrepro.copycheck --data-root $(DATA_ROOT) --runs $(RUNS)/cifar_copycheck \
+	  --out $(RESULTS)/fig3_cifar10_cnn/jpeg_check $(COPYCHECK_ARGS)
+	for pair in adagrad:AdaGrad nesterov:SGDNesterov adam:Adam; do \
+	  optimizer=$${pair%%:*}; label=$${pair##*:}; \
+	  stepsize=$$($(PY) -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' \
+	    $(RESULTS)/fig3_cifar10_cnn/jpeg_check/selected.json $$label) || exit 1; \
+	  for dropout in false true; do \
+	    name=$$label$$([ $$dropout = true ] && echo +dropout); \
+	    $(HYDRA) experiment=cifar_cnn optimizer=$$optimizer optimizer.label=$$name \
+	      optimizer.stepsize=$$stepsize model.dropout=$$dropout trainer.epochs=$(CIFAR_CPU_EPOCHS) \
+	      trainer.eval_every=$(CIFAR_CPU_EPOCHS) trainer.moment_stats_every=$(CIFAR_CPU_MOMENTS) $(OVERRIDES) \
+	      hydra.sweep.dir=$(RUNS_cifar-cpu)/$$name || exit 1; \
+	  done; \
+	done
+	$(PY) -m adamrepro.plot fig3_cifar10_cnn --runs $(RUNS_cifar-cpu) --out $(RESULTS)/fig3_cifar10_cnn \
+	  --note "$(CIFAR_CPU_NOTE)" --xlim 0 $$(( $(CIFAR_CPU_EPOCHS) - 1 ))
+	$(PY) -m adamrepro.plot fig3_cifar10_cnn_vhat --runs $(RUNS_cifar-cpu) \
+	  --out $(RESULTS)/fig3_cifar10_cnn/vhat --note "$(CIFAR_CPU_NOTE)"
 
 time-cifar: venv ## Figure 3's cost: one epoch of the CNN on random CIFAR-shaped data
 	$(PY) scripts/time_cifar_epoch.py --out $(RESULTS)/fig3_cifar10_cnn/epoch_time.md

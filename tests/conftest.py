@@ -201,3 +201,18 @@ def make_cifar_images(root: Path, per_class: dict[str, int] | None = None, fmt: 
             archive.add(folder, arcname="cifar10-jpeg")
         shutil.rmtree(folder)
     return written
+
+
+def make_exact_subset(root: Path, written: dict[str, np.ndarray], train_rows: int = 20) -> Path:
+    """exact_subset.npz for a copy made by make_cifar_images: its first training rows, and
+    test rows 0..9 plus every test row of class 0 (the real subset's shape of choice)."""
+    train_index = np.arange(train_rows)
+    test_index = np.union1d(np.arange(10), np.flatnonzero(written["y_test"] == 0))
+    path = root / "cifar10" / "exact_subset.npz"
+    np.savez(path, train_index=train_index.astype(np.int32),
+             train_data=written["x_train"][train_index].reshape(train_rows, -1),
+             train_labels=written["y_train"][train_index].astype(np.uint8),
+             test_index=test_index.astype(np.int32),
+             test_data=written["x_test"][test_index].reshape(len(test_index), -1),
+             test_labels=written["y_test"][test_index].astype(np.uint8))  # fmt: skip
+    return path

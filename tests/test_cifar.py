@@ -130,7 +130,8 @@ def test_a_two_epoch_run_draws_both_panels(tmp_path):
     runs, out = tmp_path / "runs", tmp_path / "fig3"
     common = [f"data.root={root}", "data.verify=false", "data.download=false",
               "data.whitening=standardize", "trainer.epochs=2",
-              "trainer.batch_size=32", "model.channels=[8,8,16]", "model.hidden=32"]  # fmt: skip
+              "trainer.batch_size=32", "model.channels=[8,8,16]", "model.hidden=32",
+              "trainer.moment_stats_every=2"]  # fmt: skip
     for optimizer, label, dropout in (("adam", "Adam", "false"), ("adam", "Adam+dropout", "true"),
                                       ("nesterov", "SGDNesterov", "false")):  # fmt: skip
         cfg = hydra_config("experiment=cifar_cnn", "sweep=fig3_cifar10_cnn",
@@ -154,6 +155,17 @@ def test_a_two_epoch_run_draws_both_panels(tmp_path):
     k = members.index[members["stepsize"] == chosen["stepsize"]][0]
     logged = json.loads((runs / "Adam" / "record.json").read_text())["step_costs"]["cost"]
     assert first["train_cost"] == pytest.approx(logged[0][k], rel=1e-5)
+    # claim P9's figure: sqrt(v-hat) per layer of the selected Adam member, logged every 2 steps
+    verdict = make_figure("fig3_cifar10_cnn_vhat", [str(runs)], tmp_path / "vhat")
+    assert set(verdict["label"]) == {"Adam", "Adam+dropout"}
+    stats = json.loads((runs / "Adam" / "record.json").read_text())["moment_stats"]
+    assert len(stats) == 5 * 10 * 4  # 5 logs x 10 tensors x 4 members (none diverged)
+    last = [r for r in stats if r["member"] == k and r["parameter"] == "output.weight"][-1]
+    row = verdict.set_index(["label", "parameter"]).loc[("Adam", "output.weight")]
+    assert row["median_sqrt_vhat"] == pytest.approx(last["median"], rel=1e-5)
+    assert row["fraction_below_eps"] == pytest.approx(last["below_eps"])
+    sgd = json.loads((runs / "SGDNesterov" / "record.json").read_text())
+    assert sgd.get("moment_stats", []) == []  # SGD keeps no second moment
 
 
 def record_members(run):

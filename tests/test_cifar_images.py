@@ -12,7 +12,7 @@ import torch
 
 from adamrepro.data import DataError, load_cifar10
 from adamrepro.data.images import jpeg_quality
-from conftest import CIFAR_CLASSES, make_cifar_images
+from conftest import CIFAR_CLASSES, make_cifar_images, make_exact_subset
 
 
 def load(root: Path, **settings):
@@ -72,15 +72,7 @@ def test_decoded_images_are_cached_and_checked(tmp_path, monkeypatch):
 
 def test_the_exact_rows_of_a_copy_are_found_by_index_and_class_rank(tmp_path):
     written = make_cifar_images(tmp_path, per_class={"train": 6, "test": 4})
-    # the exact subset: the first 20 training rows; test rows 0..9 and every row of class 0
-    train_index = np.arange(20)
-    test_index = np.union1d(np.arange(10), np.flatnonzero(written["y_test"] == 0))
-    np.savez(tmp_path / "cifar10" / "exact_subset.npz", train_index=train_index.astype(np.int32),
-             train_data=written["x_train"][train_index].reshape(20, -1),
-             train_labels=written["y_train"][train_index].astype(np.uint8),
-             test_index=test_index.astype(np.int32),
-             test_data=written["x_test"][test_index].reshape(len(test_index), -1),
-             test_labels=written["y_test"][test_index].astype(np.uint8))  # fmt: skip
+    make_exact_subset(tmp_path, written)
     exact = load(tmp_path, source="exact")
     copy = load(tmp_path, source="images", rows="exact")
     assert torch.equal(exact.x_train, copy.x_train) and torch.equal(exact.x_test, copy.x_test)
@@ -149,3 +141,31 @@ def test_real_cifar_jpeg_copy_matches_the_exact_rows(tmp_path):
     mse = (exact.x_train - copy.x_train).square().mean(dim=(1, 2, 3))
     psnr = 10 * torch.log10(1 / mse)
     assert 29 < psnr.median() < 32 and psnr.min() > 20  # PROVENANCE: 30.5 dB median
+
+
+def test_the_copy_check_compares_spectra_and_curves_and_picks_stepsizes(tmp_path):
+    from adamrepro.copycheck import main
+
+    written = make_cifar_images(tmp_path / "data", fmt="JPEG", per_class={"train": 6, "test": 4})
+    make_exact_subset(tmp_path / "data", written)
+    out = tmp_path / "out"
+    main(["--data-root", str(tmp_path / "data"), "--runs", str(tmp_path / "runs"), "--out",
+          str(out), "--epochs", "2", "--no-verify", "--cache-dir", str(tmp_path / "cache"),
+          "--override", "model.channels=[4,4,8]", "model.hidden=16", "data.verify=false",
+          "data.whitening=standardize", "trainer.batch_size=8"])  # fmt: skip
+    import json
+
+    import pandas as pd
+
+    spectrum = pd.read_csv(out / "spectrum.csv")
+    assert len(spectrum) == 3072 and (spectrum["exact"].iloc[:19] > 0).all()
+    assert spectrum["exact"].iloc[20:].abs().max() < 1e-9  # 20 images span 19 directions
+    compare = pd.read_csv(out / "compare.csv")
+    assert len(compare) == 9 and set(compare["optimizer"]) == {"AdaGrad", "SGDNesterov", "Adam"}
+    assert (compare["max_abs_difference"] > 0).all()  # JPEG pixels differ: so do the curves
+    selected = json.loads((out / "selected.json").read_text())
+    assert set(selected) == {"AdaGrad", "SGDNesterov", "Adam"}
+    best = compare.loc[compare.groupby("optimizer")["final_exact"].idxmin()]
+    assert selected == dict(zip(best["optimizer"], best["stepsize"], strict=True))
+    summary = (out / "summary.md").read_text()
+    assert summary.startswith("Data: CIFAR-10 (JPEG-75 copy), exact subset's rows against")

@@ -356,3 +356,27 @@ def test_an_older_state_dict_without_a_setting_still_loads():
     assert fresh.param_groups[0]["averaging_beta"] is None
     x.grad = torch.ones(3)
     fresh.step()
+
+
+def test_second_moment_statistics_are_those_of_vhat():
+    """With a constant gradient g, Adam's bias-corrected vhat_t is g^2 at every t: the
+    statistics must be those of |g| (claim P9's measurement)."""
+    from adamrepro.optim.moments import second_moments
+
+    x = torch.zeros(2, 100, requires_grad=True)
+    stepsizes = torch.tensor([1e-3, 1e-2], dtype=torch.float64)
+    optimizer = build_optimizer([x], {"name": "adam", "beta2": 0.99, "stepsize": stepsizes})
+    g = torch.cat([torch.full((30,), 1e-9), torch.linspace(0.1, 2.0, 170)]).view(2, 100)
+    for _ in range(3):
+        x.grad = g.clone()
+        optimizer.step()
+    rows = second_moments(optimizer, {x: "x"})
+    assert [r["member"] for r in rows] == [0, 1] and rows[0]["parameter"] == "x"
+    for k, row in enumerate(rows):
+        magnitude = g[k].abs()
+        assert row["median"] == pytest.approx(magnitude.quantile(0.5).item(), rel=1e-4)
+        assert row["p90"] == pytest.approx(magnitude.quantile(0.9).item(), rel=1e-4)
+        assert row["below_eps"] == pytest.approx((magnitude < 1e-8).float().mean().item())
+        assert row["eps"] == 1e-8
+    assert rows[0]["below_eps"] == pytest.approx(0.3) and rows[1]["below_eps"] == 0.0
+    assert second_moments(optimizer, {x: "x"}, members=[1])[0]["member"] == 1

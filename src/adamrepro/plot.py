@@ -46,6 +46,7 @@ from omegaconf import OmegaConf
 
 from .markers import make_marker_figure
 from .records import completed_runs, load_step_costs, read_records, tidy
+from .vhat import make_moment_figure
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -69,7 +70,8 @@ def figure_spec(name: str) -> dict[str, Any]:
     spec.setdefault("compare", {})
     spec.setdefault("kind", "curves")
     spec["name"] = name
-    spec["paper"] = pd.read_csv(path.parent / f"paper_{spec['kind']}.csv")
+    paper = path.parent / f"paper_{spec['kind']}.csv"  # a figure of ours has none
+    spec["paper"] = pd.read_csv(paper) if paper.is_file() else None
     return spec
 
 
@@ -182,8 +184,26 @@ def sources(used: Records, left_out: list[dict[str, str]]) -> dict[str, Any]:
         "versions": sorted({json.dumps(r["versions"], sort_keys=True) for r in records}),
         "started": min(r["started"] for r in records),
         "code": sorted({json.dumps(r.get("code"), sort_keys=True) for r in records}),
+        "data": data_labels(used),
+        "lossless": all(r.get("data", {}).get("lossless", True) for r in records),
         "left_out": left_out,
     }
+
+
+def data_labels(used: Records) -> list[str]:
+    """What the runs read, as each record names it (older records: the data config's name)."""
+    labels = set()
+    for _, record in used:
+        described = record.get("data") or {}
+        name = (record["config"].get("data") or {}).get("name", "data not recorded")
+        labels.add(described.get("label") or str(name).upper())
+    return sorted(labels)
+
+
+def with_data(note: str, used: Records) -> str:
+    """The figure's note, ending with the data its runs read (a lossy copy says so)."""
+    data = "data: " + "; ".join(data_labels(used))
+    return f"{note} | {data}" if note else data
 
 
 def usable_runs(runs: list[str], epochs: int | None = None) -> tuple[Records, list[dict]]:
@@ -217,10 +237,14 @@ def make_figure(name: str, runs: list[str], out: Path, note: str = "",
     used, left_out = usable_runs(runs, epochs)
     for skipped in left_out:
         print(f"left out {skipped['run']}: {skipped['why']}", file=sys.stderr)
-    if spec["kind"] == "markers":
-        comparison = make_marker_figure(spec, tidy(used), out, note)
+    note = with_data(note, used)
+    if spec["kind"] in ("markers", "moments"):
+        if spec["kind"] == "markers":
+            result = make_marker_figure(spec, tidy(used), out, note)
+        else:
+            result = make_moment_figure(spec, used, out, note)
         (out / "sources.json").write_text(json.dumps(sources(used, left_out), indent=1) + "\n")
-        return comparison
+        return result
     table = with_settings(tidy(used), spec)
     grid = summarise(table, spec)
     in_figure = grid[grid["label"].isin(list(spec["curves"]))]
@@ -298,6 +322,10 @@ def main(argv: list[str] | None = None) -> None:
                            args.epochs)  # fmt: skip
     except FileNotFoundError as error:
         sys.exit(f"error: {error}")
+    if "fraction_below_eps" in best.columns:  # claim P9: sqrt(v-hat) at the end, per layer
+        print(best.to_string(index=False))
+        print(f"wrote {args.out}/figure.png, moments.csv, verdict.csv, sources.json")
+        return
     if "paper_loss" in best.columns:  # markers: the best loss of each panel, ours and the paper's
         keys = ["epochs", "beta1", "beta2", "bias_correction"]
         print(best.groupby(keys)[["paper_loss", "our_loss"]].min().to_string())

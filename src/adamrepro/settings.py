@@ -64,6 +64,7 @@ class TrainerSettings:
     eval_every: int = 1
     step_log_epochs: int = 0
     evaluate_averaged: bool = False
+    moment_stats_every: int = 0
     checkpoint_every: int = 1
     checkpoint_minutes: float = 10.0
     max_minutes: float | None = None
@@ -99,6 +100,9 @@ class TrainerSettings:
             eval_every=_integer(name("eval_every"), values["eval_every"], 1),
             step_log_epochs=_integer(name("step_log_epochs"), values["step_log_epochs"], 0),
             evaluate_averaged=_flag(name("evaluate_averaged"), values["evaluate_averaged"]),
+            moment_stats_every=_integer(
+                name("moment_stats_every"), values["moment_stats_every"], 0
+            ),
             checkpoint_every=_integer(name("checkpoint_every"), values["checkpoint_every"], 0),
             checkpoint_minutes=_number(
                 name("checkpoint_minutes"), values["checkpoint_minutes"], 0.0

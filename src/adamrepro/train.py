@@ -57,6 +57,7 @@ from .errors import USER_ERRORS, ConfigError, OutputError, one_line
 from .files import check_writable
 from .models import build_model
 from .optim import DESCRIPTIVE_KEYS, build_optimizer
+from .optim.moments import second_moments
 from .records import (
     FORMAT,
     RECORD_NAME,
@@ -300,6 +301,7 @@ class Training:
         self.data = load_data(cfg["data"]).to(self.device, settings.dtype)
         self.model = build_model(cfg["model"], self.data, seeds).to(self.device, settings.dtype)
         self.optimizer = build_optimizer(self.model.parameters(), stacked)
+        self.parameter_names = {p: name for name, p in self.model.named_parameters()}
         for group in self.optimizer.param_groups:
             group["initial_stepsize"] = group["stepsize"]
         if self.trainer.evaluate_averaged and not all(
@@ -475,6 +477,14 @@ class Training:
         p.cost_sum += masked * idx.shape[-1]
         if p.epoch <= self.trainer.step_log_epochs:
             p.step_costs.append(masked)
+        every = self.trainer.moment_stats_every
+        if every and p.step % every == 0:  # a host read, every so many steps only
+            live = [k for k, a in enumerate(self.monitor.active.tolist()) if a]
+            rows = second_moments(self.optimizer, self.parameter_names, live)
+            epoch = p.epoch - 1 + p.position / self.order.steps_per_epoch
+            self.record.setdefault("moment_stats", []).extend(
+                {"step": p.step, "epoch": epoch, **row} for row in rows
+            )
 
     def _end_epoch(self, due: bool, bar: tqdm) -> None:
         p, record, trainer = self.progress, self.record, self.trainer
