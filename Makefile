@@ -43,6 +43,7 @@ RUNS_bias-correction-cpu := $(RUNS)/fig4_vae_cpu
 RUNS_cifar := $(RUNS)/fig3_cifar10_cnn
 RUNS_cifar-cpu := $(RUNS)/fig3_cifar10_cnn_cpu
 
+SMALL_ARGS ?=
 # The GPU runbook: the long protocols in pieces of GPU_MINUTES (docs/gpu.md).
 GPU_MINUTES ?= 9
 GPU_ARGS ?=
@@ -50,7 +51,7 @@ GPU_ARGS ?=
 .DEFAULT_GOAL := help
 .PHONY: help venv test lint bench reproduce-mnist reproduce-imdb imdb-nodecay study-fig1-decay \
   reproduce-mlp reproduce-mlp-cpu reproduce-bias-correction reproduce-bias-correction-cpu \
-  reproduce-cifar reproduce-cifar-cpu time-cifar reproduce-gpu figures-gpu plan-gpu clean
+  reproduce-cifar reproduce-cifar-cpu time-cifar trajectories reproduce-gpu figures-gpu plan-gpu clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-31s %s\n", $$1, $$2}'
@@ -171,6 +172,9 @@ study-fig1-decay: venv ## Figure 1 (left): which stepsize decay lands on the pap
 	  $(OVERRIDES) hydra.sweep.dir=$(RUNS)/fig1_decay_study
 	$(PY) -m adamrepro.plot fig1_mnist_logreg --runs $(RUNS)/fig1_decay_study \
 	  --out $(RESULTS)/fig1_mnist_logreg/decay_study --note "decay study: best of each decay"
+
+trajectories: venv ## small problems: paths on 2-D surfaces (figures, animations), the tutorials' claims decided, Adam's counterexample and regret (5 min)
+	$(PY) -m adamrepro.small_problems --runs $(RUNS)/small_problems --out $(RESULTS)/small_problems $(SMALL_ARGS)
 
 reproduce-gpu: venv ## the long protocols (Fig 2a 200 passes, Fig 4 both blocks, Fig 3) in pieces of GPU_MINUTES: repeat until "all done"
 	$(PY) -m adamrepro.runbook --runs $(RUNS)/gpu --data-root $(DATA_ROOT) --minutes $(GPU_MINUTES) $(GPU_ARGS)

@@ -114,6 +114,11 @@ AGREEING = [
         lambda p: AdaMax(p, stepsize=0.01, eps=1e-8),
         lambda p: torch.optim.Adamax(p, lr=0.01, eps=1e-8),
     ),
+    (
+        "amsgrad",
+        lambda p: Adam(p, stepsize=0.01, beta2=0.99, amsgrad=True),
+        lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.9, 0.99), amsgrad=True, foreach=False),
+    ),
 ]
 
 
@@ -380,3 +385,39 @@ def test_second_moment_statistics_are_those_of_vhat():
         assert row["eps"] == 1e-8
     assert rows[0]["below_eps"] == pytest.approx(0.3) and rows[1]["below_eps"] == 0.0
     assert second_moments(optimizer, {x: "x"}, members=[1])[0]["member"] == 1
+
+
+def test_amsgrad_never_lets_its_second_moment_fall_and_reddis_form_has_no_correction():
+    x = torch.zeros(50, dtype=torch.float64, requires_grad=True)
+    optimizer = Adam([x], stepsize=0.1, beta2=0.9, amsgrad=True)
+    reddi = Adam([y := torch.zeros(3, dtype=torch.float64, requires_grad=True)], stepsize=0.1,
+                 beta1=0.0, beta2=0.5, amsgrad=True, bias_correction=False)  # fmt: skip
+    gen = torch.Generator().manual_seed(0)
+    previous = torch.zeros(50, dtype=torch.float64)
+    for t in range(1, 200):
+        scale = 10.0 if t % 17 == 0 else 0.1  # rare large gradients, then small ones
+        x.grad = scale * torch.randn(50, generator=gen, dtype=torch.float64)
+        optimizer.step()
+        v_max = optimizer.state[x]["v_max"]
+        assert (v_max >= previous).all() and (v_max >= optimizer.state[x]["v"]).all()
+        previous = v_max.clone()
+    # Reddi et al.'s Algorithm 2 with beta1 = 0: x_1 = -alpha g / sqrt((1 - beta2) g^2)
+    y.grad = torch.tensor([2.0, -3.0, 0.5], dtype=torch.float64)
+    reddi.step()
+    expected = -0.1 * y.grad / ((1 - 0.5) * y.grad.square()).sqrt()
+    assert torch.allclose(y.detach(), expected, rtol=0, atol=1e-7)  # eps = 1e-8 in the sum
+
+
+def test_theorem_4_1_decays_beta1_in_the_first_moment_only():
+    x = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    optimizer = Adam([x], stepsize=1.0, beta1=0.9, beta1_decay=0.5, beta2=0.999, eps=0.0)
+    m, v, grads = 0.0, 0.0, [1.0, -2.0, 3.0]
+    for t, g in enumerate(grads, start=1):
+        x.grad = torch.tensor([g], dtype=torch.float64)
+        before = x.item()
+        optimizer.step()
+        beta1_t = 0.9 * 0.5 ** (t - 1)
+        m = beta1_t * m + (1 - beta1_t) * g
+        v = 0.999 * v + 0.001 * g * g
+        step = (m / (1 - 0.9**t)) / math.sqrt(v / (1 - 0.999**t))
+        assert before - x.item() == pytest.approx(step, rel=1e-12)

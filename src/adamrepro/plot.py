@@ -46,6 +46,7 @@ from omegaconf import OmegaConf
 
 from .markers import make_marker_figure
 from .records import completed_runs, load_step_costs, read_records, tidy
+from .trajectories import make_trajectory_figure
 from .vhat import make_moment_figure
 
 matplotlib.use("Agg")
@@ -238,11 +239,13 @@ def make_figure(name: str, runs: list[str], out: Path, note: str = "",
     for skipped in left_out:
         print(f"left out {skipped['run']}: {skipped['why']}", file=sys.stderr)
     note = with_data(note, used)
-    if spec["kind"] in ("markers", "moments"):
+    if spec["kind"] in ("markers", "moments", "trajectories"):
         if spec["kind"] == "markers":
             result = make_marker_figure(spec, tidy(used), out, note)
-        else:
+        elif spec["kind"] == "moments":
             result = make_moment_figure(spec, used, out, note)
+        else:
+            result = make_trajectory_figure(spec, used, out, note)
         (out / "sources.json").write_text(json.dumps(sources(used, left_out), indent=1) + "\n")
         return result
     table = with_settings(tidy(used), spec)
@@ -322,6 +325,10 @@ def main(argv: list[str] | None = None) -> None:
                            args.epochs)  # fmt: skip
     except FileNotFoundError as error:
         sys.exit(f"error: {error}")
+    if "path_ratio" in best.columns:  # a small problem: the selected path of each optimizer
+        print(best.to_string(index=False))
+        print(f"wrote {args.out}/figure.png, animation.gif, paths.csv, metrics.csv")
+        return
     if "fraction_below_eps" in best.columns:  # claim P9: sqrt(v-hat) at the end, per layer
         print(best.to_string(index=False))
         print(f"wrote {args.out}/figure.png, moments.csv, verdict.csv, sources.json")

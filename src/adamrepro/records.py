@@ -16,6 +16,9 @@ A record is a JSON file `record.json` in the run's output directory:
     diverged    member -> the step at which it diverged (absent: it did not)
     step_costs  (when trainer.step_log_epochs > 0) steps_per_epoch, and cost: one list per
                 step of the first epochs, the minibatch cost of each member (NaN: diverged)
+    step_parameters  (trainer.step_log_parameters, small problems) names, initial: each
+                member's parameters before the first step, values: one list per logged step
+                of each member's parameters after it
     moment_stats  (trainer.moment_stats_every > 0) every so many steps, per parameter tensor
                 and live member: median and 90th percentile of sqrt(vhat), eps, and the
                 fraction of entries below eps (step, epoch, parameter, member, ...)

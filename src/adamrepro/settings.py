@@ -63,6 +63,7 @@ class TrainerSettings:
     progress: bool = True
     eval_every: int = 1
     step_log_epochs: int = 0
+    step_log_parameters: bool = False
     evaluate_averaged: bool = False
     moment_stats_every: int = 0
     checkpoint_every: int = 1
@@ -99,6 +100,7 @@ class TrainerSettings:
             progress=_flag(name("progress"), values["progress"]),
             eval_every=_integer(name("eval_every"), values["eval_every"], 1),
             step_log_epochs=_integer(name("step_log_epochs"), values["step_log_epochs"], 0),
+            step_log_parameters=_flag(name("step_log_parameters"), values["step_log_parameters"]),
             evaluate_averaged=_flag(name("evaluate_averaged"), values["evaluate_averaged"]),
             moment_stats_every=_integer(
                 name("moment_stats_every"), values["moment_stats_every"], 0

@@ -280,6 +280,7 @@ class Progress:
     order: dict[int, Tensor] = field(default_factory=dict)
     cost_sum: Tensor | None = None
     step_costs: list[Tensor] = field(default_factory=list)
+    step_parameters: list[Tensor] = field(default_factory=list)
 
 
 class Training:
@@ -312,6 +313,12 @@ class Training:
                 "optimizer=adam or adamax with optimizer.averaging=true"
             )
         self.n_train = len(self.data.x_train)
+        width = sum(p[0].numel() for p in self.model.parameters())
+        if self.trainer.step_log_parameters and width > 1000:
+            raise ConfigError(
+                f"trainer.step_log_parameters logs every parameter at every step: for small "
+                f"problems only, and this model has {width:,} per member"
+            )
         self.order = MinibatchOrder(seeds, self.n_train, self.trainer.batch_size)
         self.monitor = DivergenceMonitor(len(self.members), self.trainer.divergence_factor,
                                          self.device)  # fmt: skip
@@ -340,7 +347,15 @@ class Training:
         }
         if self.trainer.step_log_epochs:
             record["step_costs"] = {"steps_per_epoch": self.order.steps_per_epoch, "cost": []}
+        if self.trainer.step_log_parameters:
+            names = [name for name, _ in self.model.named_parameters()]
+            record["step_parameters"] = {"names": names, "initial": self.flat_parameters().tolist(),
+                                         "values": []}  # fmt: skip
         return record
+
+    def flat_parameters(self) -> Tensor:
+        """Every parameter of each member in one row: (G, parameters per member)."""
+        return torch.cat([p.detach().flatten(1) for p in self.model.parameters()], 1)
 
     def resume_from(self, checkpoint: dict[str, Any]) -> None:
         """Continue from a checkpoint: every state as it was at that step."""
@@ -477,6 +492,8 @@ class Training:
         p.cost_sum += masked * idx.shape[-1]
         if p.epoch <= self.trainer.step_log_epochs:
             p.step_costs.append(masked)
+            if self.trainer.step_log_parameters:
+                p.step_parameters.append(self.flat_parameters().clone())
         every = self.trainer.moment_stats_every
         if every and p.step % every == 0:  # a host read, every so many steps only
             live = [k for k, a in enumerate(self.monitor.active.tolist()) if a]
@@ -492,6 +509,8 @@ class Training:
         train_cost = (p.cost_sum / self.n_train).tolist()
         if p.step_costs:
             record["step_costs"]["cost"].extend(torch.stack(p.step_costs).tolist())
+        if p.step_parameters:
+            record["step_parameters"]["values"].extend(torch.stack(p.step_parameters).tolist())
         averaged = self.optimizer if trainer.evaluate_averaged else None
         columns = evaluation(self.model, self.data, trainer.eval_batch_size, self.monitor, due,
                              averaged)  # fmt: skip

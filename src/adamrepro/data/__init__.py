@@ -11,11 +11,13 @@ from .cifar import load_cifar10
 from .imdb import load_imdb
 from .mnist import load_mnist
 from .sparse import SparseBatch, SparseRows
+from .surface import load_surface
 
 LOADERS: dict[str, Callable[..., TensorData]] = {
     "mnist": load_mnist,
     "imdb": load_imdb,
     "cifar10": load_cifar10,
+    "surface": load_surface,
 }
 
 

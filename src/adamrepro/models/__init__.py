@@ -18,9 +18,10 @@ from .classifier import (
     MultilayerNetwork,
 )
 from .layers import MemberLinear
+from .surfaces import SURFACES, SurfaceModel
 from .vae import VariationalAutoencoder
 
-MODELS = ("logreg", "bow_logreg", "mlp", "cnn", "vae")
+MODELS = ("logreg", "bow_logreg", "mlp", "cnn", "vae", "surface")
 
 
 def build_model(config: Mapping[str, Any], data: TensorData, seeds: Sequence[int]) -> nn.Module:
@@ -44,6 +45,8 @@ def build_model(config: Mapping[str, Any], data: TensorData, seeds: Sequence[int
     if name == "vae":
         return checked_call(VariationalAutoencoder, "model vae", math.prod(data.input_shape),
                             seeds, **settings)  # fmt: skip
+    if name == "surface":
+        return checked_call(SurfaceModel, "model surface", seeds, **settings)
     raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
 
 
@@ -54,6 +57,8 @@ __all__ = [
     "LogisticRegression",
     "MemberLinear",
     "MultilayerNetwork",
+    "SURFACES",
+    "SurfaceModel",
     "VariationalAutoencoder",
     "build_model",
 ]

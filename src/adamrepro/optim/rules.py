@@ -146,6 +146,14 @@ class Adam(TemporalAveraging, PaperOptimizer):
 
     `bias_correction=False` drops the two divisions: RMSProp with momentum, as in section 6.4.
     `averaging=True` keeps the temporal average of section 7.2 (see `TemporalAveraging`).
+
+    Not in the paper's Algorithm 1, each behind its switch (off by default):
+    - `amsgrad=True` (Reddi, Kale & Kumar 2018, "On the Convergence of Adam and Beyond"): the
+      step divides by the largest v so far, vmax_t = max(vmax_{t-1}, v_t), in place of v_t
+      (with `bias_correction`, by sqrt(vmax_t / (1 - beta2^t)), as torch.optim.Adam does;
+      without it, their Algorithm 2).
+    - `beta1_decay=lambda` < 1: beta1_t = beta1 lambda^(t-1) in m_t's average, the schedule of
+      the paper's Theorem 4.1 (section 4); the bias correction keeps 1 - beta1^t, as there.
     """
 
     defaults_: ClassVar[dict[str, Any]] = dict(
@@ -156,21 +164,33 @@ class Adam(TemporalAveraging, PaperOptimizer):
         bias_correction=True,
         averaging=False,
         averaging_beta=None,
+        amsgrad=False,
+        beta1_decay=1.0,
     )
     ranges: ClassVar = dict(
-        stepsize=_NONNEG, beta1=_UNIT, beta2=_UNIT, eps=_NONNEG, averaging_beta=_UNIT
-    )
+        stepsize=_NONNEG, beta1=_UNIT, beta2=_UNIT, eps=_NONNEG, averaging_beta=_UNIT,
+        beta1_decay=(0.0, 1.0 + 1e-12),
+    )  # fmt: skip
 
     def init_state(self, param, group):
         state = {"m": torch.zeros_like(param), "v": torch.zeros_like(param)}
         if group["averaging"]:
             state["average"] = torch.zeros_like(param)
+        if group["amsgrad"]:
+            state["v_max"] = torch.zeros_like(param)
         return state
 
     def update(self, param, grad, state, t, work: Work, *, stepsize, beta1, beta2, eps,
-               bias_correction, averaging, averaging_beta):  # fmt: skip
-        m = ema_(state["m"], grad, beta1)
+               bias_correction, averaging, averaging_beta, amsgrad, beta1_decay):  # fmt: skip
+        beta1_t = (
+            beta1
+            if isinstance(beta1_decay, float) and beta1_decay == 1.0
+            else (beta1 * beta1_decay ** (t - 1))
+        )
+        m = ema_(state["m"], grad, beta1_t)
         v = ema_(state["v"], squared(grad, work[0]), beta2)
+        if amsgrad:
+            v = torch.maximum(state["v_max"], v, out=state["v_max"])
         root = torch.sqrt(v, out=work[0])
         if bias_correction:  # alpha mhat / (sqrt(vhat) + eps), the corrections on the numbers
             denominator = root.div_(_sqrt(1 - beta2**t)).add_(eps)
