@@ -51,7 +51,7 @@ GPU_ARGS ?=
 .DEFAULT_GOAL := help
 .PHONY: help venv test lint bench reproduce-mnist reproduce-imdb imdb-nodecay study-fig1-decay \
   reproduce-mlp reproduce-mlp-cpu reproduce-bias-correction reproduce-bias-correction-cpu \
-  reproduce-cifar reproduce-cifar-cpu time-cifar trajectories reproduce-gpu figures-gpu plan-gpu clean
+  reproduce-cifar reproduce-cifar-cpu time-cifar trajectories report reproduce-gpu figures-gpu plan-gpu clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-31s %s\n", $$1, $$2}'
@@ -172,6 +172,9 @@ study-fig1-decay: venv ## Figure 1 (left): which stepsize decay lands on the pap
 	  $(OVERRIDES) hydra.sweep.dir=$(RUNS)/fig1_decay_study
 	$(PY) -m adamrepro.plot fig1_mnist_logreg --runs $(RUNS)/fig1_decay_study \
 	  --out $(RESULTS)/fig1_mnist_logreg/decay_study --note "decay study: best of each decay"
+
+report: venv ## results/REPORT.md and the README's status table, from the committed results (seconds)
+	$(PY) -m adamrepro.report --results $(RESULTS) --readme README.md
 
 trajectories: venv ## small problems: paths on 2-D surfaces (figures, animations), the tutorials' claims decided, Adam's counterexample and regret (5 min)
 	$(PY) -m adamrepro.small_problems --runs $(RUNS)/small_problems --out $(RESULTS)/small_problems $(SMALL_ARGS)
