@@ -1,0 +1,336 @@
+"""SFO, the sum-of-functions optimizer of Sohl-Dickstein, Poole & Ganguli (2014), "Fast
+large-scale optimization by unifying stochastic gradient and quasi-Newton methods" (ICML 2014,
+arXiv:1311.2115): the comparison of the Adam paper's Figure 2(b).
+
+The objective is a sum over N fixed subfunctions (minibatches), F(theta) = sum_i f_i(theta).
+SFO keeps, for each subfunction, a quadratic model built at the last point where it was
+evaluated (its value, gradient and an approximate Hessian),
+
+    g_i(x) = f_i(x_i) + (x - x_i)' df_i(x_i) + 1/2 (x - x_i)' H_i (x - x_i).
+
+A step evaluates one subfunction at the current x, the one whose model was built furthest away
+in the metric of the summed Hessians, updates its model (its value and gradient, and H_i by
+BFGS over the last `max_history` pairs of its own position and gradient changes), then takes
+the Newton step of the summed models, scaled by `step_scale`:
+
+    x <- x - step_scale (sum_i H_i)^-1 sum_i (df_i(x_i) + H_i (x - x_i)).
+Everything lives in a shared low-dimensional subspace, an orthonormal basis P (M x K) spanned
+by the recent positions and gradients: models are K x K, and a new position or gradient adds
+a direction; when K would exceed K_max the subspace collapses to the span of the current
+position and each subfunction's last position and gradient. Memory: P holds M x K_max
+numbers, K_max growing with N; this is the "memory linear in the number of minibatches" of
+the Adam paper's section 6.2.
+
+As in the SFO paper: the quadratic models in a shared subspace, one subfunction per step, the
+distance rule, BFGS over each subfunction's own history, the active set that starts with two
+subfunctions and grows when the noise between the active subfunctions' gradients rivals their
+mean, and a failed step: a subfunction that rose above its last value by more than its model
+and the last step's predicted improvement is evaluated again at the previous position; if it
+was lower there the step is taken back and `step_scale` halved (it relaxes towards 1 by 1/N a
+step). Choices of ours, not in the paper (written from its description; the authors' code is
+under a licence that forbids copying, and none is copied): the BFGS recursion starts from
+beta I, beta the y's / s'y of the subfunction's latest usable pair (the median of the other
+subfunctions' for one with none yet, `hessian_init` for the very first), pairs with
+s'y <= 0 skipped, and K_max = 3N + 3. Float64 by default, on the parameters' device.
+
+SFO is not a population optimizer: it trains one member, and it chooses which minibatch to
+evaluate, so it has its own driver (`adamrepro.sfo_run`), not the training loop.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+Subfunction = Callable[[int], tuple[float, Tensor]]  # i -> (f_i, df_i) at the current theta
+
+
+@dataclass
+class _Model:
+    """One subfunction's quadratic model, in subspace coordinates."""
+
+    x: Tensor | None = None  # where it was last evaluated (K)
+    g: Tensor | None = None  # its gradient there (K)
+    value: float = math.nan
+    hessian: Tensor | None = None  # K x K
+    beta: float = math.nan  # the scale its BFGS recursion starts from
+    history: list[tuple[Tensor, Tensor]] = field(default_factory=list)  # (s, y) pairs
+    evaluations: int = 0
+
+
+class SFO:
+    """Minimises sum_i f_i over the flat vector of `params` (updated in place).
+
+    `subfunction(i)` returns f_i and its gradient (a flat tensor) at the parameters' current
+    values. `step()` evaluates one subfunction and moves; `events` counts failed steps,
+    collapses and active-set growths."""
+
+    def __init__(self, params: Sequence[Tensor], subfunction: Subfunction, n: int,
+                 max_history: int = 10, initial_active: int = 2, hessian_init: float = 1e6,
+                 max_gradient_noise: float = 1.0, selection: str = "distance",
+                 dtype: torch.dtype = torch.float64, seed: int = 0) -> None:  # fmt: skip
+        if selection not in ("distance", "cyclic", "random"):
+            raise ValueError(f"selection must be distance, cyclic or random, got {selection!r}")
+        self.params = list(params)
+        self.subfunction, self.n = subfunction, int(n)
+        self.max_history, self.hessian_init = max_history, hessian_init
+        self.max_gradient_noise, self.selection = max_gradient_noise, selection
+        self.dtype, self.device = dtype, self.params[0].device
+        self.generator = torch.Generator().manual_seed(seed)
+        theta = self._flat()
+        self.m = theta.numel()
+        self.k_min = min(2 * self.n + 2, self.m)
+        self.k_max = min(3 * self.n + 3, self.m)
+        self.basis = (theta / theta.norm()).unsqueeze(1) if theta.norm() > 0 else (
+            self._random_direction().unsqueeze(1)
+        )  # fmt: skip
+        self.models = [_Model() for _ in range(self.n)]
+        first = torch.randperm(self.n, generator=self.generator)[: min(initial_active, self.n)]
+        self.active = torch.zeros(self.n, dtype=torch.bool)
+        self.active[first] = True
+        self.step_scale = 1.0
+        self.steps = 0
+        self.cursor = 0
+        self.since_growth = 0
+        self.events = {"failed_steps": 0, "collapses": 0, "activations": 0}
+        self.previous: Tensor | None = None  # the position before the last step
+        self.predicted_improvement = 0.0
+
+    # -- flat parameters ------------------------------------------------------------------
+    def _flat(self) -> Tensor:
+        return torch.cat([p.detach().reshape(-1) for p in self.params]).to(self.dtype)
+
+    def _set(self, theta: Tensor) -> None:
+        offset = 0
+        with torch.no_grad():
+            for p in self.params:
+                p.copy_(theta[offset : offset + p.numel()].view_as(p).to(p.dtype))
+                offset += p.numel()
+
+    def _random_direction(self) -> Tensor:
+        v = torch.randn(self._flat().numel(), generator=self.generator, dtype=self.dtype)
+        return (v / v.norm()).to(self.device)
+
+    # -- the subspace -------------------------------------------------------------------
+    def _project(self, v: Tensor) -> Tensor:
+        return self.basis.T @ v
+
+    def _extend(self, v: Tensor) -> None:
+        """Add v's direction to the basis (Gram-Schmidt, twice), projecting every model into
+        the larger subspace; collapse when it would grow beyond K_max."""
+        residual = v - self.basis @ (self.basis.T @ v)
+        residual = residual - self.basis @ (self.basis.T @ residual)
+        norm = residual.norm()
+        if norm <= 1e-10 * max(float(v.norm()), 1e-300) or self.basis.shape[1] >= self.m:
+            return
+        if self.basis.shape[1] >= self.k_max:
+            self._collapse(v)
+            return
+        self.basis = torch.cat([self.basis, (residual / norm).unsqueeze(1)], 1)
+        for model in self.models:  # one more coordinate: zero in the stored vectors
+            if model.x is not None:
+                model.x = torch.cat([model.x, model.x.new_zeros(1)])
+                model.g = torch.cat([model.g, model.g.new_zeros(1)])
+                model.history = [(torch.cat([s, s.new_zeros(1)]), torch.cat([y, y.new_zeros(1)]))
+                                 for s, y in model.history]  # fmt: skip
+                model.hessian = _grow(model.hessian, model.beta)
+
+    def _collapse(self, v: Tensor) -> None:
+        """The subspace spanned by the current position, v, and each active subfunction's
+        last position and gradient; every model re-expressed in it."""
+        self.events["collapses"] += 1
+        old = self.basis
+        vectors = [self._flat(), v]
+        for model in self.models:
+            if model.x is not None:
+                vectors += [old @ model.x, old @ model.g]
+        q, _ = torch.linalg.qr(torch.stack(vectors, 1))
+        new = q[:, : min(q.shape[1], self.k_max)]
+        change = new.T @ old  # K_new x K_old
+        self.basis = new
+        for model in self.models:
+            if model.x is not None:
+                model.x, model.g = change @ model.x, change @ model.g
+                model.history = [(change @ s, change @ y) for s, y in model.history]
+                model.hessian = change @ model.hessian @ change.T
+                model.hessian = 0.5 * (model.hessian + model.hessian.T)
+                model.hessian += model.beta * (torch.eye(len(change), dtype=self.dtype,
+                                                         device=self.device)
+                                               - change @ change.T)  # fmt: skip
+
+    # -- the models ------------------------------------------------------------------------
+    def _betas(self) -> list[float]:
+        return [m.beta for m in self.models if not math.isnan(m.beta)]
+
+    def _fit(self, model: _Model) -> None:
+        """H = BFGS over the model's own (s, y) pairs from beta I (beta: the hessian_init for a
+        subfunction with no usable pair while no other has one, else the median of the
+        others' betas, else y'y / s'y of its latest usable pair)."""
+        k = self.basis.shape[1]
+        pairs = [(s, y) for s, y in model.history if float(s @ y) > 1e-12 * float(s @ s) > 0]
+        if pairs:
+            s, y = pairs[-1]
+            model.beta = float(y @ y) / float(s @ y)
+        elif math.isnan(model.beta):
+            others = self._betas()
+            model.beta = float(torch.tensor(others).median()) if others else self.hessian_init
+        hessian = model.beta * torch.eye(k, dtype=self.dtype, device=self.device)
+        for s, y in pairs:
+            hs = hessian @ s
+            hessian = hessian - torch.outer(hs, hs) / float(s @ hs)
+            hessian = hessian + torch.outer(y, y) / float(s @ y)
+        model.hessian = 0.5 * (hessian + hessian.T)
+
+    def _evaluated(self) -> list[int]:
+        return [i for i in torch.nonzero(self.active).flatten().tolist()
+                if self.models[i].x is not None]  # fmt: skip
+
+    def _summed(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The summed models' Hessian, and their gradient at x."""
+        hessian = grad = None
+        for i in self._evaluated():
+            m = self.models[i]
+            g = m.g + m.hessian @ (x - m.x)
+            hessian = m.hessian if hessian is None else hessian + m.hessian
+            grad = g if grad is None else grad + g
+        return 0.5 * (hessian + hessian.T), grad
+
+    def _predicted(self, j: int, x: Tensor) -> float:
+        m = self.models[j]
+        d = x - m.x
+        return m.value + float(m.g @ d) + 0.5 * float(d @ (m.hessian @ d))
+
+    def _choose(self, x: Tensor) -> int:
+        """An active subfunction evaluated fewer than twice; else by `selection` (distance: the
+        one whose model was built furthest from x in the summed Hessian's metric; when all are
+        at x, a new subfunction is activated and chosen)."""
+        active = torch.nonzero(self.active).flatten().tolist()
+        young = [i for i in active if self.models[i].evaluations < 2]
+        if young:
+            return young[0]
+        if self.selection == "cyclic":
+            self.cursor = (self.cursor + 1) % len(active)
+            return active[self.cursor]
+        if self.selection == "random":
+            return active[int(torch.randint(len(active), (1,), generator=self.generator))]
+        hessian, _ = self._summed(x)
+        distances = {i: float((x - self.models[i].x) @ (hessian @ (x - self.models[i].x)))
+                     for i in active}  # fmt: skip
+        if max(distances.values()) < 1e-12 and not bool(self.active.all()):
+            return self._activate()
+        return max(distances, key=distances.get)
+
+    def _activate(self) -> int:
+        inactive = torch.nonzero(~self.active).flatten()
+        pick = int(inactive[torch.randint(len(inactive), (1,), generator=self.generator)])
+        self.active[pick] = True
+        self.events["activations"] += 1
+        self.since_growth = 0
+        return pick
+
+    def _maybe_grow(self, failed: bool) -> None:
+        """One more active subfunction when what the active ones agree on (their mean
+        gradient) is no larger than the noise between them (its standard error), both in the
+        metric of the inverse summed Hessian, times `max_gradient_noise`; on a failed step;
+        or after a pass over the active set without growth. Only once every active one has
+        been evaluated twice."""
+        active = torch.nonzero(self.active).flatten().tolist()
+        if bool(self.active.all()) or any(self.models[i].evaluations < 2 for i in active):
+            return
+        x = self._project(self._flat())
+        hessian, _ = self._summed(x)
+        grads = torch.stack([self.models[i].g + self.models[i].hessian @ (x - self.models[i].x)
+                             for i in active])  # fmt: skip
+        mean = grads.mean(0)
+        inverse = torch.linalg.inv(hessian)
+        signal = float(mean @ (inverse @ mean))
+        centred = grads - mean
+        noise = float(torch.einsum("ik,kl,il->", centred, inverse, centred))
+        noise /= len(active) * (len(active) - 1)
+        self.since_growth += 1
+        if noise >= self.max_gradient_noise * signal or failed or self.since_growth > len(active):
+            self._activate()
+
+    # -- one step -----------------------------------------------------------------------
+    def _evaluate(self, j: int, theta: Tensor) -> tuple[float, Tensor]:
+        self._set(theta)
+        value, grad = self.subfunction(j)
+        return float(value), grad.reshape(-1).to(self.dtype)
+
+    def step(self) -> tuple[int, float]:
+        """Evaluate one subfunction at the current position, update its model (taking the
+        last step back if it failed), then move towards the minimum of the summed models.
+        Returns (the subfunction evaluated, its value there)."""
+        theta = self._flat()
+        x = self._project(theta)
+        j = self._choose(x)
+        model = self.models[j]
+        value, grad = self._evaluate(j, theta)
+        extra = None  # a second evaluation, at the previous position, for a failure candidate
+        failed = False
+        if self._candidate(j, value, grad, x):
+            before, before_grad = self._evaluate(j, self.previous)
+            if before < value or not math.isfinite(value):
+                failed = True
+                self.events["failed_steps"] += 1
+                self.step_scale /= 2
+                if math.isfinite(value) and bool(torch.isfinite(grad).all()):
+                    extra = (theta, grad)
+                theta, value, grad = self.previous, before, before_grad
+            else:
+                extra = (self.previous, before_grad)
+        if not failed:
+            self.step_scale = 1 / self.n + self.step_scale * (1 - 1 / self.n)
+        self._set(theta)
+        for vector in (grad, *(extra[1:] if extra else ())):
+            self._extend(vector)
+        for position, gradient in ([extra] if extra else []) + [(theta, grad)]:
+            x_new, g_new = self._project(position), self._project(gradient)
+            if model.x is not None:
+                pair = (x_new - model.x, g_new - model.g)
+                model.history = [*model.history, pair][-self.max_history :]
+            model.x, model.g = x_new, g_new
+        model.value = value
+        model.evaluations += 1
+        self._fit(model)
+        self._move()
+        self._maybe_grow(failed)
+        self.steps += 1
+        return j, value
+
+    def _candidate(self, j: int, value: float, grad: Tensor, x: Tensor) -> bool:
+        """A step that may have failed: non-finite; a first evaluation far above the others'
+        values; or a subfunction that rose above its last value by more than its model
+        predicted here plus the improvement the last step predicted in all."""
+        if not math.isfinite(value) or not bool(torch.isfinite(grad).all()):
+            return self.previous is not None
+        model = self.models[j]
+        if self.previous is None:
+            return False
+        if model.x is None:
+            values = torch.tensor([m.value for m in self.models if m.x is not None])
+            return len(values) > 1 and value > float(values.mean() + 3 * values.std())
+        return value > model.value and value - self._predicted(j, x) > self.predicted_improvement
+
+    def _move(self) -> None:
+        """theta <- theta - step_scale (sum H)^-1 (the summed models' gradient at theta)."""
+        theta = self._flat()
+        x = self._project(theta)
+        hessian, grad = self._summed(x)
+        step = -self.step_scale * torch.linalg.solve(hessian, grad)
+        self.previous = theta
+        self.predicted_improvement = 0.5 * float(step @ (hessian @ step))
+        self._set(theta + self.basis @ step)
+
+
+def _grow(hessian: Tensor, beta: float) -> Tensor:
+    """A K x K model Hessian as (K + 1) x (K + 1): beta I in the new direction."""
+    k = hessian.shape[0]
+    grown = hessian.new_zeros(k + 1, k + 1)
+    grown[:k, :k] = hessian
+    grown[k, k] = beta
+    return grown

@@ -1,0 +1,147 @@
+"""SFO's driver: the sum-of-functions optimizer (`optim/sfo.py`) on one of the project's
+experiments, recorded as any run is, so that the figure code draws it beside the others.
+
+    python -m adamrepro.sfo_run experiment=mnist_mlp_deterministic [overrides] \
+        [+sfo.subfunctions=24] [+sfo.passes=25] hydra.run.dir=DIR
+
+SFO is not a population optimizer and chooses for itself which minibatch to evaluate, so it
+cannot run inside the training loop: this driver splits the training set once, by a seeded
+permutation, into `subfunctions` fixed minibatches (default sqrt(n) / 10, the rule the SFO
+authors give), builds the experiment's model with one member in float64, and lets SFO take
+`passes` x N steps. Each subfunction is its minibatch's share of the training objective
+(mean cost x size / n), so that they sum to the objective. After every pass (N steps) it
+records, like the training loop: train_cost (the mean of the subfunction costs evaluated
+during the pass, in mean-cost units), train_cost_full, test_loss and test_accuracy at the
+pass's end, the wall time, and SFO's own memory (its subspace basis and models).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from .data import load_data
+from .errors import USER_ERRORS, ConfigError
+from .models import build_model
+from .optim.sfo import SFO
+from .records import FORMAT, environment, now, save_record
+
+
+def subfunction_batches(n: int, count: int, seed: int) -> list[torch.Tensor]:
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return [order[i::count] for i in range(count)]
+
+
+def sfo_memory(optimizer: SFO) -> int:
+    """Bytes SFO holds beyond the model: the basis and every subfunction's model."""
+    size = optimizer.basis.numel() * optimizer.basis.element_size()
+    for model in optimizer.models:
+        for tensor in (model.x, model.g, model.hessian):
+            if tensor is not None:
+                size += tensor.numel() * tensor.element_size()
+        size += sum(s.numel() * s.element_size() * 2 for s, _ in model.history)
+    return size
+
+
+def run_sfo(config: DictConfig | dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    cfg: dict[str, Any] = (
+        OmegaConf.to_container(config, resolve=True)
+        if isinstance(config, DictConfig)
+        else dict(config)
+    )  # type: ignore[assignment]
+    settings = dict(cfg.get("sfo") or {})
+    unknown = set(settings) - {"subfunctions", "passes", "selection", "max_history"}
+    if unknown:
+        raise ConfigError(f"sfo has no setting {', '.join(sorted(unknown))}")
+    seed = int(cfg["seed"])
+    torch.manual_seed(seed)
+    dtype = torch.float64
+    data = load_data(cfg["data"]).to("cpu", dtype)
+    model = build_model(cfg["model"], data, [seed]).to(dtype=dtype)
+    n = len(data.x_train)
+    count = int(settings.get("subfunctions") or max(2, round(math.sqrt(n) / 10)))
+    passes = int(settings.get("passes") or cfg["trainer"]["epochs"])
+    batches = subfunction_batches(n, count, seed)
+    params = list(model.parameters())
+
+    def subfunction(i: int) -> tuple[float, torch.Tensor]:
+        rows = batches[i]
+        model.zero_grad(set_to_none=True)
+        cost = model.cost(data.x_train[rows], data.y_train[rows])[0] * (len(rows) / n)
+        cost.backward()
+        return cost.item(), torch.cat([p.grad.reshape(-1) for p in params])
+
+    optimizer = SFO(params, subfunction, count, selection=settings.get("selection", "distance"),
+                    max_history=int(settings.get("max_history", 10)), seed=seed)  # fmt: skip
+    member = {"name": "sfo", "label": "SFO", "stepsize": math.nan, "subfunctions": count,
+              "seed": seed}  # fmt: skip
+    record: dict[str, Any] = {
+        "format": FORMAT, "status": "running", "experiment": cfg.get("experiment_name") or "",
+        "config": cfg, "members": [member], "seed": seed, "started": now(), "wall_time_s": 0.0,
+        **environment(torch.device("cpu")), "data": data.description, "curves": [],
+        "diverged": {}, "sfo": {"subfunctions": count,
+                                "parameters": sum(p.numel() for p in params)},
+    }  # fmt: skip
+    eval_batch = int(cfg["trainer"]["eval_batch_size"])
+    started = time.perf_counter()
+
+    def evaluate() -> dict[str, float]:
+        model.eval()
+        full = model.evaluate(data.x_train, data.y_train, eval_batch)
+        test = model.evaluate(data.x_test, data.y_test, eval_batch)
+        model.train()
+        return {"train_cost_full": float(full["cost"][0]), "test_loss": float(test["loss"][0]),
+                "test_accuracy": float(test["accuracy"][0])}  # fmt: skip
+
+    record["initial"] = evaluate()  # x = 0 of a figure that draws the cost before training
+    peak = 0
+    try:
+        for epoch in range(1, passes + 1):
+            values = [optimizer.step()[1] * count for _ in range(count)]  # in mean-cost units
+            peak = max(peak, sfo_memory(optimizer))
+            row = {"member": 0, "epoch": epoch, "train_cost": sum(values) / len(values),
+                   **evaluate(), "current_stepsize": optimizer.step_scale,
+                   "wall_time_s": time.perf_counter() - started}  # fmt: skip
+            record["curves"].append(row)
+            record["wall_time_s"] = row["wall_time_s"]
+            record["sfo"].update(events=dict(optimizer.events), memory_bytes=peak,
+                                 subspace=optimizer.basis.shape[1])  # fmt: skip
+            save_record(record, out_dir)
+            print(f"pass {epoch}: cost {row['train_cost']:.4g}, full {row['train_cost_full']:.4g}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+        record["status"] = "completed"
+    except KeyboardInterrupt:
+        record["status"] = "interrupted"
+        raise
+    finally:
+        save_record(record, out_dir)
+    return record
+
+
+def main() -> None:
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from .train import CONFIG_DIR
+
+    @hydra.main(config_path=CONFIG_DIR, config_name="train", version_base="1.3")
+    def _run(cfg: DictConfig) -> None:
+        try:
+            run_sfo(cfg, Path(HydraConfig.get().runtime.output_dir))
+        except USER_ERRORS as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
+
+    _run()
+
+
+if __name__ == "__main__":
+    from adamrepro.sfo_run import main as _main
+
+    _main()

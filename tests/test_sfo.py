@@ -1,0 +1,156 @@
+"""SFO on problems whose answers are known: a sum of convex quadratics, L2-regularised logistic
+regression against full-batch L-BFGS, a stochastic cost (claim P6); and its driver."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from adamrepro.optim.sfo import SFO
+
+
+def quadratics(m: int = 30, n: int = 6, seed: int = 0):
+    """Subfunctions 1/2 (x - c_i)' A_i (x - c_i) that share most of their structure (as the
+    minibatches of one data set do); the minimiser of their sum is known exactly."""
+    gen = torch.Generator().manual_seed(seed)
+    b = torch.randn(m, m, generator=gen, dtype=torch.float64)
+    common, centre = b @ b.T / m + 0.1 * torch.eye(m, dtype=torch.float64), torch.randn(
+        m, generator=gen, dtype=torch.float64)  # fmt: skip
+    a, c = [], []
+    for _ in range(n):
+        extra = torch.randn(m, 5, generator=gen, dtype=torch.float64)
+        a.append(common + 0.3 * extra @ extra.T / 5)
+        c.append(centre + 0.3 * torch.randn(m, generator=gen, dtype=torch.float64))
+    minimiser = torch.linalg.solve(sum(a), sum(ai @ ci for ai, ci in zip(a, c, strict=True)))
+    return a, c, minimiser
+
+
+def test_sfo_finds_the_minimiser_of_a_sum_of_quadratics():
+    a, c, minimiser = quadratics()
+    theta = torch.zeros(30, dtype=torch.float64)
+    theta[0] = 1.0
+
+    def subfunction(i):
+        d = theta - c[i]
+        return float(0.5 * d @ (a[i] @ d)), a[i] @ d
+
+    optimizer = SFO([theta], subfunction, 6)
+    errors = []
+    for _ in range(30):
+        for _ in range(6):
+            optimizer.step()
+        errors.append(float((theta - minimiser).norm()))
+    assert errors[-1] < 1e-8
+    assert errors[-1] / errors[-6] < 0.1  # still fast near the end: 10x in the last 5 passes
+    assert optimizer.active.all() and optimizer.events["failed_steps"] < 20
+
+
+def logistic(seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(600, 10, generator=gen, dtype=torch.float64)
+    w = torch.randn(10, generator=gen, dtype=torch.float64)
+    y = (torch.rand(600, generator=gen, dtype=torch.float64) < torch.sigmoid(x @ w)).double()
+    batches = [torch.arange(i, 600, 8) for i in range(8)]
+
+    def loss(theta, rows, x=x):  # the subfunctions sum to the mean loss + 1e-2/2 ||theta||^2
+        value = torch.nn.functional.binary_cross_entropy_with_logits(
+            x[rows] @ theta, y[rows], reduction="sum")  # fmt: skip
+        return value / 600 + 0.5e-2 * theta @ theta / 8
+
+    return x, batches, loss
+
+
+def test_sfo_agrees_with_full_batch_lbfgs_on_regularised_logistic_regression():
+    _, batches, loss = logistic()
+    theta = torch.zeros(10, dtype=torch.float64, requires_grad=True)
+
+    def subfunction(i):
+        value = loss(theta, batches[i])
+        return value.item(), torch.autograd.grad(value, theta)[0]
+
+    optimizer = SFO([theta], subfunction, 8)
+    for _ in range(60 * 8):
+        optimizer.step()
+    reference = torch.zeros(10, dtype=torch.float64, requires_grad=True)
+    lbfgs = torch.optim.LBFGS([reference], max_iter=500, tolerance_grad=1e-14,
+                              tolerance_change=1e-16, line_search_fn="strong_wolfe")  # fmt: skip
+
+    def closure():
+        lbfgs.zero_grad()
+        value = sum(loss(reference, b) for b in batches)
+        value.backward()
+        return value
+
+    lbfgs.step(closure)
+    assert (theta.detach() - reference.detach()).abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("frozen", [True, False], ids=["frozen-noise", "fresh-noise"])
+def test_a_stochastic_cost_breaks_sfo_unless_its_noise_is_frozen(frozen):
+    """Claim P6, on a small problem: with dropout masks drawn afresh at every evaluation SFO
+    stalls far from the optimum, failing step after step; with each minibatch's masks frozen
+    (the SFO authors' advice) it converges to that frozen objective's minimum."""
+    x, batches, _ = logistic()
+    gen = torch.Generator().manual_seed(1)
+    masks = [(torch.rand(len(b), 10, generator=gen, dtype=torch.float64) > 0.5).double() * 2
+             for b in batches]  # fmt: skip
+    theta = torch.zeros(10, dtype=torch.float64, requires_grad=True)
+    _, _, loss = logistic()
+
+    def noisy(i, theta):
+        mask = masks[i] if frozen else (
+            torch.rand(len(batches[i]), 10, generator=gen, dtype=torch.float64) > 0.5
+        ).double() * 2  # fmt: skip
+        return loss(theta, batches[i], x=_masked(x, batches[i], mask))
+
+    def subfunction(i):
+        value = noisy(i, theta)
+        return value.item(), torch.autograd.grad(value, theta)[0]
+
+    optimizer = SFO([theta], subfunction, 8)
+    for _ in range(60 * 8):
+        optimizer.step()
+    target = torch.zeros(10, dtype=torch.float64, requires_grad=True)
+    lbfgs = torch.optim.LBFGS([target], max_iter=1000, tolerance_grad=1e-14,
+                              tolerance_change=1e-16, line_search_fn="strong_wolfe")  # fmt: skip
+
+    def closure():
+        lbfgs.zero_grad()
+        value = sum(loss(target, b, x=_masked(x, b, m)) for b, m in zip(batches, masks,
+                                                                        strict=True))  # fmt: skip
+        value.backward()
+        return value
+
+    lbfgs.step(closure)
+    distance = float((theta.detach() - target.detach()).norm())
+    if frozen:
+        assert distance < 1e-5 and optimizer.events["failed_steps"] < 30
+    else:
+        assert distance > 0.1 and optimizer.events["failed_steps"] > 60
+
+
+def _masked(x, rows, mask):
+    full = x.clone()
+    full[rows] = x[rows] * mask
+    return full
+
+
+def test_the_driver_records_sfo_like_any_run(mnist_root, tmp_path):
+    from adamrepro.plot import make_figure
+    from adamrepro.sfo_run import run_sfo
+    from adamrepro.train import train
+    from conftest import hydra_config
+
+    common = ["experiment=mnist_mlp_deterministic", f"data.root={mnist_root}", "data.verify=false",
+              "data.download=false", "model.hidden=[16,16]", "trainer.epochs=3"]  # fmt: skip
+    record = run_sfo(hydra_config(*common, "+sfo.subfunctions=4"), tmp_path / "sfo")
+    assert record["status"] == "completed" and [r["epoch"] for r in record["curves"]] == [1, 2, 3]
+    assert record["sfo"]["memory_bytes"] > record["sfo"]["subspace"] * 784 * 16 * 8
+    assert record["curves"][-1]["train_cost_full"] < record["initial"]["train_cost_full"]
+    saved = json.loads((tmp_path / "sfo" / "record.json").read_text())
+    assert saved["members"][0]["label"] == "SFO"
+    train(hydra_config(*common, "sweep=fig2_mnist_mlp_deterministic"), tmp_path / "adam")
+    best = make_figure("fig2b_mnist_mlp_deterministic", [str(tmp_path)], tmp_path / "fig")
+    assert sorted(best["curve"]) == ["Adam", "SFO"]
