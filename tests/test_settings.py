@@ -29,6 +29,12 @@ def settings(*overrides: str) -> RunSettings:
         ("trainer.progress=maybe", "trainer.progress must be true or false, got 'maybe'"),
         ("trainer.max_minutes=inf", "trainer.max_minutes must be a finite number >= 0"),
         ("trainer.stepsize_decay=cosine", "trainer.stepsize_decay must be one of none, "),
+        (
+            "trainer.minibatch_order=sorted",
+            "trainer.minibatch_order must be one of random, fixed, got 'sorted'",
+        ),
+        ("trainer.train_eval_subset=-5", "trainer.train_eval_subset must be at least 0, got -5"),
+        ("trainer.evaluate_initial=1", "trainer.evaluate_initial must be true or false, got 1"),
         ("seed=abc", "seed must be an integer, got 'abc'"),
         ("seed=-1", "seed must be at least 0, got -1"),
         ("device=tpu", "device must be auto, cpu, cuda or cuda:N, got 'tpu'"),

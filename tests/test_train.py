@@ -350,3 +350,90 @@ def test_a_training_step_on_cuda_never_waits_for_the_host(mnist_root, tmp_path, 
                "trainer.stepsize_decay=sqrt_step")  # fmt: skip
     record = train(cfg, tmp_path / "run")
     assert record["status"] == "completed" and list(record["diverged"]) == ["1"]
+
+
+def mlp_tiny(root: Path, *overrides: str):
+    return hydra_config(
+        "experiment=mnist_mlp_deterministic", f"data.root={root}", "data.verify=false",
+        "data.download=false", "trainer.epochs=2", "trainer.batch_size=64",
+        "model.hidden=[16,16]", "optimizer=adam", *overrides,
+    )  # fmt: skip
+
+
+def test_the_initial_evaluation_is_the_untrained_models_cost(mnist_root, tmp_path):
+    """Epoch 0 holds the costs before any step: log(10) for every member when the output layer
+    starts at zero; no minibatch cost (NaN); the epochs after it are the usual ones."""
+    record = train(mlp_tiny(mnist_root, "trainer.evaluate_initial=true", "model.zero_output=true",
+                            "model.weight_decay=0", "+grid.stepsize=[1e-3,1e-2]"),
+                   tmp_path / "run")  # fmt: skip
+    initial = [r for r in record["curves"] if r["epoch"] == 0]
+    assert [r["member"] for r in initial] == [0, 1]
+    for row in initial:
+        assert math.isnan(row["train_cost"]) and row["wall_time_s"] == 0.0
+        assert row["train_cost_full"] == pytest.approx(math.log(10), rel=1e-6)
+        assert row["test_loss"] == pytest.approx(math.log(10), rel=1e-6)
+    assert [r["epoch"] for r in record["curves"]] == [0, 0, 1, 1, 2, 2]
+    assert record["pieces"][-1]["epochs_done"] == 2
+    later = [r["train_cost_full"] for r in record["curves"] if r["epoch"] == 2]
+    assert all(cost < math.log(10) for cost in later)
+
+
+def test_the_initial_evaluation_matches_the_models_own_evaluation(mnist_root, tmp_path):
+    from adamrepro.data import load_mnist
+
+    cfg = mlp_tiny(mnist_root, "trainer.evaluate_initial=true", "trainer.epochs=1",
+                   "model.weight_decay=1e-3")  # fmt: skip
+    record = train(cfg, tmp_path / "run")
+    data = load_mnist(mnist_root, download=False, verify=False)
+    model = build_model(cfg.model, data, seeds=[0])
+    expected = model.evaluate(data.x_train, data.y_train, 2000)["cost"][0].item()
+    assert record["curves"][0]["train_cost_full"] == pytest.approx(expected, rel=1e-6)
+    assert expected > model.evaluate(data.x_train, data.y_train, 2000)["loss"][0].item()  # L2 in
+
+
+def test_a_fixed_order_visits_the_same_minibatches_every_epoch():
+    from adamrepro.train import MinibatchOrder
+
+    device = torch.device("cpu")
+    fixed = MinibatchOrder([3, 4], n=50, batch_size=8, fixed=True)
+    epochs = [[b.clone() for b in fixed.epoch(device)] for _ in range(3)]
+    assert all(torch.equal(a, b) for a, b in zip(epochs[0], epochs[2], strict=True))
+    assert len(epochs[0]) == 7 and not torch.equal(epochs[0][0][0], epochs[0][0][1])  # per seed
+    rows = torch.cat([b[0] for b in epochs[0]])
+    assert sorted(rows.tolist()) == list(range(50))  # one pass: every row once
+    shuffled = MinibatchOrder([3, 4], n=50, batch_size=8)
+    first, second = ([b.clone() for b in shuffled.epoch(device)] for _ in range(2))
+    assert torch.equal(first[0], epochs[0][0])  # the same first draw
+    assert not torch.equal(first[0], second[0])  # then a new permutation per epoch
+    resumed = MinibatchOrder([3, 4], n=50, batch_size=8, fixed=True)
+    assert all(torch.equal(a, b) for a, b in zip(epochs[1][2:], resumed.epoch(device, skip=2),
+                                                 strict=True))  # fmt: skip
+
+
+def test_a_fixed_order_run_repeats_its_epochs_cost_pattern(mnist_root, tmp_path):
+    """With stepsize 0 nothing moves: a fixed order gives each epoch the same minibatch costs,
+    a random one the same mean (each pass sees every row) but a different sequence."""
+    logged = {}
+    for order in ("fixed", "random"):
+        record = train(mlp_tiny(mnist_root, f"trainer.minibatch_order={order}",
+                                "optimizer.stepsize=0", "trainer.step_log_epochs=2"),
+                       tmp_path / order)  # fmt: skip
+        costs = [c[0] for c in record["step_costs"]["cost"]]
+        steps = record["step_costs"]["steps_per_epoch"]
+        logged[order] = (costs[:steps], costs[steps:])
+    assert logged["fixed"][0] == logged["fixed"][1]
+    assert logged["random"][0] != logged["random"][1]
+    assert logged["random"][0] == logged["fixed"][0]  # the first epoch is drawn alike
+
+
+def test_the_subset_cost_is_the_cost_on_fixed_training_rows(mnist_root, tmp_path):
+    record = train(mlp_tiny(mnist_root, "trainer.train_eval_subset=600"), tmp_path / "all")
+    for row in record["curves"]:  # all 600 rows, in another order: the full cost again
+        assert row["train_cost_subset"] == pytest.approx(row["train_cost_full"], rel=1e-5)
+    some = train(mlp_tiny(mnist_root, "trainer.train_eval_subset=50"), tmp_path / "some")
+    assert some["curves"][-1]["train_cost_subset"] != pytest.approx(
+        some["curves"][-1]["train_cost_full"], rel=1e-3
+    )
+    assert [r["train_cost_full"] for r in some["curves"]] == [
+        r["train_cost_full"] for r in record["curves"]
+    ]  # evaluating a subset changes nothing else

@@ -12,7 +12,10 @@ A record is a JSON file `record.json` in the run's output directory:
                 test_loss, test_accuracy, current_stepsize (the member's stepsize at the
                 epoch's last step, after any decay), wall_time_s; with
                 trainer.evaluate_averaged also averaged_train_cost_full, averaged_test_loss,
-                averaged_test_accuracy (the temporal average of section 7.2)
+                averaged_test_accuracy (the temporal average of section 7.2); with
+                trainer.train_eval_subset, train_cost_subset (the cost on that many fixed
+                training rows); with trainer.evaluate_initial, rows of epoch 0: the costs
+                before the first step (train_cost NaN: no minibatch yet, wall_time_s 0)
     diverged    member -> the step at which it diverged (absent: it did not)
     step_costs  (when trainer.step_log_epochs > 0) steps_per_epoch, and cost: one list per
                 step of the first epochs, the minibatch cost of each member (NaN: diverged)

@@ -45,6 +45,12 @@ def _number(name: str, value: Any, low: float, strict: bool = False) -> float:
     return number
 
 
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
 def _flag(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{name} must be true or false, got {value!r}")
@@ -65,6 +71,9 @@ class TrainerSettings:
     step_log_epochs: int = 0
     step_log_parameters: bool = False
     evaluate_averaged: bool = False
+    evaluate_initial: bool = False
+    train_eval_subset: int = 0
+    minibatch_order: str = "random"
     moment_stats_every: int = 0
     checkpoint_every: int = 1
     checkpoint_minutes: float = 10.0
@@ -102,6 +111,11 @@ class TrainerSettings:
             step_log_epochs=_integer(name("step_log_epochs"), values["step_log_epochs"], 0),
             step_log_parameters=_flag(name("step_log_parameters"), values["step_log_parameters"]),
             evaluate_averaged=_flag(name("evaluate_averaged"), values["evaluate_averaged"]),
+            evaluate_initial=_flag(name("evaluate_initial"), values["evaluate_initial"]),
+            train_eval_subset=_integer(name("train_eval_subset"), values["train_eval_subset"], 0),
+            minibatch_order=_choice(
+                name("minibatch_order"), values["minibatch_order"], ("random", "fixed")
+            ),
             moment_stats_every=_integer(
                 name("moment_stats_every"), values["moment_stats_every"], 0
             ),

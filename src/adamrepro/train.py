@@ -63,6 +63,7 @@ from .records import (
     RECORD_NAME,
     differences,
     environment,
+    epochs_done,
     now,
     read_record,
     run_identity,
@@ -148,19 +149,26 @@ class MinibatchOrder:
     seeds and each row is shared by every member of that seed; any other layout gets one row
     per member (S = G). The generators' states (`state_dict`) taken before an epoch's draw
     give that epoch's order again, so that a run can continue in the middle of an epoch.
+
+    `fixed=True` draws the permutation once (from each seed) and walks the same minibatches,
+    in the same order, every epoch: the data split once into fixed minibatches visited
+    cyclically (the harness of Figure 2(b)'s SFO comparison).
     """
 
-    def __init__(self, seeds: Sequence[int], n: int, batch_size: int) -> None:
+    def __init__(self, seeds: Sequence[int], n: int, batch_size: int, fixed: bool = False) -> None:
         distinct = list(dict.fromkeys(int(s) for s in seeds))
         if any(int(seed) != distinct[g % len(distinct)] for g, seed in enumerate(seeds)):
             distinct = [int(s) for s in seeds]  # not seed-fastest: one row per member
         self.generators = {s: torch.Generator().manual_seed(s) for s in dict.fromkeys(distinct)}
         self.row_seeds = distinct
-        self.n, self.batch_size = n, batch_size
+        self.n, self.batch_size, self.fixed = n, batch_size, fixed
         self.steps_per_epoch = math.ceil(n / batch_size)
 
     def epoch(self, device: torch.device, skip: int = 0) -> Iterator[Tensor]:
         """The epoch's minibatches, after the first `skip` of them."""
+        if self.fixed:  # the first epoch's permutation, every epoch
+            for s, g in self.generators.items():
+                g.manual_seed(s)
         perms = {s: torch.randperm(self.n, generator=g) for s, g in self.generators.items()}
         rows = torch.stack([perms[s] for s in self.row_seeds]).to(device)
         for start in range(skip * self.batch_size, self.n, self.batch_size):
@@ -234,11 +242,14 @@ METRICS = ("train_cost_full", "test_loss", "test_accuracy")
 
 
 def evaluation(model: torch.nn.Module, data: Any, batch_size: int, monitor: DivergenceMonitor,
-               due: bool, optimizer: Any = None) -> dict[str, list[float]]:  # fmt: skip
+               due: bool, optimizer: Any = None,
+               subset: Tensor | None = None) -> dict[str, list[float]]:  # fmt: skip
     """The end-of-epoch columns of every member: full-training-set cost, test loss and test
     accuracy (NaN for the diverged members, and for all when no evaluation is `due`); with an
-    `optimizer` that keeps a temporal average, the same three for the averaged parameters."""
+    `optimizer` that keeps a temporal average, the same three for the averaged parameters;
+    with a `subset` of training rows, also the cost on those (train_cost_subset)."""
     names = [*METRICS, *(f"averaged_{m}" for m in METRICS if optimizer is not None)]
+    names += ["train_cost_subset"] if subset is not None else []
     if not due:
         return {name: [math.nan] * len(monitor.active) for name in names}
 
@@ -247,6 +258,10 @@ def evaluation(model: torch.nn.Module, data: Any, batch_size: int, monitor: Dive
         test = model.evaluate(data.x_test, data.y_test, batch_size)
         values = {"train_cost_full": full["cost"], "test_loss": test["loss"],
                   "test_accuracy": test["accuracy"]}  # fmt: skip
+        if subset is not None and not prefix:
+            values["train_cost_subset"] = model.evaluate(
+                data.x_train[subset], data.y_train[subset], batch_size
+            )["cost"]
         return {prefix + k: monitor.mask(v).tolist() for k, v in values.items()}
 
     out = columns()
@@ -319,7 +334,15 @@ class Training:
                 f"trainer.step_log_parameters logs every parameter at every step: for small "
                 f"problems only, and this model has {width:,} per member"
             )
-        self.order = MinibatchOrder(seeds, self.n_train, self.trainer.batch_size)
+        self.order = MinibatchOrder(seeds, self.n_train, self.trainer.batch_size,
+                                    fixed=self.trainer.minibatch_order == "fixed")  # fmt: skip
+        examples = self.trainer.train_eval_subset
+        if examples > self.n_train:
+            raise ConfigError(f"trainer.train_eval_subset={examples} is more than the "
+                              f"{self.n_train:,} training rows")  # fmt: skip
+        self.subset = None if not examples else torch.randperm(
+            self.n_train, generator=torch.Generator().manual_seed(settings.seed)
+        )[:examples].to(self.device)  # fmt: skip
         self.monitor = DivergenceMonitor(len(self.members), self.trainer.divergence_factor,
                                          self.device)  # fmt: skip
         self.progress = Progress()
@@ -396,7 +419,7 @@ class Training:
         self.record["status"] = status
         piece = self.record["pieces"][-1]
         piece.update(ended=now(), status=status, to_step=self.progress.step,
-                     epochs_done=len(self.record["curves"]) // len(self.members),
+                     epochs_done=epochs_done(self.record),
                      wall_time_s=time.perf_counter() - self.piece_started)  # fmt: skip
 
     # -- the loop -------------------------------------------------------------------------
@@ -444,9 +467,21 @@ class Training:
             bar.close()
         return self.record
 
+    def _initial_evaluation(self) -> None:
+        """Epoch 0: the costs before any step (trainer.evaluate_initial)."""
+        averaged = self.optimizer if self.trainer.evaluate_averaged else None
+        columns = evaluation(self.model, self.data, self.trainer.eval_batch_size, self.monitor,
+                             True, averaged, self.subset)  # fmt: skip
+        for k in range(len(self.members)):
+            row = {"member": k, "epoch": 0, "train_cost": math.nan}
+            row.update({name: values[k] for name, values in columns.items()})
+            self.record["curves"].append({**row, "wall_time_s": 0.0})
+
     def _loop(self, stop: StopRequests, bar: tqdm) -> None:
         trainer = self.trainer
         decay, eval_every = trainer.stepsize_decay, trainer.eval_every
+        if trainer.evaluate_initial and self.progress.step == 0 and not self.record["curves"]:
+            self._initial_evaluation()
         while self.progress.epoch <= trainer.epochs:
             p = self.progress
             p.order = self.order.state_dict()  # before the draw: the epoch's order again
@@ -513,7 +548,7 @@ class Training:
             record["step_parameters"]["values"].extend(torch.stack(p.step_parameters).tolist())
         averaged = self.optimizer if trainer.evaluate_averaged else None
         columns = evaluation(self.model, self.data, trainer.eval_batch_size, self.monitor, due,
-                             averaged)  # fmt: skip
+                             averaged, self.subset)  # fmt: skip
         stepsize = self.optimizer.param_groups[0]["stepsize"]
         stepsizes = (
             stepsize.tolist() if isinstance(stepsize, Tensor) else [stepsize] * len(self.members)

@@ -121,17 +121,24 @@ class BagOfWordsLogisticRegression(Classifier):
 class MultilayerNetwork(Classifier):
     """The multilayer network of section 6.2: in -> 1000 ReLU -> 1000 ReLU -> classes, with
     dropout on the input (`input_dropout`) and on each hidden layer (`hidden_dropout`) during
-    training, each member drawing its own masks; 0 switches dropout off (Figure 2b)."""
+    training, each member drawing its own masks; 0 switches dropout off (Figure 2b).
+    `zero_output` starts the output layer's weights and biases at zero (the initial cost is
+    then log(classes) for every member)."""
 
     def __init__(self, in_features: int, num_classes: int, seeds: Sequence[int],
                  hidden: Sequence[int] = (1000, 1000), input_dropout: float = 0.2,
-                 hidden_dropout: float = 0.5, weight_decay: float = 0.0):  # fmt: skip
+                 hidden_dropout: float = 0.5, weight_decay: float = 0.0,
+                 zero_output: bool = False):  # fmt: skip
         super().__init__()
         sizes = [in_features, *hidden, num_classes]
         self.layers = nn.ModuleList(
             MemberLinear(n_in, n_out, seeds, salt=i)
             for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes))
         )
+        if zero_output:  # the output layer starts at zero (the SFO authors' harness)
+            with torch.no_grad():
+                self.layers[-1].weight.zero_()
+                self.layers[-1].bias.zero_()
         self.input_dropout = Dropout(input_dropout)
         self.hidden_dropout = Dropout(hidden_dropout)
         self.weight_decay = weight_decay
