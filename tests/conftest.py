@@ -139,14 +139,9 @@ def shared_imdb() -> Path:
 
 def hydra_config(*overrides: str):
     """The project's Hydra config with overrides, composed as the command line would."""
-    from hydra import compose, initialize_config_dir
+    from adamrepro.train import compose_config
 
-    from adamrepro.train import CONFIG_DIR
-
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(
-            "train", overrides=["trainer.progress=false", "experiment_name=test", *overrides]
-        )
+    return compose_config(["trainer.progress=false", "experiment_name=test", *overrides])
 
 
 def cli(*args: str, cwd: Path, module: str = "adamrepro.train", timeout: float = 300,

@@ -4,7 +4,9 @@ regression against full-batch L-BFGS, a stochastic cost (claim P6); and its driv
 from __future__ import annotations
 
 import json
+import math
 
+import pandas as pd
 import pytest
 import torch
 
@@ -145,12 +147,27 @@ def test_the_driver_records_sfo_like_any_run(mnist_root, tmp_path):
 
     common = ["experiment=mnist_mlp_deterministic", f"data.root={mnist_root}", "data.verify=false",
               "data.download=false", "model.hidden=[16,16]", "trainer.epochs=3"]  # fmt: skip
-    record = run_sfo(hydra_config(*common, "+sfo.subfunctions=4"), tmp_path / "sfo")
-    assert record["status"] == "completed" and [r["epoch"] for r in record["curves"]] == [1, 2, 3]
+    record = run_sfo(hydra_config(*common, "+sfo.subfunctions=4", "trainer.train_eval_subset=600"),
+                     tmp_path / "sfo")  # fmt: skip
+    assert record["status"] == "completed"
+    assert [r["epoch"] for r in record["curves"]] == [0, 1, 2, 3]
+    for row in record["curves"]:  # the subset is every row here: the same cost
+        assert row["train_cost_subset"] == pytest.approx(row["train_cost_full"], rel=1e-9)
     assert record["sfo"]["memory_bytes"] > record["sfo"]["subspace"] * 784 * 16 * 8
-    assert record["curves"][-1]["train_cost_full"] < record["initial"]["train_cost_full"]
+    assert record["curves"][0]["epoch"] == 0 and math.isnan(record["curves"][0]["train_cost"])
+    assert record["curves"][-1]["train_cost_full"] < record["curves"][0]["train_cost_full"]
     saved = json.loads((tmp_path / "sfo" / "record.json").read_text())
     assert saved["members"][0]["label"] == "SFO"
     train(hydra_config(*common, "sweep=fig2_mnist_mlp_deterministic"), tmp_path / "adam")
     best = make_figure("fig2b_mnist_mlp_deterministic", [str(tmp_path)], tmp_path / "fig")
     assert sorted(best["curve"]) == ["Adam", "SFO"]
+    curves = pd.read_csv(tmp_path / "fig" / "curves.csv")
+    sfo = curves[curves["curve"] == "SFO"]
+    assert sfo["epoch"].tolist() == [0, 1, 2, 3]  # x = k: after k passes
+    assert sfo["train_cost_full"].tolist() == pytest.approx(
+        [r["train_cost_full"] for r in record["curves"]], rel=1e-5
+    )
+    timed = pd.read_csv(tmp_path / "fig" / "curves_walltime.csv")
+    adam = timed[timed["curve"] == "Adam"]
+    assert adam["walltime"].iloc[-1] == pytest.approx(3.0)  # Adam's passes are the unit
+    assert (tmp_path / "fig" / "figure_walltime.png").is_file()

@@ -82,9 +82,8 @@ def spectra(data_root: str, epsilon: float, verify: bool, cache: str) -> tuple[A
 def training(data_root: str, runs: Path, epochs: int, extra: list[str]) -> Any:
     """Every (optimizer, stepsize, copy) curve: one population per optimizer and copy."""
     import pandas as pd
-    from hydra import compose, initialize_config_dir
 
-    from .train import CONFIG_DIR, train
+    from .train import compose_config, train
 
     frames = []
     for optimizer, (label, stepsizes) in GRIDS.items():
@@ -94,9 +93,7 @@ def training(data_root: str, runs: Path, epochs: int, extra: list[str]) -> Any:
                 f"+grid.stepsize=[{','.join(map(str, stepsizes))}]", f"trainer.epochs={epochs}",
                 "trainer.progress=false", f"experiment_name=copycheck_{copy}", *source, *extra,
             ]  # fmt: skip
-            with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-                config = compose("train", overrides=overrides)
-            record = train(config, runs / f"{optimizer}_{copy}")
+            record = train(compose_config(overrides), runs / f"{optimizer}_{copy}")
             for row in record["curves"]:
                 member = record["members"][row["member"]]
                 frames.append({"optimizer": label, "stepsize": member["stepsize"], "copy": copy,

@@ -8,19 +8,27 @@ experiments/<figure>/figure.yaml gives the axes, the title and `curves` (our opt
 the paper's legend name); `compare` (label -> a paper legend name) names runs that are not
 among the figure's curves but are measured against one of the paper's, and drawn dotted at
 their setting closest to it. experiments/<figure>/paper_curves.csv holds the paper's curves.
+Optional keys: `metric` (the record column drawn and selected on; default train_cost, the mean
+minibatch cost during a pass), `x.offset` (x = epoch - offset; default 1: pass k+1 is drawn at
+k; 0 with a cost evaluated at a pass's end: x = k after k passes, x = 0 before training),
+`paper_left_out` (the paper's points that no distance uses, each with `curve`, `x`, `why`) and
+`walltime` (a second figure against wall-clock time in units of one curve's time per pass).
 
-Selection rule: for each curve, the setting with the lowest final mean training cost,
+Selection rule: for each curve, the setting with the lowest final value of the metric,
 averaged over its seeds; a setting with a diverged (or non-finite) seed counts as +inf; ties
 go to the setting met first (the smaller stepsize, in the order of our grids).
 
 Writes into --out:
     figure.png    ours solid (band: min-max over seeds), the paper's dashed in the same colour
+    figure_walltime.png  (figures with `walltime`) the same curves against wall-clock time
     figure_first_epochs.png, steps.csv  (figures with `steps`, e.g. Figure 3 left) the first
                   epochs step by step, from the per-step costs of the selected settings
     curves.csv    the selected curves: curve (the paper's legend name), epoch (the paper's x:
-                  pass k+1 over the data is drawn at k), train_cost (mean over seeds of the
-                  mean minibatch cost during that pass), its min and max over seeds, seeds,
-                  and the full-training-set cost, test loss and accuracy at the pass's end
+                  pass k+1 over the data is drawn at k, unless x.offset says otherwise),
+                  train_cost (mean over seeds of the mean minibatch cost during that pass),
+                  the metric's min and max over seeds (<metric>_min, <metric>_max), seeds,
+                  the full-training-set cost, test loss and accuracy at the pass's end, and
+                  wall_time_s (mean over seeds; cumulative, of the run)
     selected.csv  the setting chosen for each curve, with its final cost
     grid.csv      every setting of every run: settings, seeds, final cost, divergence, and
                   paper_rmse, the RMS distance of its curve to the paper's (inside the axes)
@@ -57,7 +65,8 @@ METRICS = ["train_cost", "train_cost_full", "test_loss", "test_accuracy"]
 # Columns of the tidy table that are not settings of a member.
 NOT_SETTINGS = {
     "run", "member", "epoch", "wall_time_s", "status", "seed", "diverged_at_step", "label",
-    "curve", "setting", "current_stepsize", *METRICS, *(f"averaged_{m}" for m in METRICS[1:]),
+    "curve", "setting", "current_stepsize", "train_cost_subset", *METRICS,
+    *(f"averaged_{m}" for m in METRICS[1:]),
 }  # fmt: skip
 Records = list[tuple[Path, dict[str, Any]]]
 
@@ -70,6 +79,9 @@ def figure_spec(name: str) -> dict[str, Any]:
     spec: dict[str, Any] = OmegaConf.to_container(OmegaConf.load(path), resolve=True)  # type: ignore[assignment]
     spec.setdefault("compare", {})
     spec.setdefault("kind", "curves")
+    spec.setdefault("metric", "train_cost")
+    spec.setdefault("paper_left_out", [])
+    spec["x"].setdefault("offset", 1)
     spec["name"] = name
     paper = path.parent / f"paper_{spec['kind']}.csv"  # a figure of ours has none
     spec["paper"] = pd.read_csv(paper) if paper.is_file() else None
@@ -94,71 +106,86 @@ def with_settings(table: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
     return table
 
 
-def paper_rmse(curve: pd.DataFrame, paper: pd.DataFrame) -> float:
-    """RMS difference between our curve (x = epoch - 1) and the paper's points inside the axes."""
-    points = paper[(paper["outside_axes"] == 0) & (paper["x"] <= curve["x"].max())]
-    if points.empty or not np.isfinite(curve["train_cost"]).all():
+def paper_points(spec: dict[str, Any], name: str) -> pd.DataFrame:
+    """The paper's points of curve `name` that a distance uses: inside the axes, and not among
+    the figure's `paper_left_out`."""
+    paper = spec["paper"]
+    points = paper[(paper["curve"] == name) & (paper["outside_axes"] == 0)]
+    for left in spec["paper_left_out"]:
+        points = points[~((left["curve"] == name) & np.isclose(points["x"], left["x"]))]
+    return points
+
+
+def paper_rmse(curve: pd.DataFrame, points: pd.DataFrame, metric: str = "train_cost") -> float:
+    """RMS difference between our curve (at x) and the paper's `points` within our x range."""
+    points = points[points["x"] <= curve["x"].max()]
+    if points.empty or not np.isfinite(curve[metric]).all():
         return math.inf
-    ours = np.interp(points["x"], curve["x"], curve["train_cost"])
+    ours = np.interp(points["x"], curve["x"], curve[metric])
     return float(np.sqrt(np.mean((ours - points["y"].to_numpy()) ** 2)))
 
 
 def summarise(table: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
     """One row per setting: its settings, seeds, final cost and distance to the paper."""
     rows = []
+    metric = spec["metric"]
     settings = [c for c in table.columns if c not in NOT_SETTINGS]
     for setting, group in table.groupby("setting", sort=False):
         last = group[group["epoch"] == group["epoch"].max()]
-        diverged = last["diverged_at_step"].notna() | ~np.isfinite(last["train_cost"])
-        mean = group.groupby("epoch", as_index=False)["train_cost"].mean()
-        mean["x"] = mean["epoch"] - 1
-        paper = spec["paper"][spec["paper"]["curve"] == group["curve"].iloc[0]]
+        diverged = last["diverged_at_step"].notna() | ~np.isfinite(last[metric])
+        mean = group.groupby("epoch", as_index=False)[metric].mean().dropna()
+        mean["x"] = mean["epoch"] - spec["x"]["offset"]
+        points = paper_points(spec, group["curve"].iloc[0])
         first = group.iloc[0]
         rows.append({
             "curve": first["curve"], "label": first["label"],
             **{c: first[c] for c in settings},
             "seeds": group["seed"].nunique(), "epochs": int(group["epoch"].max()),
-            "final_cost": math.inf if diverged.any() else float(last["train_cost"].mean()),
+            "final_cost": math.inf if diverged.any() else float(last[metric].mean()),
             "diverged_seeds": int(diverged.sum()),
-            "paper_rmse": paper_rmse(mean, paper),
+            "paper_rmse": paper_rmse(mean, points, metric),
             "run": first["run"],
             "setting": setting,
         })  # fmt: skip
     return pd.DataFrame(rows)
 
 
-def mean_curve(table: pd.DataFrame, setting: str) -> pd.DataFrame:
+def mean_curve(table: pd.DataFrame, setting: str, spec: dict[str, Any]) -> pd.DataFrame:
+    metric = spec["metric"]
     rows = table[table["setting"] == setting]
     grouped = rows.groupby("epoch")
-    curve = grouped[METRICS].mean()
-    curve["train_cost_min"] = grouped["train_cost"].min()
-    curve["train_cost_max"] = grouped["train_cost"].max()
+    curve = grouped[[*METRICS, "wall_time_s"]].mean()
+    curve[f"{metric}_min"] = grouped[metric].min()
+    curve[f"{metric}_max"] = grouped[metric].max()
     curve["seeds"] = grouped["seed"].nunique()
     curve = curve.reset_index()
     curve.insert(0, "curve", rows["curve"].iloc[0])
-    curve["epoch"] = curve["epoch"] - 1  # the paper's x
-    columns = ["curve", "epoch", "train_cost", "train_cost_min", "train_cost_max", "seeds"]
-    return curve[columns + METRICS[1:]]
+    curve["epoch"] = curve["epoch"] - spec["x"]["offset"]  # the paper's x
+    columns = ["curve", "epoch", "train_cost", f"{metric}_min", f"{metric}_max", "seeds"]
+    columns += [m for m in METRICS[1:] if m not in columns]
+    return curve[[*dict.fromkeys(columns), "wall_time_s"]]
 
 
 def draw(spec: dict[str, Any], curves: dict[str, pd.DataFrame], extra: dict[str, pd.DataFrame],
-         path: Path, note: str = "") -> None:  # fmt: skip
+         path: Path, note: str = "", x: str = "epoch") -> None:  # fmt: skip
+    """Our curves (column `x` against the figure's metric) over the paper's."""
     fig, ax = plt.subplots(figsize=(5.6, 4.4), dpi=150)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    paper = spec["paper"]
+    paper, metric = spec["paper"], spec["metric"]
     for i, name in enumerate(spec["curves"].values()):
         colour = colours[i % len(colours)]
         if name in curves:
-            mine = curves[name]
-            ax.plot(mine["epoch"], mine["train_cost"], color=colour, lw=1.6, label=f"{name}")
+            mine = curves[name].dropna(subset=[metric])
+            ax.plot(mine[x], mine[metric], color=colour, lw=1.6, label=f"{name}")
             if mine["seeds"].max() > 1:
-                ax.fill_between(mine["epoch"], mine["train_cost_min"], mine["train_cost_max"],
+                ax.fill_between(mine[x], mine[f"{metric}_min"], mine[f"{metric}_max"],
                                 color=colour, alpha=0.25, lw=0)  # fmt: skip
         theirs = paper[paper["curve"] == name]
         ax.plot(theirs["x"], theirs["y"], color=colour, lw=1.1, ls="--", label=f"{name} (paper)")
     for j, (legend, mine) in enumerate(extra.items()):
         colour = colours[(len(spec["curves"]) + j) % len(colours)]
-        ax.plot(mine["epoch"], mine["train_cost"], color=colour, lw=1.4, ls=":", label=legend)
+        mine = mine.dropna(subset=[metric])
+        ax.plot(mine[x], mine[metric], color=colour, lw=1.4, ls=":", label=legend)
     ax.set_xlim(*spec["x"]["lim"])
     ax.set_ylim(*spec["y"]["lim"])
     ax.set_yscale(spec["y"].get("scale", "linear"))
@@ -252,14 +279,14 @@ def make_figure(name: str, runs: list[str], out: Path, note: str = "",
     grid = summarise(table, spec)
     in_figure = grid[grid["label"].isin(list(spec["curves"]))]
     best = in_figure.loc[in_figure.groupby("curve", sort=False)["final_cost"].idxmin()]
-    curves = {row["curve"]: mean_curve(table, row["setting"]) for _, row in best.iterrows()}
+    curves = {row["curve"]: mean_curve(table, row["setting"], spec) for _, row in best.iterrows()}
     extra = {}
     for label in spec["compare"]:
         candidates = grid[grid["label"] == label]
         if len(candidates):
             closest = candidates.loc[candidates["paper_rmse"].idxmin()]
             extra[f"{_describe(closest)} (closest to paper)"] = mean_curve(
-                table, closest["setting"]
+                table, closest["setting"], spec
             )
     out.mkdir(parents=True, exist_ok=True)
     settings_out = grid.drop(columns=["setting"]).dropna(axis=1, how="all")
@@ -270,9 +297,30 @@ def make_figure(name: str, runs: list[str], out: Path, note: str = "",
     pd.concat(curves.values()).to_csv(out / "curves.csv", index=False, float_format="%.6g")
     (out / "sources.json").write_text(json.dumps(sources(used, left_out), indent=1) + "\n")
     draw(spec, curves, extra, out / "figure.png", note)
+    if "walltime" in spec:
+        walltime_figure(spec, curves, out, note)
     if "steps" in spec:
         step_figure(spec, table, best, used, out, note)
     return best
+
+
+def walltime_figure(spec: dict[str, Any], curves: dict[str, pd.DataFrame], out: Path,
+                    note: str) -> None:  # fmt: skip
+    """The curves against wall-clock time, in units of the `unit` curve's mean time per pass
+    (the paper's "normalized walltime"); each curve's time is its own run's."""
+    wall = spec["walltime"]
+    unit_curve = curves.get(wall["unit"])
+    if unit_curve is None:
+        print(f"no {wall['unit']} curve: no wall-clock figure", file=sys.stderr)
+        return
+    last = unit_curve.iloc[-1]
+    unit = last["wall_time_s"] / (last["epoch"] + spec["x"]["offset"])
+    timed = {name: c.assign(walltime=c["wall_time_s"] / unit) for name, c in curves.items()}
+    paper = pd.read_csv(EXPERIMENTS / spec["name"] / "paper_curves_walltime.csv")
+    note = f"time unit: {wall['unit']}'s {unit:.1f} s per pass | {note}"
+    draw({**spec, "x": wall, "paper": paper}, timed, {}, out / "figure_walltime.png", note,
+         x="walltime")  # fmt: skip
+    pd.concat(timed.values()).to_csv(out / "curves_walltime.csv", index=False, float_format="%.6g")
 
 
 def step_figure(spec: dict[str, Any], table: pd.DataFrame, best: pd.DataFrame, used: Records,

@@ -86,15 +86,26 @@ class Results:
         return curves[curves["curve"] == name].sort_values("epoch")
 
     def value(self, folder: str, name: str, x: float) -> float:
-        """Our curve's training cost at the paper's x (NaN beyond the x range we ran)."""
+        """Our curve's cost (the figure's metric) at the paper's x (NaN beyond the x range we
+        ran)."""
         curve = self.curve(folder, name)
-        if curve is None or x > curve["epoch"].max() or x < curve["epoch"].min():
+        if curve is None:
             return math.nan
-        return float(np.interp(x, curve["epoch"], curve["train_cost"]))
+        metric = drawn_metric(folder)
+        curve = curve.dropna(subset=[metric])
+        if curve.empty or x > curve["epoch"].max() or x < curve["epoch"].min():
+            return math.nan
+        return float(np.interp(x, curve["epoch"], curve[metric]))
 
     def max_x(self, folder: str) -> float:
         curves = self.table(folder, "curves.csv")
         return float(curves["epoch"].max()) if curves is not None else math.nan
+
+
+def drawn_metric(folder: str) -> str:
+    """The column a figure draws (its figure.yaml `metric`; train_cost by default)."""
+    path = EXPERIMENTS / folder / "figure.yaml"
+    return str(OmegaConf.load(path).get("metric", "train_cost")) if path.is_file() else "train_cost"
 
 
 def paper_curves(folder: str) -> pd.DataFrame | None:
@@ -114,15 +125,19 @@ def paper_value(folder: str, name: str, x: float) -> float:
 
 def log_distance(results: Results, folder: str, name: str) -> float:
     """RMS of log10(ours) - log10(paper) over the paper's points inside its axes that lie in
-    the x range we ran."""
-    paper, ours = paper_curves(folder), results.curve(folder, name)
-    if paper is None or ours is None:
+    the x range we ran (less those the figure leaves out: `paper_left_out`)."""
+    from .plot import figure_spec, paper_points
+
+    ours = results.curve(folder, name)
+    if paper_curves(folder) is None or ours is None:
         return math.nan
-    points = paper[(paper["curve"] == name) & (paper["outside_axes"] == 0)
-                   & (paper["x"] <= ours["epoch"].max())]  # fmt: skip
-    if points.empty or not (ours["train_cost"] > 0).all():
+    metric = drawn_metric(folder)
+    ours = ours.dropna(subset=[metric])
+    points = paper_points(figure_spec(folder), name)
+    points = points[points["x"] <= ours["epoch"].max()]
+    if points.empty or not (ours[metric] > 0).all():
         return math.nan
-    mine = np.interp(points["x"], ours["epoch"], ours["train_cost"])
+    mine = np.interp(points["x"], ours["epoch"], ours[metric])
     return float(np.sqrt(np.mean((np.log10(mine) - np.log10(points["y"])) ** 2)))
 
 

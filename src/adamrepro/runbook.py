@@ -115,15 +115,12 @@ BY_NAME = {p.name: p for p in PROTOCOLS}
 
 
 def compose_run(protocol: Protocol, run: Run, data_root: str, extra: list[str], tiny: bool):
-    from hydra import compose, initialize_config_dir
-
-    from .train import CONFIG_DIR
+    from .train import compose_config
 
     overrides = [*run.overrides, f"data.root={data_root}", "trainer.progress=false",
                  f"experiment_name={protocol.name}"]  # fmt: skip
     overrides += [*(protocol.tiny if tiny else []), *extra]
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose("train", overrides=overrides)
+    return compose_config(overrides)
 
 
 def run_folder(runs: Path, protocol: Protocol, run: Run) -> Path:

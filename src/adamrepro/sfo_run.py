@@ -12,7 +12,9 @@ authors give), builds the experiment's model with one member in float64, and let
 (mean cost x size / n), so that they sum to the objective. After every pass (N steps) it
 records, like the training loop: train_cost (the mean of the subfunction costs evaluated
 during the pass, in mean-cost units), train_cost_full, test_loss and test_accuracy at the
-pass's end, the wall time, and SFO's own memory (its subspace basis and models).
+pass's end (and train_cost_subset with trainer.train_eval_subset), the wall time, and SFO's
+own memory (its subspace basis and models); a row of epoch 0 holds the costs before the first
+step.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from .errors import USER_ERRORS, ConfigError
 from .models import build_model
 from .optim.sfo import SFO
 from .records import FORMAT, environment, now, save_record
+from .train import DivergenceMonitor, evaluation, evaluation_subset
 
 
 def subfunction_batches(n: int, count: int, seed: int) -> list[torch.Tensor]:
@@ -89,17 +92,26 @@ def run_sfo(config: DictConfig | dict[str, Any], out_dir: Path) -> dict[str, Any
                                 "parameters": sum(p.numel() for p in params)},
     }  # fmt: skip
     eval_batch = int(cfg["trainer"]["eval_batch_size"])
+    subset = evaluation_subset(n, int(cfg["trainer"].get("train_eval_subset", 0)), seed,
+                               torch.device("cpu"))  # fmt: skip
+    watch = DivergenceMonitor(1, math.inf, torch.device("cpu"))  # nothing is frozen: SFO alone
     started = time.perf_counter()
 
     def evaluate() -> dict[str, float]:
-        model.eval()
-        full = model.evaluate(data.x_train, data.y_train, eval_batch)
-        test = model.evaluate(data.x_test, data.y_test, eval_batch)
-        model.train()
-        return {"train_cost_full": float(full["cost"][0]), "test_loss": float(test["loss"][0]),
-                "test_accuracy": float(test["accuracy"][0])}  # fmt: skip
+        columns = evaluation(model, data, eval_batch, watch, True, subset=subset)
+        return {name: values[0] for name, values in columns.items()}
 
-    record["initial"] = evaluate()  # x = 0 of a figure that draws the cost before training
+    # x = 0 of a figure that draws the cost before training (no minibatch cost yet)
+    record["curves"].append(
+        {
+            "member": 0,
+            "epoch": 0,
+            "train_cost": math.nan,
+            **evaluate(),
+            "current_stepsize": optimizer.step_scale,
+            "wall_time_s": 0.0,
+        }
+    )
     peak = 0
     try:
         for epoch in range(1, passes + 1):

@@ -40,21 +40,17 @@ STEPS = {"bowl": 500, "valley": 1000, "saddle": 600, "rosenbrock": 3000, "beale"
 
 # -- 1. the surfaces, through the training loop ----------------------------------------------
 def run_surfaces(runs: Path, out: Path, surfaces: list[str], steps_scale: float = 1.0) -> dict:
-    from hydra import compose, initialize_config_dir
-
     from .plot import make_figure
-    from .train import CONFIG_DIR, train
+    from .train import compose_config, train
 
     selected = {}
     for surface in surfaces:
         steps = max(2, int(STEPS[surface] * steps_scale))
         for optimizer in OPTIMIZERS:
-            with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-                config = compose("train", overrides=[
-                    "experiment=toy", f"optimizer={optimizer}", f"model.surface={surface}",
-                    f"data.steps={steps}", "trainer.progress=false",
-                    f"experiment_name=toy_{surface}",
-                ])  # fmt: skip
+            config = compose_config([
+                "experiment=toy", f"optimizer={optimizer}", f"model.surface={surface}",
+                f"data.steps={steps}", "trainer.progress=false", f"experiment_name=toy_{surface}",
+            ])  # fmt: skip
             train(config, runs / surface / optimizer)
         selected[surface] = make_figure(f"toy_{surface}", [str(runs / surface)], out / surface)
         print(f"{surface}: drew {out / surface / 'figure.png'}", file=sys.stderr, flush=True)

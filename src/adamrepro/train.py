@@ -241,6 +241,19 @@ class DivergenceMonitor:
 METRICS = ("train_cost_full", "test_loss", "test_accuracy")
 
 
+def evaluation_subset(n_train: int, examples: int, seed: int,
+                      device: torch.device) -> Tensor | None:  # fmt: skip
+    """The fixed training rows of trainer.train_eval_subset (None for 0): the first `examples`
+    of a permutation drawn from the run's seed."""
+    if examples > n_train:
+        raise ConfigError(f"trainer.train_eval_subset={examples} is more than the "
+                          f"{n_train:,} training rows")  # fmt: skip
+    if not examples:
+        return None
+    order = torch.randperm(n_train, generator=torch.Generator().manual_seed(seed))
+    return order[:examples].to(device)
+
+
 def evaluation(model: torch.nn.Module, data: Any, batch_size: int, monitor: DivergenceMonitor,
                due: bool, optimizer: Any = None,
                subset: Tensor | None = None) -> dict[str, list[float]]:  # fmt: skip
@@ -336,13 +349,8 @@ class Training:
             )
         self.order = MinibatchOrder(seeds, self.n_train, self.trainer.batch_size,
                                     fixed=self.trainer.minibatch_order == "fixed")  # fmt: skip
-        examples = self.trainer.train_eval_subset
-        if examples > self.n_train:
-            raise ConfigError(f"trainer.train_eval_subset={examples} is more than the "
-                              f"{self.n_train:,} training rows")  # fmt: skip
-        self.subset = None if not examples else torch.randperm(
-            self.n_train, generator=torch.Generator().manual_seed(settings.seed)
-        )[:examples].to(self.device)  # fmt: skip
+        self.subset = evaluation_subset(self.n_train, self.trainer.train_eval_subset,
+                                        settings.seed, self.device)  # fmt: skip
         self.monitor = DivergenceMonitor(len(self.members), self.trainer.divergence_factor,
                                          self.device)  # fmt: skip
         self.progress = Progress()
@@ -665,6 +673,21 @@ def _record_failure(cfg: dict[str, Any], out_dir: Path, error: Exception) -> Non
 
 # -- the command line -------------------------------------------------------------------------
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
+
+
+def compose_config(overrides: Sequence[str]) -> DictConfig:
+    """The project's config with command-line `overrides`, composed as `python -m
+    adamrepro.train` would compose it (for drivers that train several runs in one process);
+    an override Hydra cannot parse or apply is a one-line ConfigError."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            return compose("train", overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as error:
+        raise ConfigError(one_line(error)) from None
 
 
 class JobFailed(CompactHydraException):
