@@ -139,3 +139,26 @@ def test_build_model_knows_the_new_models(name, mnist_root):
     data = load_mnist(mnist_root, download=False, verify=False)
     model = build_model({"name": name, "hidden": [30] if name == "mlp" else 30}, data, [0])
     assert model.members == 1
+
+
+def test_a_gaussian_initialisation_has_the_stated_scale_and_follows_the_seeds():
+    from adamrepro.errors import ConfigError
+
+    net = MultilayerNetwork(400, 10, seeds=[0, 0, 1], hidden=[300, 200], input_dropout=0,
+                            hidden_dropout=0, init_std=1.6)  # fmt: skip
+    for layer in net.layers:
+        fan_in = layer.weight.shape[1]
+        assert layer.weight[0].std().item() == pytest.approx(1.6 / math.sqrt(fan_in), rel=0.05)
+        std_of_mean = 1.6 / math.sqrt(fan_in) / math.sqrt(layer.weight[0].numel())
+        assert abs(layer.weight[0].mean().item()) < 4 * std_of_mean
+        assert torch.equal(layer.weight[0], layer.weight[1])  # the same seed, the same start
+        assert not torch.equal(layer.weight[0], layer.weight[2])
+        assert not layer.bias.any()
+    again = MultilayerNetwork(400, 10, seeds=[1], hidden=[300, 200], init_std=1.6)
+    assert torch.equal(again.layers[1].weight[0], net.layers[1].weight[2])
+    zero = MultilayerNetwork(400, 10, seeds=[1], hidden=[300, 200], init_std=1.6,
+                             zero_output=True)  # fmt: skip
+    assert torch.equal(zero.layers[0].weight, again.layers[0].weight)
+    assert not zero.layers[-1].weight.any() and not zero.layers[-1].bias.any()
+    with pytest.raises(ConfigError, match="model.init_std must be a number > 0"):
+        MultilayerNetwork(400, 10, seeds=[0], init_std=-1.0)

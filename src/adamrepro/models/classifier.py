@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.sparse import SparseBatch
+from ..errors import ConfigError
 from .layers import Dropout, MemberConv2d, MemberLinear, per_member
 
 
@@ -122,21 +124,28 @@ class MultilayerNetwork(Classifier):
     """The multilayer network of section 6.2: in -> 1000 ReLU -> 1000 ReLU -> classes, with
     dropout on the input (`input_dropout`) and on each hidden layer (`hidden_dropout`) during
     training, each member drawing its own masks; 0 switches dropout off (Figure 2b).
-    `zero_output` starts the output layer's weights and biases at zero (the initial cost is
-    then log(classes) for every member)."""
+    Initialisation: torch's (uniform in +-1/sqrt(fan_in)) unless `init_std` = c is given:
+    then weights N(0, c^2 / fan_in) and biases 0 (c = 2 x 0.5 is the SFO authors' harness, whose
+    cost path halves weights drawn with c = 2). `zero_output` then starts the output layer's
+    weights and biases at zero (the initial cost is log(classes) for every member)."""
 
     def __init__(self, in_features: int, num_classes: int, seeds: Sequence[int],
                  hidden: Sequence[int] = (1000, 1000), input_dropout: float = 0.2,
                  hidden_dropout: float = 0.5, weight_decay: float = 0.0,
-                 zero_output: bool = False):  # fmt: skip
+                 init_std: float | None = None, zero_output: bool = False):  # fmt: skip
         super().__init__()
         sizes = [in_features, *hidden, num_classes]
         self.layers = nn.ModuleList(
             MemberLinear(n_in, n_out, seeds, salt=i)
             for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes))
         )
-        if zero_output:  # the output layer starts at zero (the SFO authors' harness)
-            with torch.no_grad():
+        with torch.no_grad():
+            if init_std is not None:
+                if not (isinstance(init_std, int | float) and 0 < init_std < math.inf):
+                    raise ConfigError(f"model.init_std must be a number > 0, got {init_std!r}")
+                for layer in self.layers:
+                    layer.normal_(init_std)
+            if zero_output:  # the output layer starts at zero
                 self.layers[-1].weight.zero_()
                 self.layers[-1].bias.zero_()
         self.input_dropout = Dropout(input_dropout)

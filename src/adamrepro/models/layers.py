@@ -52,10 +52,20 @@ class MemberLinear(nn.Module):
         gens = member_generators(seeds, salt)
         self.weight = member_uniform((in_features, out_features), in_features, gens)
         self.bias = member_uniform((out_features,), in_features, gens)
+        self.seeds, self.salt = [int(seed) for seed in seeds], salt
 
     @property
     def members(self) -> int:
         return self.weight.shape[0]
+
+    @torch.no_grad()
+    def normal_(self, std: float) -> None:
+        """Redraw: weights N(0, std^2 / in), biases 0, member k from its own generator (the
+        same seeds give the same numbers)."""
+        g, i, o = self.weight.shape
+        for k, gen in enumerate(member_generators(self.seeds, self.salt)):
+            self.weight[k] = torch.randn(i, o, generator=gen) * (std / math.sqrt(i))
+        self.bias.zero_()
 
     def forward(self, x: Tensor) -> Tensor:
         g, i, o = self.weight.shape
