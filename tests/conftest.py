@@ -211,3 +211,34 @@ def make_exact_subset(root: Path, written: dict[str, np.ndarray], train_rows: in
              test_data=written["x_test"][test_index].reshape(len(test_index), -1),
              test_labels=written["y_test"][test_index].astype(np.uint8))  # fmt: skip
     return path
+
+
+@pytest.fixture
+def drawn(monkeypatch) -> dict[str, list[list[tuple[str, np.ndarray, np.ndarray]]]]:
+    """The data of every figure saved while the test runs, read off its axes as matplotlib holds
+    it: {path: [per axes: [(label, x, y) per line]]}. Figures are checked through what they
+    draw, not through the size of a PNG."""
+    from matplotlib.figure import Figure
+
+    saved: dict[str, list[list[tuple[str, np.ndarray, np.ndarray]]]] = {}
+    original = Figure.savefig
+
+    def keep(self, fname, *args, **kwargs):
+        saved[str(fname)] = [
+            [(line.get_label(), np.asarray(line.get_xdata(), dtype=float),
+              np.asarray(line.get_ydata(), dtype=float)) for line in ax.get_lines()]
+            for ax in self.axes
+        ]  # fmt: skip
+        return original(self, fname, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    return saved
+
+
+def line(figure: list[list[tuple[str, np.ndarray, np.ndarray]]], label: str,
+         axes: int = 0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(x, y) of the line labelled `label` on a figure's axes `axes`, as `drawn` read it."""
+    found = [(x, y) for name, x, y in figure[axes] if name == label]
+    names = [name for name, *_ in figure[axes]]
+    assert len(found) == 1, f"{len(found)} lines labelled {label!r} among {names}"
+    return found[0]

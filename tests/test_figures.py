@@ -3,12 +3,14 @@ of `make reproduce-mlp` and `make reproduce-bias-correction`, small."""
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
-from adamrepro.plot import make_figure
+from adamrepro.plot import EXPERIMENTS, make_figure
 from adamrepro.train import train
-from conftest import hydra_config
+from conftest import hydra_config, line
 
 
 def run(mnist_root, out, *overrides: str) -> dict:
@@ -17,17 +19,37 @@ def run(mnist_root, out, *overrides: str) -> dict:
     return train(cfg, out)
 
 
-def test_figure_2a_and_2b_from_short_runs(mnist_root, tmp_path):
-    small = ["model.hidden=[40,40]", "trainer.epochs=2"]
+def selected_member_costs(record: dict, stepsize: float, column: str) -> list[float]:
+    """The column of the member with `stepsize`, epoch by epoch, straight from its record."""
+    k = [m["stepsize"] for m in record["members"]].index(stepsize)
+    return [r[column] for r in record["curves"] if r["member"] == k]
+
+
+def test_figure_2a_and_2b_from_short_runs(mnist_root, tmp_path, drawn):
+    small = ["model.hidden=[40,40]", "trainer.epochs=3"]
+    records = {}
     for optimizer in ("adagrad", "rmsprop", "nesterov", "adadelta", "adam"):
-        record = run(mnist_root, tmp_path / "dropout" / optimizer, "experiment=mnist_mlp",
-                     "sweep=fig2_mnist_mlp_cpu", f"optimizer={optimizer}", *small)  # fmt: skip
-        assert record["status"] == "completed" and len(record["members"]) == 2
+        records[optimizer] = run(mnist_root, tmp_path / "dropout" / optimizer,
+                                 "experiment=mnist_mlp", "sweep=fig2_mnist_mlp_cpu",
+                                 f"optimizer={optimizer}", *small)  # fmt: skip
+        assert records[optimizer]["status"] == "completed"
+        assert len(records[optimizer]["members"]) == 2
     best = make_figure("fig2a_mnist_mlp", [str(tmp_path / "dropout")], tmp_path / "fig2a")
     assert sorted(best["curve"]) == ["AdaDelta", "AdaGrad", "Adam", "RMSProp", "SGDNesterov"]
-    assert (tmp_path / "fig2a" / "figure.png").stat().st_size > 10_000
-    curves = pd.read_csv(tmp_path / "fig2a" / "curves.csv")
-    assert curves.groupby("curve")["epoch"].max().eq(1).all()  # passes 1, 2 drawn at x = 0, 1
+    figure = drawn[str(tmp_path / "fig2a" / "figure.png")]
+    paper = pd.read_csv(EXPERIMENTS / "fig2a_mnist_mlp" / "paper_curves.csv")
+    for optimizer, name in (("adam", "Adam"), ("adagrad", "AdaGrad"), ("rmsprop", "RMSProp")):
+        x, y = line(figure, name)
+        stepsize = best.set_index("curve").loc[name, "stepsize"]
+        # what is drawn: the selected member's mean minibatch cost, pass k+1 at x = k
+        assert x.tolist() == [0, 1, 2]
+        assert y.tolist() == pytest.approx(
+            selected_member_costs(records[optimizer], stepsize, "train_cost")
+        )
+        assert y[-1] < 0.8 * y[0]  # it learns: an optimizer that never updates stays flat
+        px, py = line(figure, f"{name} (paper)")
+        theirs = paper[paper["curve"] == name]
+        assert px.tolist() == theirs["x"].tolist() and py.tolist() == theirs["y"].tolist()
 
     record = run(mnist_root, tmp_path / "deterministic", "experiment=mnist_mlp_deterministic",
                  "sweep=fig2_mnist_mlp_deterministic", "optimizer=adam", *small)  # fmt: skip
@@ -35,11 +57,17 @@ def test_figure_2a_and_2b_from_short_runs(mnist_root, tmp_path):
     assert len(record["members"]) == 5
     best = make_figure("fig2b_mnist_mlp_deterministic", [str(tmp_path / "deterministic")],
                        tmp_path / "fig2b")  # fmt: skip
-    assert best["curve"].tolist() == ["Adam"]  # SFO: the paper's curve only
-    assert (tmp_path / "fig2b" / "figure.png").stat().st_size > 10_000
+    assert best["curve"].tolist() == ["Adam"]  # no SFO run here: the paper's curve only
+    x, y = line(drawn[str(tmp_path / "fig2b" / "figure.png")], "Adam")
+    stepsize = best["stepsize"].iloc[0]
+    ours = selected_member_costs(record, stepsize, "train_cost_full")
+    epochs = sorted({r["epoch"] for r in record["curves"]})
+    assert x.tolist() == epochs  # x = k: the full-set cost after k passes (0: before training)
+    assert y.tolist() == pytest.approx(ours)
+    assert y[-1] < y[0]
 
 
-def test_figure_4_from_a_short_run_of_the_whole_grid(mnist_root, tmp_path):
+def test_figure_4_from_a_short_run_of_the_whole_grid(mnist_root, tmp_path, drawn):
     for bias_correction in ("true", "false"):
         record = run(
             mnist_root,
@@ -54,6 +82,10 @@ def test_figure_4_from_a_short_run_of_the_whole_grid(mnist_root, tmp_path):
         assert len(record["members"]) == 54
         evaluated = [r for r in record["curves"] if r["train_cost_full"] == r["train_cost_full"]]
         assert {r["epoch"] for r in evaluated} == {2}  # eval_every 10: only the last epoch
+        costs = pd.DataFrame(record["curves"]).pivot(index="member", columns="epoch",
+                                                      values="train_cost").dropna()  # fmt: skip
+        assert (costs[2] < costs[1]).mean() > 0.8  # most members learn (not all are stable)
+        assert (costs[2] / costs[1]).min() < 0.9  # the fast ones by more than 10%
     out = tmp_path / "fig4"
     comparison = make_figure("fig4_vae_bias_correction", [str(tmp_path / "runs")], out)
     markers = pd.read_csv(out / "markers.csv")
@@ -64,7 +96,18 @@ def test_figure_4_from_a_short_run_of_the_whole_grid(mnist_root, tmp_path):
     assert len(comparison) == 72 and comparison["paper_loss"].notna().sum() > 20
     # an untrained-for-long VAE sits far above the chart: drawn off it, not dropped
     assert markers["off_chart"].all()
-    assert (out / "figure.png").stat().st_size > 20_000
+    record_cost = {(m["stepsize"], m["beta1"], m["beta2"], m["bias_correction"]): row["train_cost"]
+                   for bc in ("true", "false")
+                   for rec in [json.loads((tmp_path / "runs" / bc / "record.json").read_text())]
+                   for row in rec["curves"] if row["epoch"] == 2
+                   for m in [rec["members"][row["member"]]]}  # fmt: skip
+    for r in markers.itertuples():  # each marker is its member's mean cost over epoch 2
+        key = (r.stepsize, r.beta1, r.beta2, r.bias_correction)
+        assert r.loss == pytest.approx(record_cost[key], rel=1e-5, nan_ok=True)
+    figure = drawn[str(out / "figure.png")]
+    off = [(x, y) for panel in figure for name, x, y in panel if len(y) and (y == y.max()).all()
+           and name.startswith("_")]  # fmt: skip
+    assert sum(len(x) for x, _ in off) >= 108  # every member drawn, at the chart's top edge
 
 
 def test_a_run_longer_than_a_block_reads_that_blocks_epoch(mnist_root, tmp_path):

@@ -81,7 +81,7 @@ def figure_spec(name: str) -> dict[str, Any]:
     spec.setdefault("kind", "curves")
     spec.setdefault("metric", "train_cost")
     spec.setdefault("paper_left_out", [])
-    spec["x"].setdefault("offset", 1)
+    spec.setdefault("x", {}).setdefault("offset", 1)
     spec["name"] = name
     paper = path.parent / f"paper_{spec['kind']}.csv"  # a figure of ours has none
     spec["paper"] = pd.read_csv(paper) if paper.is_file() else None
