@@ -47,11 +47,16 @@ SMALL_ARGS ?=
 # The GPU runbook: the long protocols in pieces of GPU_MINUTES (docs/gpu.md).
 GPU_MINUTES ?= 9
 GPU_ARGS ?=
+# Figure 2 (b)'s protocol study: STUDY_ARGS="--only harness init_2.54" runs some variants.
+STUDY_ARGS ?=
+# `make mutation`: MUTANTS="adamrepro.optim*" tests a part (mutmut's name patterns).
+MUTANTS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help venv test lint bench reproduce-mnist reproduce-imdb imdb-nodecay study-fig1-decay \
   reproduce-mlp reproduce-mlp-cpu reproduce-bias-correction reproduce-bias-correction-cpu \
-  reproduce-cifar reproduce-cifar-cpu time-cifar trajectories report reproduce-gpu figures-gpu plan-gpu clean
+  reproduce-cifar reproduce-cifar-cpu time-cifar trajectories report reproduce-gpu figures-gpu plan-gpu \
+  study-fig2b mutation clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-31s %s\n", $$1, $$2}'
@@ -172,6 +177,14 @@ study-fig1-decay: venv ## Figure 1 (left): which stepsize decay lands on the pap
 	  $(OVERRIDES) hydra.sweep.dir=$(RUNS)/fig1_decay_study
 	$(PY) -m adamrepro.plot fig1_mnist_logreg --runs $(RUNS)/fig1_decay_study \
 	  --out $(RESULTS)/fig1_mnist_logreg/decay_study --note "decay study: best of each decay"
+
+study-fig2b: venv ## Figure 2 (b): which protocol lands on the paper's Adam curve (variants x 3 stepsizes, 30 min each on a CPU)
+	$(PY) -m adamrepro.fig2b_study --data-root $(DATA_ROOT) --runs $(RUNS)/fig2b_study \
+	  --out $(RESULTS)/fig2b_mnist_mlp_deterministic/study $(STUDY_ARGS)
+
+mutation: venv ## mutation testing (mutmut) of optim/, train.py, data/, models/, plot.py; score and survivors in docs/mutation.md (hours)
+	$(VENV)/bin/mutmut run $(MUTANTS)
+	$(PY) scripts/mutation_report.py --out docs/mutation.md
 
 report: venv ## results/REPORT.md and the README's status table, from the committed results (seconds)
 	$(PY) -m adamrepro.report --results $(RESULTS) --readme README.md

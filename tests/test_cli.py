@@ -246,3 +246,35 @@ def test_a_signal_handler_that_was_there_runs_after_the_checkpoint(mnist_root, t
     assert exit_.value.code == 144 and seen == [True]
     assert read_record(tmp_path / "run")["status"] == "interrupted"
     assert outcome(train(config, tmp_path / "run")) == outcome(straight)
+
+
+def test_a_run_with_dropout_repeats_exactly_in_a_new_process_and_another_seed_differs(
+        mnist_root, tmp_path):  # fmt: skip
+    """Dropout masks come from torch's generator, seeded by the run: the same command in two
+    processes gives the same record; seed=1 gives another."""
+
+    def run(name: str, *extra: str) -> list[dict]:
+        done = cli("experiment=mnist_mlp", f"data.root={mnist_root}", "data.download=false",
+                   *TINY, "trainer.epochs=2", "trainer.batch_size=64", "model.hidden=[16,16]",
+                   "optimizer=adam", *extra, f"hydra.run.dir={tmp_path / name}",
+                   cwd=tmp_path)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return [{k: r[k] for k in ("epoch", "train_cost", "train_cost_full", "test_loss")}
+                for r in read_record(tmp_path / name)["curves"]]  # fmt: skip
+
+    first, again, other = run("a"), run("b"), run("c", "seed=1")
+    assert first == again
+    assert [r["train_cost"] for r in first] != [r["train_cost"] for r in other]
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="the probe test runs on CUDA")
+def test_ci_fails_a_session_in_which_every_test_skipped():
+    probe = "tests/test_train.py::test_a_training_step_on_cuda_never_waits_for_the_host"  # skips
+    for required, status in (("0", 0), ("1", 1)):
+        env = {**__import__("os").environ, "ADAMREPRO_REQUIRE_PASSED": required}
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                               probe], cwd=REPO, capture_output=True, text=True, timeout=120,
+                              env=env)  # fmt: skip
+        assert done.returncode == status, done.stdout
+    assert "no test passed" in done.stdout
+    assert "ADAMREPRO_REQUIRE_PASSED=1 make test" in (REPO / ".ci" / "run").read_text()

@@ -116,6 +116,23 @@ def test_a_run_killed_at_any_step_resumes_to_the_same_curves(reference, tmp_path
     assert len(record["pieces"]) == pieces
 
 
+def test_a_hard_kill_leaves_a_record_with_the_finished_epochs(reference, tmp_path):
+    """SIGKILL in the second epoch (10 steps a pass): no handler runs, yet the record saved at
+    the end of the first epoch is on disk, parseable, with that epoch's rows as the
+    uninterrupted run has them."""
+    root, expected = reference
+    out = tmp_path / "run"
+    done = run_process(population_config(root), out, tmp_path, "SIGKILL:15")
+    assert done.returncode == -signal.SIGKILL
+    record = read_record(out)
+    assert record is not None and record["status"] == "running"
+    first = [r for r in expected["curves"] if r["epoch"] == 1]
+    drop = ("wall_time_s",)
+    assert json.dumps(
+        [{k: v for k, v in r.items() if k not in drop} for r in record["curves"]]
+    ) == json.dumps([{k: v for k, v in r.items() if k not in drop} for r in first])
+
+
 @pytest.mark.parametrize("name,status", [("SIGTERM", 143), ("SIGINT", -signal.SIGINT)])
 def test_a_signal_checkpoints_between_two_steps_and_the_run_continues(reference, tmp_path, name,
                                                                      status):  # fmt: skip

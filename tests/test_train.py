@@ -437,3 +437,42 @@ def test_the_subset_cost_is_the_cost_on_fixed_training_rows(mnist_root, tmp_path
     assert [r["train_cost_full"] for r in some["curves"]] == [
         r["train_cost_full"] for r in record["curves"]
     ]  # evaluating a subset changes nothing else
+
+
+def test_test_metrics_are_measured_on_the_test_set(tmp_path):
+    """A test set whose labels are the training labels shifted by one class: a model that
+    learns the training set must be wrong on it, so test accuracy near 0 and a test loss far
+    above the training cost (computed on the training rows, both would look trained)."""
+    from adamrepro.data.mnist import read_idx
+    from conftest import make_mnist, write_idx
+
+    root = make_mnist(tmp_path / "shifted", compress=False)
+    labels = read_idx((root / "t10k-labels-idx1-ubyte").read_bytes())
+    write_idx(root / "t10k-labels-idx1-ubyte", (labels + 1) % 10)
+    record = train(tiny(root, "trainer.epochs=3", "optimizer=adam", "optimizer.stepsize=1e-2"),
+                   tmp_path / "run")  # fmt: skip
+    last = record["curves"][-1]
+    assert last["train_cost_full"] < 0.3
+    assert last["test_accuracy"] < 0.05
+    assert last["test_loss"] > 10 * last["train_cost_full"]
+
+
+def test_the_l2_penalty_adds_exactly_half_lambda_times_the_squared_weights(mnist_root, tmp_path):
+    """Before any step the cost with L2 lambda minus the cost without it is
+    lambda / 2 * sum of the squared weights (biases excluded), per member."""
+    from adamrepro.data import load_mnist
+
+    lam = 1e-2
+    common = ("trainer.evaluate_initial=true", "trainer.epochs=1", "+grid.stepsize=[1e-3,1e-2]")
+    with_l2 = train(mlp_tiny(mnist_root, *common, f"model.weight_decay={lam}"), tmp_path / "l2")
+    without = train(mlp_tiny(mnist_root, *common, "model.weight_decay=0"), tmp_path / "none")
+    data = load_mnist(mnist_root, download=False, verify=False)
+    model = build_model(mlp_tiny(mnist_root).model, data, seeds=[0, 0])
+    squares = sum(p.detach().double().pow(2).flatten(1).sum(1)
+                  for name, p in model.named_parameters() if name.endswith("weight"))  # fmt: skip
+    for member in (0, 1):
+        first = [r for r in with_l2["curves"] if r["epoch"] == 0 and r["member"] == member][0]
+        base = [r for r in without["curves"] if r["epoch"] == 0 and r["member"] == member][0]
+        difference = first["train_cost_full"] - base["train_cost_full"]
+        assert difference == pytest.approx(lam / 2 * squares[member].item(), rel=1e-4)
+        assert first["test_loss"] == pytest.approx(base["test_loss"], rel=1e-6)  # loss: no L2

@@ -1,0 +1,112 @@
+"""The mutation score of the places whose mistakes change a figure, from mutmut's results.
+
+    python scripts/mutation_report.py [--mutants mutants]
+        [--equivalent docs/mutation_equivalent.txt] [--out docs/mutation.md]
+
+Reads every `mutants/**/*.py.meta` that `mutmut run` leaves (one exit code per mutant: 1 the
+tests failed, the mutant is killed; 0 they passed, it survived; 33 no test reaches it; 36 it ran
+past its time limit, counted as killed, as mutmut does), groups the mutants by place
+(optim/, train.py, data/, models/, plot.py) and writes per place: mutants, killed, survived,
+equivalent, not tested, and the score killed / (mutants - equivalent - not tested). A mutant
+named in the equivalents file (`<mutant name>  <reason>` per line) changes no behaviour that a
+figure can show and is left out of the score, with its reason printed. Survivors are listed by
+name, so `mutmut show <name>` prints each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+PLACES = {
+    "adamrepro.optim": "optim/",
+    "adamrepro.train": "train.py",
+    "adamrepro.data": "data/",
+    "adamrepro.models": "models/",
+    "adamrepro.plot": "plot.py",
+}
+KILLED = {1, 3, 36, -9, -11, -24, 152}  # a failing test, a crash or a timeout
+SURVIVED = {0, 5}
+NOT_TESTED = {33, 34}
+TARGET = 0.85
+
+
+def place(name: str) -> str | None:
+    return next((label for prefix, label in PLACES.items() if name.startswith(prefix)), None)
+
+
+def read_results(mutants: Path) -> dict[str, int | None]:
+    results: dict[str, int | None] = {}
+    for meta in sorted(mutants.rglob("*.py.meta")):
+        results.update(json.loads(meta.read_text()).get("exit_code_by_key", {}))
+    return results
+
+
+def read_equivalents(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    rows = (line.split(maxsplit=1) for line in path.read_text().splitlines())
+    return {row[0]: row[1] if len(row) > 1 else "" for row in rows if row and row[0][0] != "#"}
+
+
+def report(results: dict[str, int | None], equivalents: dict[str, str]) -> tuple[str, bool]:
+    counts: dict[str, Counter] = {label: Counter() for label in PLACES.values()}
+    survivors: dict[str, list[str]] = {label: [] for label in PLACES.values()}
+    for name, code in sorted(results.items()):
+        label = place(name)
+        if label is None:
+            continue
+        c = counts[label]
+        c["mutants"] += 1
+        if name in equivalents:
+            c["equivalent"] += 1
+        elif code in KILLED:
+            c["killed"] += 1
+        elif code in SURVIVED:
+            c["survived"] += 1
+            survivors[label].append(name)
+        elif code in NOT_TESTED:
+            c["not tested"] += 1
+        else:
+            c["not run"] += 1
+    lines = ["| place | mutants | killed | survived | equivalent | not tested | not run | score |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    reached = True
+    for label, c in counts.items():
+        decided = c["killed"] + c["survived"]
+        score = c["killed"] / decided if decided else float("nan")
+        reached &= bool(decided) and score >= TARGET and not c["not run"]
+        lines.append(f"| {label} | {c['mutants']} | {c['killed']} | {c['survived']} | "
+                     f"{c['equivalent']} | {c['not tested']} | {c['not run']} | "
+                     f"{score:.1%} |")  # fmt: skip
+    lines += ["", "## Survivors (`mutmut show <name>` prints each)", ""]
+    for label, names in survivors.items():
+        lines += [f"- {label}: {len(names)}"] + [f"  - `{n}`" for n in names]
+    lines += ["", "## Equivalent mutants (left out of the score)", ""]
+    lines += [f"- `{n}`: {reason}" for n, reason in sorted(equivalents.items())] or ["none"]
+    return "\n".join(lines) + "\n", reached
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mutants", type=Path, default=Path("mutants"))
+    parser.add_argument("--equivalent", type=Path, default=Path("docs/mutation_equivalent.txt"))
+    parser.add_argument("--out", type=Path, default=Path("docs/mutation.md"))
+    parser.add_argument("--command", default="make mutation")
+    args = parser.parse_args(argv)
+    results = read_results(args.mutants)
+    if not results:
+        raise SystemExit(f"no mutmut results under {args.mutants}/: run `mutmut run` first")
+    table, reached = report(results, read_equivalents(args.equivalent))
+    verdict = "reached" if reached else "NOT reached"
+    head = (f"# Mutation testing\n\nMade by `{args.command}` (mutmut, {len(results)} mutants "
+            f"in all). Target: at least {TARGET:.0%} of the non-equivalent mutants killed in "
+            f"each place: **{verdict}**.\n\n")  # fmt: skip
+    args.out.write_text(head + table)
+    print(f"wrote {args.out}: target {verdict}")
+
+
+if __name__ == "__main__":
+    main()
