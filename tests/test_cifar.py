@@ -14,7 +14,7 @@ from adamrepro.errors import DataError
 from adamrepro.models import ConvolutionalNetwork
 from adamrepro.plot import make_figure
 from adamrepro.train import train
-from conftest import hydra_config, make_cifar
+from conftest import line, hydra_config, make_cifar
 
 
 def test_the_loader_reads_the_pickle_batches(cifar_root):
@@ -125,25 +125,32 @@ def test_dropout_is_a_switch_and_acts_in_training_only():
     assert torch.equal(noisy(x), plain.eval()(x))
 
 
-def test_a_two_epoch_run_draws_both_panels(tmp_path):
+def test_a_two_epoch_run_draws_both_panels(tmp_path, drawn):
     root = make_cifar(tmp_path / "data", per_batch=26)
     runs, out = tmp_path / "runs", tmp_path / "fig3"
     common = [f"data.root={root}", "data.verify=false", "data.download=false",
               "data.whitening=standardize", "trainer.epochs=2",
               "trainer.batch_size=32", "model.channels=[8,8,16]", "model.hidden=32",
               "trainer.moment_stats_every=2"]  # fmt: skip
+    records = {}
     for optimizer, label, dropout in (("adam", "Adam", "false"), ("adam", "Adam+dropout", "true"),
                                       ("nesterov", "SGDNesterov", "false")):  # fmt: skip
         cfg = hydra_config("experiment=cifar_cnn", "sweep=fig3_cifar10_cnn",
                            f"optimizer={optimizer}", f"optimizer.label={label}",
                            f"model.dropout={dropout}", *common)  # fmt: skip
-        record = train(cfg, runs / label)
+        record = records[label] = train(cfg, runs / label)
         assert len(record["members"]) == 4  # the curve's stepsize grid
         assert len(record["step_costs"]["cost"]) == 10  # 5 steps per pass, both passes logged
     best = make_figure("fig3_cifar10_cnn", [str(runs)], out)
     assert sorted(best["curve"]) == ["Adam", "Adam+dropout", "SGDNesterov"]
-    assert (out / "figure.png").stat().st_size > 10_000
-    assert (out / "figure_first_epochs.png").stat().st_size > 10_000
+    figure = drawn[str(out / "figure.png")]
+    for label in best["curve"]:  # what is drawn: the selected member's cost, pass by pass
+        k = [m["stepsize"] for m in records[label]["members"]].index(
+            best.set_index("curve").loc[label, "stepsize"])
+        x, y = line(figure, label)
+        costs = [r["train_cost"] for r in records[label]["curves"] if r["member"] == k]
+        assert y.tolist() == pytest.approx(costs) and len(x) == 2
+    assert str(out / "figure_first_epochs.png") in drawn
     steps = pd.read_csv(out / "steps.csv")
     assert set(steps["curve"]) == {"Adam", "Adam+dropout", "SGDNesterov"}
     assert steps.groupby("curve")["step"].max().tolist() == [10, 10, 10]

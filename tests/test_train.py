@@ -12,7 +12,7 @@ import torch
 from adamrepro.errors import ConfigError
 from adamrepro.models import build_model
 from adamrepro.train import population, stack_settings, train
-from conftest import REPO, cli, hydra_config
+from conftest import REPO, cli, hydra_config, line
 
 
 def config(*overrides: str):
@@ -181,7 +181,7 @@ def test_unknown_optimizer_choice_is_reported_by_hydra_without_traceback(tmp_pat
     assert "Could not find 'optimizer/adamw'" in done.stderr
 
 
-def test_a_hydra_sweep_and_the_figure_from_it(mnist_root, tmp_path):
+def test_a_hydra_sweep_and_the_figure_from_it(mnist_root, tmp_path, drawn):
     done = cli(
         "-m",
         "experiment=mnist_logreg",
@@ -196,34 +196,21 @@ def test_a_hydra_sweep_and_the_figure_from_it(mnist_root, tmp_path):
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
-    assert len(list((tmp_path / "sweep").rglob("record.json"))) == 6
-    plot = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "adamrepro.plot",
-            "fig1_mnist_logreg",
-            "--runs",
-            str(tmp_path / "sweep"),
-            "--out",
-            str(tmp_path / "res"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-    )
-    assert plot.returncode == 0, plot.stderr
-    import pandas as pd
+    records = [json.loads(p.read_text()) for p in (tmp_path / "sweep").rglob("record.json")]
+    assert len(records) == 6
+    from adamrepro.plot import make_figure
 
-    curves = pd.read_csv(tmp_path / "res" / "curves.csv")
-    assert set(curves["curve"]) == {"Adam", "AdaGrad", "SGDNesterov"}
-    assert curves["epoch"].tolist()[:2] == [0, 1]
-    grid = pd.read_csv(tmp_path / "res" / "grid.csv")
-    selected = pd.read_csv(tmp_path / "res" / "selected.csv")
-    for _, row in selected.iterrows():  # the selected setting is the grid's best
-        assert row["final_cost"] == grid[grid["curve"] == row["curve"]]["final_cost"].min()
-    assert (tmp_path / "res" / "figure.png").stat().st_size > 10_000
+    selected = make_figure("fig1_mnist_logreg", [str(tmp_path / "sweep")], tmp_path / "res")
+    assert set(selected["curve"]) == {"Adam", "AdaGrad", "SGDNesterov"}
+    figure = drawn[str(tmp_path / "res" / "figure.png")]
+    for _, row in selected.iterrows():
+        same = [r for r in records if r["members"][0]["label"] == row["curve"]]
+        finals = {r["members"][0]["stepsize"]: r["curves"][-1]["train_cost"] for r in same}
+        assert row["stepsize"] == min(finals, key=finals.get)  # the best final cost
+        best = next(r for r in same if r["members"][0]["stepsize"] == row["stepsize"])
+        x, y = line(figure, row["curve"])  # what is drawn: that run's cost, pass by pass
+        assert x.tolist() == [0, 1]
+        assert y.tolist() == pytest.approx([r["train_cost"] for r in best["curves"]])
 
 
 def _member_costs(record, k):
