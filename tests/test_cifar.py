@@ -14,7 +14,7 @@ from adamrepro.errors import DataError
 from adamrepro.models import ConvolutionalNetwork
 from adamrepro.plot import make_figure
 from adamrepro.train import train
-from conftest import line, hydra_config, make_cifar
+from conftest import hydra_config, line, make_cifar
 
 
 def test_the_loader_reads_the_pickle_batches(cifar_root):
@@ -146,7 +146,8 @@ def test_a_two_epoch_run_draws_both_panels(tmp_path, drawn):
     figure = drawn[str(out / "figure.png")]
     for label in best["curve"]:  # what is drawn: the selected member's cost, pass by pass
         k = [m["stepsize"] for m in records[label]["members"]].index(
-            best.set_index("curve").loc[label, "stepsize"])
+            best.set_index("curve").loc[label, "stepsize"]
+        )
         x, y = line(figure, label)
         costs = [r["train_cost"] for r in records[label]["curves"] if r["member"] == k]
         assert y.tolist() == pytest.approx(costs) and len(x) == 2
@@ -191,3 +192,25 @@ def test_a_failed_download_is_one_line(tmp_path, monkeypatch):
     message = str(error.value)
     assert message.startswith(f"could not download CIFAR-10 into {tmp_path} (<urlopen error")
     assert "\n" not in message and "cifar-10-batches-py/" in message
+
+
+def test_a_pickle_row_is_red_then_green_then_blue_each_row_major(tmp_path):
+    """CIFAR-10's layout (its web page): each row is 1024 red values, then 1024 green, then
+    1024 blue, each channel's 32x32 image row by row. A row written that way must load as
+    channel c, pixel (i, j) = value [1024 c + 32 i + j]."""
+    import pickle
+
+    from adamrepro.data.cifar import load_cifar10
+
+    root = make_cifar(tmp_path / "data", per_batch=2)
+    folder = root / "cifar-10-batches-py"
+    index = np.arange(3072)
+    row = ((index // 1024) * 80 + (index % 1024) % 61).astype(np.uint8)  # channel and position
+    batch = pickle.loads((folder / "test_batch").read_bytes(), encoding="bytes")
+    batch[b"data"] = np.stack([row, row[::-1]])
+    (folder / "test_batch").write_bytes(pickle.dumps(batch, protocol=2))
+    data = load_cifar10(root, download=False, verify=False, whitening="none")
+    image = (data.x_test[0] * 255).round().to(torch.uint8).numpy()
+    for c in range(3):
+        for i, j in ((0, 0), (0, 31), (1, 0), (17, 5), (31, 31)):
+            assert image[c, i, j] == row[1024 * c + 32 * i + j], (c, i, j)

@@ -99,3 +99,19 @@ def test_images_and_labels_must_agree(tmp_path: Path):
     write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(9, dtype=np.uint8), compress=True)
     with pytest.raises(DataError, match=r"MNIST train set: images of shape \(10, 28, 28\) but "):
         load_mnist(tmp_path, download=False, verify=False)
+
+
+def test_binarised_mnist_is_one_where_the_grey_level_is_at_least_half(tmp_path: Path):
+    """`binarize`: pixel / 255 >= 0.5 -> 1, else 0 (the same images and labels otherwise)."""
+    from adamrepro.data.mnist import load_mnist
+
+    root = make_mnist(tmp_path / "m", n_train=4, n_test=4, compress=False)
+    levels = np.array([0, 1, 100, 127, 128, 200, 254, 255], dtype=np.uint8)
+    images = np.resize(levels, (4, 28, 28)).astype(np.uint8)
+    write_idx(root / "train-images-idx3-ubyte", images)
+    grey = load_mnist(root, download=False, verify=False)
+    binary = load_mnist(root, download=False, verify=False, binarize=True)
+    expected = torch.from_numpy((images.reshape(4, -1) >= 128).astype(np.float32))
+    assert torch.equal(binary.x_train, expected)
+    assert torch.equal(grey.x_train, torch.from_numpy(images.reshape(4, -1) / 255.0).float())
+    assert torch.equal(binary.y_train, grey.y_train)

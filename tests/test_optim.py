@@ -210,15 +210,39 @@ def test_adamax_algorithm_2_by_hand_without_eps():
     assert ours[1][1] == 0.0  # a coordinate that never had a gradient does not move (no 0/0)
 
 
-def test_temporal_averaging_by_hand():
+@pytest.mark.parametrize("inside", [False, True])
+def test_rmsprop_by_hand_with_eps_outside_or_inside_the_root(inside):
+    """d_t = g_t / (sqrt(v_t) + eps), or g_t / sqrt(v_t + eps) with eps_inside_sqrt: with a
+    large eps the two differ by far more than rounding."""
+    a, b2, eps = 0.1, 0.9, 0.25
+    grads = [[0.5, -2.0], [1.5, 0.0], [-1.0, 3.0]]
+    ours, _, _ = _scalar_run(RMSProp, grads, stepsize=a, beta2=b2, eps=eps,
+                             eps_inside_sqrt=inside)  # fmt: skip
+    theta, v = [0.0, 0.0], [0.0, 0.0]
+    for t, g in enumerate(grads, start=1):
+        for i in range(2):
+            v[i] = b2 * v[i] + (1 - b2) * g[i] ** 2
+            root = math.sqrt(v[i] + eps) if inside else math.sqrt(v[i]) + eps
+            theta[i] -= a * g[i] / root
+        assert ours[t - 1] == pytest.approx(theta, abs=1e-12)
+
+
+@pytest.mark.parametrize("cls", [Adam, AdaMax])
+@pytest.mark.parametrize("averaging_beta", [None, 0.5])
+def test_temporal_averaging_by_hand(cls, averaging_beta):
+    """Section 7.2 for Adam and AdaMax: thetabar_t = beta thetabar_{t-1} + (1 - beta) theta_t,
+    read as thetabar_t / (1 - beta^t); beta = beta2 unless averaging_beta is given."""
     a, b2 = 0.1, 0.9
+    beta = b2 if averaging_beta is None else averaging_beta
     grads = [[1.0], [-1.0], [2.0]]
-    ours, opt, x = _scalar_run(Adam, grads, stepsize=a, beta2=b2, averaging=True)
+    ours, opt, x = _scalar_run(cls, grads, stepsize=a, beta2=b2, averaging=True,
+                               averaging_beta=averaging_beta)  # fmt: skip
     avg = 0.0
     for theta in ours:
-        avg = b2 * avg + (1 - b2) * theta[0]
+        avg = beta * avg + (1 - beta) * theta[0]
     with opt.averaged_parameters():
-        assert x.item() == pytest.approx(avg / (1 - b2**3), abs=1e-14)
+        assert x.item() == pytest.approx(avg / (1 - beta**3), abs=1e-14)
+        assert x.item() != pytest.approx(ours[-1][0], abs=1e-3)  # an average, not theta_t
     assert x.item() == pytest.approx(ours[-1][0], abs=0)
 
 

@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +10,7 @@ import torch
 from adamrepro.errors import ConfigError
 from adamrepro.models import build_model
 from adamrepro.train import population, stack_settings, train
-from conftest import REPO, cli, hydra_config, line
+from conftest import cli, hydra_config, line
 
 
 def config(*overrides: str):
