@@ -56,7 +56,7 @@ MUTANTS ?=
 .PHONY: help venv test lint bench reproduce-mnist reproduce-imdb imdb-nodecay study-fig1-decay \
   reproduce-mlp reproduce-mlp-cpu reproduce-bias-correction reproduce-bias-correction-cpu \
   reproduce-cifar reproduce-cifar-cpu time-cifar trajectories report reproduce-gpu figures-gpu plan-gpu \
-  study-fig2b mutation clean
+  study-fig2b mutation breaks clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-31s %s\n", $$1, $$2}'
@@ -185,6 +185,9 @@ study-fig2b: venv ## Figure 2 (b): which protocol lands on the paper's Adam curv
 mutation: venv ## mutation testing (mutmut) of optim/, train.py, data/, models/, plot.py; score and survivors in docs/mutation.md (hours)
 	$(VENV)/bin/mutmut run $(MUTANTS)
 	$(PY) scripts/mutation_report.py --out docs/mutation.md
+
+breaks: venv ## the deliberate breaks of issue 17, each alone on a clone: every one must fail a test (docs/breaks.md, 20 min)
+	$(PY) scripts/check_breaks.py --out docs/breaks.md
 
 report: venv ## results/REPORT.md and the README's status table, from the committed results (seconds)
 	$(PY) -m adamrepro.report --results $(RESULTS) --readme README.md
