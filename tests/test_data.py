@@ -115,3 +115,17 @@ def test_binarised_mnist_is_one_where_the_grey_level_is_at_least_half(tmp_path: 
     assert torch.equal(binary.x_train, expected)
     assert torch.equal(grey.x_train, torch.from_numpy(images.reshape(4, -1) / 255.0).float())
     assert torch.equal(binary.y_train, grey.y_train)
+
+
+def test_a_training_subset_is_a_fixed_choice_of_rows_and_leaves_the_test_set(tmp_path: Path):
+    root = make_mnist(tmp_path / "m", n_train=50, n_test=10)
+    config = {"name": "mnist", "root": str(root), "download": False, "verify": False}
+    whole = load_data(config)
+    part, again = (load_data({**config, "train_rows": 20}) for _ in range(2))
+    assert part.x_train.shape == (20, 784) and torch.equal(part.x_train, again.x_train)
+    rows = [next(i for i in range(50) if torch.equal(whole.x_train[i], x)) for x in part.x_train]
+    assert rows == sorted(rows) and len(set(rows)) == 20  # distinct rows, in their order
+    assert torch.equal(part.y_train, whole.y_train[rows])
+    assert torch.equal(part.x_test, whole.x_test) and part.description["train_rows"] == 20
+    with pytest.raises(ConfigError, match="data.train_rows must be an integer in 1..50"):
+        load_data({**config, "train_rows": 51})

@@ -72,6 +72,14 @@ VARIANTS = (
     Variant("zero_output", "L2 0; output layer starts at zero (initial cost log 10 = 2.30)",
             ["model.weight_decay=0", "model.zero_output=true"]),
     Variant("harness_float64", "the harness in float64", [*HARNESS, "dtype=float64"]),
+    Variant("sqrt_step_10k", "the harness, alpha / sqrt(t), trained on 10,000 of the 60,000 "
+            "rows", [*HARNESS, "trainer.stepsize_decay=sqrt_step", "data.train_rows=10000"],
+            stepsizes=(3e-3, 1e-2, 3e-2)),
+    Variant("sqrt_step_20k", "the harness, alpha / sqrt(t), trained on 20,000 of the 60,000 "
+            "rows", [*HARNESS, "trainer.stepsize_decay=sqrt_step", "data.train_rows=20000"],
+            stepsizes=(3e-3, 1e-2, 3e-2)),
+    Variant("harness_10k", "the harness (constant stepsize) trained on 10,000 rows",
+            [*HARNESS, "data.train_rows=10000"]),
 )  # fmt: skip
 NAMES = [v.name for v in VARIANTS]
 
