@@ -59,6 +59,15 @@ def _first_missing(path: Path) -> Path | None:
     return path
 
 
+def file_md5(path: Path) -> str:
+    """The md5 of a file, read in 4 MiB pieces (archives of hundreds of MB)."""
+    digest = hashlib.md5()
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _digest(arrays: dict[str, np.ndarray]) -> str:
     digest = hashlib.sha256()
     for name in sorted(arrays):

@@ -36,6 +36,7 @@ from ..errors import DataError
 from .base import (
     TensorData,
     download_errors,
+    file_md5,
     find_or_download,
     load_npz_checked,
     save_npz_checked,
@@ -166,13 +167,10 @@ def _check_md5(path: Path, verify: bool) -> None:
     expected = KNOWN_MD5.get(path.name)
     if not verify or expected is None:
         return
-    digest = hashlib.md5()
-    with open(path, "rb") as file:
-        while chunk := file.read(1 << 22):
-            digest.update(chunk)
-    if digest.hexdigest() != expected:
+    found = file_md5(path)
+    if found != expected:
         raise DataError(
-            f"{path}: md5 {digest.hexdigest()} is not that of the known copy ({expected}); a "
+            f"{path}: md5 {found} is not that of the known copy ({expected}); a "
             "damaged or different file (data.verify=false reads it anyway)"
         )
 

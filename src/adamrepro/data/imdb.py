@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError, one_line
-from .base import TensorData, load_npz_checked, save_npz_checked
+from .base import TensorData, file_md5, load_npz_checked, save_npz_checked
 from .sparse import SparseRows
 
 HUB_NAME = "stanfordnlp/imdb"
@@ -127,13 +127,10 @@ def _spans(ids: list[int], shown: int = 4) -> str:
 def _check_official_md5(source: Path) -> None:
     if source.name != OFFICIAL_ARCHIVE:
         return
-    digest = hashlib.md5()
-    with open(source, "rb") as file:
-        while chunk := file.read(1 << 22):
-            digest.update(chunk)
-    if digest.hexdigest() != OFFICIAL_MD5:
+    found = file_md5(source)
+    if found != OFFICIAL_MD5:
         raise DataError(
-            f"{source}: md5 {digest.hexdigest()} is not that of the official {OFFICIAL_ARCHIVE} "
+            f"{source}: md5 {found} is not that of the official {OFFICIAL_ARCHIVE} "
             f"({OFFICIAL_MD5}); a damaged or different file (data.verify=false reads it anyway)"
         )
 
