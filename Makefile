@@ -20,7 +20,7 @@ MLP_SWEEP ?= fig2_mnist_mlp
 MLP_RUNS ?= $(RUNS)/fig2_mnist_mlp
 MLP_PLOT_ARGS ?=
 MLP_NOTE ?= ours: real MNIST, $(MLP_EPOCHS) passes, best of the grid in configs/sweep/$(MLP_SWEEP).yaml by final cost, 1 seed, dropout 20% input / 50% hidden, no decay
-MLP_B_NOTE := ours: real MNIST, 26 passes, no dropout, L2 1e-8, best of 5 stepsizes by final cost, 1 seed; SFO not implemented here (paper's curve only)
+MLP_B_NOTE := ours: real MNIST, no dropout, the SFO harness' protocol as far as known (no L2, fixed minibatches in a fixed order, output layer from zero), alpha/sqrt(t), best of 3 stepsizes by final cost, 1 seed; cost on the whole training set after k passes; SFO not run at this size (the paper's curve only)
 # Figure 4: 100 epochs by default; `make reproduce-bias-correction-cpu` sets the CPU run.
 VAE_EPOCHS ?= 100
 VAE_RUNS ?= $(RUNS)/fig4_vae

@@ -32,8 +32,12 @@ CNN = ["model.channels=[4,4,8]", "model.hidden=16", "data.whitening=standardize"
 MAKE_TINY = {
     "reproduce-mnist": ["trainer.epochs=2"],
     "reproduce-imdb": ["trainer.epochs=2", "data.vocab_size=30", "data.cache_dir={cache}"],
-    "reproduce-mlp": ["trainer.epochs=2", "model.hidden=[16,16]"],
-    "reproduce-mlp-cpu": ["trainer.epochs=2", "model.hidden=[16,16]"],
+    "reproduce-mlp": ["trainer.epochs=2", "model.hidden=[16,16]", "trainer.train_eval_subset=50"],
+    "reproduce-mlp-cpu": [
+        "trainer.epochs=2",
+        "model.hidden=[16,16]",
+        "trainer.train_eval_subset=50",
+    ],
     "reproduce-bias-correction": ["trainer.epochs=2", "model.hidden=8", "model.latent=2"],
     "reproduce-bias-correction-cpu": ["trainer.epochs=2", "model.hidden=8", "model.latent=2"],
     "reproduce-cifar": ["trainer.epochs=2", *CNN, "data.cache_dir={cache}"],

@@ -52,9 +52,11 @@ def test_figure_2a_and_2b_from_short_runs(mnist_root, tmp_path, drawn):
         assert px.tolist() == theirs["x"].tolist() and py.tolist() == theirs["y"].tolist()
 
     record = run(mnist_root, tmp_path / "deterministic", "experiment=mnist_mlp_deterministic",
-                 "sweep=fig2_mnist_mlp_deterministic", "optimizer=adam", *small)  # fmt: skip
+                 "sweep=fig2_mnist_mlp_deterministic", "optimizer=adam",
+                 "trainer.train_eval_subset=100", *small)  # fmt: skip
     assert record["config"]["model"]["input_dropout"] == 0.0
-    assert len(record["members"]) == 5
+    assert len(record["members"]) == 3
+    assert record["curves"][0]["epoch"] == 0  # evaluated before the first step
     best = make_figure("fig2b_mnist_mlp_deterministic", [str(tmp_path / "deterministic")],
                        tmp_path / "fig2b")  # fmt: skip
     assert best["curve"].tolist() == ["Adam"]  # no SFO run here: the paper's curve only

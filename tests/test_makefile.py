@@ -31,12 +31,12 @@ PROTOCOLS = {
     "reproduce-mlp": {  # Fig 2: half-decade grids (SGD x 2 momenta), 27 members for (a)
         ("mnist_mlp", "AdaGrad"): 5, ("mnist_mlp", "RMSProp"): 4, ("mnist_mlp", "SGDNesterov"): 10,
         ("mnist_mlp", "AdaDelta"): 4, ("mnist_mlp", "Adam"): 4,
-        ("mnist_mlp_deterministic", "Adam"): 5,
+        ("mnist_mlp_deterministic", "Adam"): 3,
     },
     "reproduce-mlp-cpu": {  # the shortened grid: 2 stepsizes each
         ("mnist_mlp", "AdaGrad"): 2, ("mnist_mlp", "RMSProp"): 2, ("mnist_mlp", "SGDNesterov"): 2,
         ("mnist_mlp", "AdaDelta"): 2, ("mnist_mlp", "Adam"): 2,
-        ("mnist_mlp_deterministic", "Adam"): 5,
+        ("mnist_mlp_deterministic", "Adam"): 3,
     },
     "reproduce-bias-correction": {  # Fig 4: 9 stepsizes x 2 beta1 x 3 beta2 x with/without
         ("mnist_vae", "Adam"): 108,

@@ -158,7 +158,12 @@ def test_the_driver_records_sfo_like_any_run(mnist_root, tmp_path):
     assert record["curves"][-1]["train_cost_full"] < record["curves"][0]["train_cost_full"]
     saved = json.loads((tmp_path / "sfo" / "record.json").read_text())
     assert saved["members"][0]["label"] == "SFO"
-    train(hydra_config(*common, "sweep=fig2_mnist_mlp_deterministic"), tmp_path / "adam")
+    train(
+        hydra_config(
+            *common, "sweep=fig2_mnist_mlp_deterministic", "trainer.train_eval_subset=600"
+        ),
+        tmp_path / "adam",
+    )
     best = make_figure("fig2b_mnist_mlp_deterministic", [str(tmp_path)], tmp_path / "fig")
     assert sorted(best["curve"]) == ["Adam", "SFO"]
     curves = pd.read_csv(tmp_path / "fig" / "curves.csv")

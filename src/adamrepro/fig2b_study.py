@@ -7,8 +7,9 @@ on the paper's Adam curve.
 The figure is read as the SFO authors' harness draws it: x = k is the cost after k passes over
 the data, x = 0 before training (the paper's Adam value at x = 0, 0.254, is read as a typo for
 2.54, the initial cost SFO's curve starts from; see experiments/fig2b_mnist_mlp_deterministic).
-Each variant is the old protocol of `experiment=mnist_mlp_deterministic` (float32, L2 1e-8,
-minibatches of 128 in a new random order every pass, our initialisation, constant stepsize)
+Each variant is the first reading, `experiment=mnist_mlp_deterministic_shuffled_l2` (float32,
+L2 1e-8, minibatches of 128 in a new random order every pass, our initialisation, constant
+stepsize)
 with one or more factors changed, trained through the one training loop (resumable: the same
 command continues) with the costs evaluated before the first step and after every pass, on
 the whole training set and on a fixed subset of 5,000 training rows (the harness' objective).
