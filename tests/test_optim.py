@@ -379,10 +379,12 @@ def test_an_older_state_dict_without_a_setting_still_loads():
     x.grad = torch.ones(3)
     optimizer.step()
     saved = optimizer.state_dict()
-    del saved["param_groups"][0]["averaging_beta"]  # a setting added after the save
+    del saved["param_groups"][0]["averaging_beta"]  # settings added after the save
+    del saved["param_groups"][0]["bias_correction"]
     fresh = Adam([x], stepsize=0.1)
     fresh.load_state_dict(saved)
-    assert fresh.param_groups[0]["averaging_beta"] is None
+    assert fresh.param_groups[0]["averaging_beta"] is None  # each gets its default
+    assert fresh.param_groups[0]["bias_correction"] is True
     x.grad = torch.ones(3)
     fresh.step()
 
@@ -445,3 +447,40 @@ def test_theorem_4_1_decays_beta1_in_the_first_moment_only():
         v = 0.999 * v + 0.001 * g * g
         step = (m / (1 - 0.9**t)) / math.sqrt(v / (1 - 0.999**t))
         assert before - x.item() == pytest.approx(step, rel=1e-12)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_rmsprop_with_momentum_by_hand(nesterov):
+    """Section 5's RMSProp with momentum on the rescaled gradient d_t = g_t / (sqrt(v_t) + eps):
+    v_t = mu v - alpha d_t; theta += v_t, or with Nesterov theta += mu v_t - alpha d_t."""
+    a, b2, mu, eps = 0.1, 0.9, 0.8, 1e-8
+    grads = [[0.5, -2.0], [1.5, 0.0], [-1.0, 3.0]]
+    ours, _, _ = _scalar_run(RMSProp, grads, stepsize=a, beta2=b2, eps=eps, momentum=mu,
+                             nesterov=nesterov)  # fmt: skip
+    theta, v, vel = [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]
+    for t, g in enumerate(grads, start=1):
+        for i in range(2):
+            v[i] = b2 * v[i] + (1 - b2) * g[i] ** 2
+            d = g[i] / (math.sqrt(v[i]) + eps)
+            vel[i] = mu * vel[i] - a * d
+            theta[i] += mu * vel[i] - a * d if nesterov else vel[i]
+        assert ours[t - 1] == pytest.approx(theta, abs=1e-12)
+
+
+def test_per_member_hyperparameters_follow_the_parameters_dtype_and_must_match_members():
+    x = torch.zeros(2, 3, dtype=torch.float32, requires_grad=True)
+    stepsize = torch.tensor([0.1, 0.2], dtype=torch.float64)  # float64 settings, float32 model
+    optimizer = SGD([x], stepsize=stepsize)
+    x.grad = torch.ones(2, 3, dtype=torch.float32)
+    optimizer.step()
+    assert x.dtype == torch.float32
+    assert torch.equal(x.detach(), torch.tensor([[-0.1] * 3, [-0.2] * 3], dtype=torch.float32))
+    y = torch.zeros(2, requires_grad=True)  # one value per member: a 1-D parameter
+    y.grad = torch.ones(2)
+    SGD([y], stepsize=stepsize).step()
+    assert y.detach().tolist() == pytest.approx([-0.1, -0.2])
+    z = torch.zeros(3, 4, requires_grad=True)
+    z.grad = torch.ones(3, 4)
+    mismatch = r"a hyperparameter has 2 members but a parameter has shape \(3, 4\): its leading"
+    with pytest.raises(ConfigError, match=mismatch):
+        SGD([z], stepsize=stepsize).step()
