@@ -51,6 +51,19 @@ def read_equivalents(path: Path) -> dict[str, str]:
     return {row[0]: row[1] if len(row) > 1 else "" for row in rows if row and row[0][0] != "#"}
 
 
+def by_module(results: dict[str, int | None], equivalents: dict[str, str]) -> dict[str, Counter]:
+    """The same counts per module (`adamrepro.optim.rules`, ...)."""
+    counts: dict[str, Counter] = {}
+    for name, code in results.items():
+        if place(name) is None:
+            continue
+        c = counts.setdefault(name.split(".x")[0], Counter())
+        c["mutants"] += 1
+        c["equivalent" if name in equivalents else "killed" if code in KILLED
+          else "survived" if code in SURVIVED else "not run"] += 1  # fmt: skip
+    return counts
+
+
 def report(results: dict[str, int | None], equivalents: dict[str, str]) -> tuple[str, bool]:
     counts: dict[str, Counter] = {label: Counter() for label in PLACES.values()}
     survivors: dict[str, list[str]] = {label: [] for label in PLACES.values()}
@@ -81,6 +94,13 @@ def report(results: dict[str, int | None], equivalents: dict[str, str]) -> tuple
         lines.append(f"| {label} | {c['mutants']} | {c['killed']} | {c['survived']} | "
                      f"{c['equivalent']} | {c['not tested']} | {c['not run']} | "
                      f"{score:.1%} |")  # fmt: skip
+    lines += ["", "Per module (`not run`: left for a later run, or reached by no selected test):",
+              "",
+              "| module | mutants | killed | survived | equivalent | not run |",
+              "|---|---|---|---|---|---|"]  # fmt: skip
+    for module, c in sorted(by_module(results, equivalents).items()):
+        lines.append(f"| {module} | {c['mutants']} | {c['killed']} | {c['survived']} | "
+                     f"{c['equivalent']} | {c['not run']} |")  # fmt: skip
     lines += ["", "## Survivors (`mutmut show <name>` prints each)", ""]
     for label, names in survivors.items():
         lines += [f"- {label}: {len(names)}"] + [f"  - `{n}`" for n in names]

@@ -484,3 +484,17 @@ def test_per_member_hyperparameters_follow_the_parameters_dtype_and_must_match_m
     mismatch = r"a hyperparameter has 2 members but a parameter has shape \(3, 4\): its leading"
     with pytest.raises(ConfigError, match=mismatch):
         SGD([z], stepsize=stepsize).step()
+
+
+def test_settings_that_are_not_numbers_or_unknown_are_named_in_one_line():
+    x = torch.zeros(3, requires_grad=True)
+    for bad in (True, "abc"):  # a bool is not a stepsize, nor is text
+        with pytest.raises(ConfigError, match=f"^stepsize must be a number, got {bad!r}$"):
+            Adam([x], stepsize=bad)
+    with pytest.raises(ConfigError) as error:
+        Adam([x], foo=1, bar=2)
+    settings = ", ".join(Adam.defaults_)
+    assert str(error.value) == f"Adam has no setting bar, foo; its settings are {settings}"
+    # a setting after one left at its None default is still checked
+    with pytest.raises(ConfigError, match="beta1_decay must be"):
+        Adam([x], averaging_beta=None, beta1_decay=2.0)
