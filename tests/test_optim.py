@@ -498,3 +498,23 @@ def test_settings_that_are_not_numbers_or_unknown_are_named_in_one_line():
     # a setting after one left at its None default is still checked
     with pytest.raises(ConfigError, match="beta1_decay must be"):
         Adam([x], averaging_beta=None, beta1_decay=2.0)
+
+
+@pytest.mark.parametrize("torch_form", [False, True])
+def test_rmsprop_momentum_forms_under_a_changing_stepsize(torch_form):
+    """With alpha_t changing, the paper's velocity (v = mu v - alpha_t d) and torch's buffer
+    (b = mu b + d; theta -= alpha_t b) part ways: each is followed by hand."""
+    b2, mu = 0.9, 0.8
+    x = torch.zeros(1, requires_grad=True)
+    optimizer = RMSProp([x], stepsize=0.1, beta2=b2, eps=0.0, momentum=mu,
+                        torch_momentum_form=torch_form)  # fmt: skip
+    theta, v, buf = 0.0, 0.0, 0.0
+    for alpha, g in ((0.1, 1.0), (0.05, -2.0), (0.02, 0.5)):
+        optimizer.param_groups[0]["stepsize"] = alpha
+        x.grad = torch.tensor([g])
+        optimizer.step()
+        v = b2 * v + (1 - b2) * g * g
+        d = g / math.sqrt(v)
+        buf = mu * buf + d if torch_form else mu * buf - alpha * d
+        theta += -alpha * buf if torch_form else buf
+        assert x.item() == pytest.approx(theta, abs=1e-12)
