@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--equivalent", type=Path, default=Path("docs/mutation_equivalent.txt"))
     parser.add_argument("--out", type=Path, default=Path("docs/mutation.md"))
     parser.add_argument("--command", default="make mutation")
+    parser.add_argument("--note", default="", help="what this run covered, in words")
     args = parser.parse_args(argv)
     results = read_results(args.mutants)
     if not results:
@@ -124,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     head = (f"# Mutation testing\n\nMade by `{args.command}` (mutmut, {len(results)} mutants "
             f"in all). Target: at least {TARGET:.0%} of the non-equivalent mutants killed in "
             f"each place: **{verdict}**.\n\n")  # fmt: skip
+    head += f"{args.note}\n\n" if args.note else ""
     args.out.write_text(head + table)
     print(f"wrote {args.out}: target {verdict}")
 
