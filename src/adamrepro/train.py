@@ -709,7 +709,7 @@ def summary(record: dict[str, Any]) -> str:
         setting = ", ".join(f"{k} {m[k]:g}" for k in ("stepsize", "momentum", "beta1", "beta2")
                             if isinstance(m.get(k), (int, float)))  # fmt: skip
         text += (f"; best: member {best['member']} ({m.get('label', m['name'])}, {setting}, "
-                 f"seed {m['seed']}), final train cost {best['train_cost']:.4f}")  # fmt: skip
+                 f"seed {m['seed']}), final train cost {best['train_cost']:.4g}")  # fmt: skip
     return text
 
 
