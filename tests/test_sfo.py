@@ -75,18 +75,8 @@ def test_sfo_agrees_with_full_batch_lbfgs_on_regularised_logistic_regression():
     optimizer = SFO([theta], subfunction, 8)
     for _ in range(60 * 8):
         optimizer.step()
-    reference = torch.zeros(10, dtype=torch.float64, requires_grad=True)
-    lbfgs = torch.optim.LBFGS([reference], max_iter=500, tolerance_grad=1e-14,
-                              tolerance_change=1e-16, line_search_fn="strong_wolfe")  # fmt: skip
-
-    def closure():
-        lbfgs.zero_grad()
-        value = sum(loss(reference, b) for b in batches)
-        value.backward()
-        return value
-
-    lbfgs.step(closure)
-    assert (theta.detach() - reference.detach()).abs().max() < 1e-6
+    reference = lbfgs_minimum(lambda w: sum(loss(w, b) for b in batches), max_iter=500)
+    assert (theta.detach() - reference).abs().max() < 1e-6
 
 
 @pytest.mark.parametrize("frozen", [True, False], ids=["frozen-noise", "fresh-noise"])
@@ -114,23 +104,30 @@ def test_a_stochastic_cost_breaks_sfo_unless_its_noise_is_frozen(frozen):
     optimizer = SFO([theta], subfunction, 8)
     for _ in range(60 * 8):
         optimizer.step()
-    target = torch.zeros(10, dtype=torch.float64, requires_grad=True)
-    lbfgs = torch.optim.LBFGS([target], max_iter=1000, tolerance_grad=1e-14,
-                              tolerance_change=1e-16, line_search_fn="strong_wolfe")  # fmt: skip
-
-    def closure():
-        lbfgs.zero_grad()
-        value = sum(loss(target, b, x=_masked(x, b, m)) for b, m in zip(batches, masks,
-                                                                        strict=True))  # fmt: skip
-        value.backward()
-        return value
-
-    lbfgs.step(closure)
-    distance = float((theta.detach() - target.detach()).norm())
+    target = lbfgs_minimum(lambda w: sum(loss(w, b, x=_masked(x, b, m))
+                                         for b, m in zip(batches, masks, strict=True)))  # fmt: skip
+    distance = float((theta.detach() - target).norm())
     if frozen:
         assert distance < 1e-5 and optimizer.events["failed_steps"] < 30
     else:
         assert distance > 0.1 and optimizer.events["failed_steps"] > 60
+
+
+def lbfgs_minimum(cost, max_iter: int = 1000) -> torch.Tensor:
+    """The minimiser of a smooth cost of 10 float64 weights by full-batch L-BFGS, run to
+    machine tolerance (the reference SFO is checked against)."""
+    w = torch.zeros(10, dtype=torch.float64, requires_grad=True)
+    lbfgs = torch.optim.LBFGS([w], max_iter=max_iter, tolerance_grad=1e-14,
+                              tolerance_change=1e-16, line_search_fn="strong_wolfe")  # fmt: skip
+
+    def closure():
+        lbfgs.zero_grad()
+        value = cost(w)
+        value.backward()
+        return value
+
+    lbfgs.step(closure)
+    return w.detach()
 
 
 def _masked(x, rows, mask):
