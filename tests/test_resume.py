@@ -28,6 +28,9 @@ from conftest import REPO, hydra_config
 KILLER = textwrap.dedent("""
     import json, os, signal, sys
     from adamrepro.train import Training, train
+    # as a terminal's Ctrl-C finds it, even when the tests run in the background (where the
+    # shell starts processes with SIGINT ignored)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     config, out = json.loads(open(sys.argv[1]).read()), sys.argv[2]
     if len(sys.argv) > 3:
         name, at = sys.argv[3].split(":")
