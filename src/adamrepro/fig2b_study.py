@@ -81,6 +81,12 @@ VARIANTS = (
             stepsizes=(3e-3, 1e-2, 3e-2)),
     Variant("harness_10k", "the harness (constant stepsize) trained on 10,000 rows",
             [*HARNESS, "data.train_rows=10000"]),
+    Variant("sqrt_step_float64", "the closest protocol (harness, alpha / sqrt(t)) in float64",
+            [*HARNESS, "trainer.stepsize_decay=sqrt_step", "dtype=float64"], stepsizes=(1e-2,)),
+    Variant("sqrt_step_init_2.54", "the closest protocol with weights N(0, 1.6^2 / fan_in) and "
+            "biases 0 in every layer (initial cost 2.55)",
+            [*NO_INIT, "trainer.stepsize_decay=sqrt_step", "model.init_std=1.6"],
+            stepsizes=(1e-2,)),
 )  # fmt: skip
 NAMES = [v.name for v in VARIANTS]
 
