@@ -130,6 +130,10 @@ def test_the_distance_of_a_curve_twice_the_papers_is_log10_of_2(tmp_path):
     assert report.log_distance(results, "fig1_mnist_logreg", "Adam") == pytest.approx(
         math.log10(2), abs=0.01
     )
+    figure = next(f for f in report.FIGURES if f.folder == "fig1_mnist_logreg")
+    assert report.checkpoint_ratios(results, figure, "Adam") == (
+        "; log10(ours / paper) at x = 1, 10, 45: +0.30, +0.30, +0.30"
+    )
 
 
 def test_the_report_decides_every_claim_and_is_the_same_twice(tmp_path):

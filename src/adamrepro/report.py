@@ -388,6 +388,18 @@ def distances(results: Results, figure: Figure) -> list[dict[str, Any]]:
     return rows
 
 
+def checkpoint_ratios(results: Results, figure: Figure, name: str) -> str:
+    """'; log10(ours / paper) at x = 1, 5: -0.19, +0.08' over the checkpoints both have."""
+    pairs = [(x, results.value(figure.folder, name, x), paper_value(figure.folder, name, x))
+             for x in figure.checkpoints]  # fmt: skip
+    pairs = [(x, o, t) for x, o, t in pairs if o > 0 and t > 0]  # NaN compares False
+    if not pairs:
+        return ""
+    xs = ", ".join(f"{x:g}" for x, _, _ in pairs)
+    ratios = ", ".join(f"{math.log10(o / t):+.2f}" for _, o, t in pairs)
+    return f"; log10(ours / paper) at x = {xs}: {ratios}"
+
+
 def marker_distance(results: Results, figure: Figure) -> str:
     compare = results.table(figure.folder, "compare.csv")
     if compare is None:
@@ -428,6 +440,9 @@ def build(results_dir: Path) -> tuple[str, str]:
         finite = [r["log10 RMS"] for r in rows if not math.isnan(r["log10 RMS"])]
         distance = (f"log10 RMS {min(finite):.2f}-{max(finite):.2f} over {len(finite)} curves"
                     if finite else marker_distance(results, figure) or "-")  # fmt: skip
+        if len(finite) == 1:  # one curve: its distance at each checkpoint too
+            (only,) = (r["curve"] for r in rows if not math.isnan(r["log10 RMS"]))
+            distance += checkpoint_ratios(results, figure, only)
         link = f"[{figure.title}]({figure.folder})"
         status.append(f"| {link} | {data_of(results, figure)} | {protocol_of(results, figure)} "
                       f"({figure.paper_passes}) | {distance} | "
