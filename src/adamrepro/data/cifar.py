@@ -53,7 +53,7 @@ SOURCES = ("auto", "pickle", "images", "exact")
 ROWS = ("all", "exact")
 IMAGE_FOLDERS = (".", "cifar10", "cifar10-jpeg", "cifar10/cifar10-jpeg")
 PER_CLASS = {"train": 5000, "test": 1000}
-# Checksums of the copies this project knows (../shared/data/PROVENANCE.txt).
+# Checksums of the copies this project knows (each copy's provenance file records them).
 KNOWN_MD5 = {
     "cifar10-jpeg.tar.gz": "898cae031a9b9929662d149e958c4703",
     "exact_subset.npz": "4750d649350ef55ada04f63b0dacc655",
