@@ -24,13 +24,14 @@ selected.json, summary.md.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import sys
 from pathlib import Path
 from typing import Any
+
+from .errors import command_parser
 
 GRIDS = {  # optimizer -> (label, stepsizes): half decades around each one's usual range
     "adagrad": ("AdaGrad", [3e-3, 1e-2, 3e-2]),
@@ -161,11 +162,7 @@ def draw(curves: Any, spectrum: Any, selected: dict[str, float], facts: dict, ou
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m adamrepro.copycheck",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser("copycheck", __doc__)
     parser.add_argument("--data-root", default=os.environ.get("ADAMREPRO_DATA", "data"))
     parser.add_argument("--runs", type=Path, default=Path("outputs/cifar_copycheck"))
     parser.add_argument("--out", type=Path, default=Path("results/fig3_cifar10_cnn/jpeg_check"))

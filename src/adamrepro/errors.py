@@ -1,5 +1,7 @@
 """The errors a user can cause, each reported as one line without a traceback."""
 
+import argparse
+
 
 class ConfigError(ValueError):
     """A setting that cannot be right: an unknown name, a value out of range."""
@@ -33,3 +35,13 @@ def checked_call(fn, what: str, *args, **settings):
     except TypeError as error:
         raise ConfigError(f"{what}: {error}") from None
     return fn(*args, **settings)
+
+
+def command_parser(module: str, doc: str | None) -> argparse.ArgumentParser:
+    """The argument parser of `python -m adamrepro.<module>`: its docstring as the help text,
+    line breaks kept."""
+    return argparse.ArgumentParser(
+        prog=f"python -m adamrepro.{module}",
+        description=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )

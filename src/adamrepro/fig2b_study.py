@@ -26,13 +26,14 @@ Writes into --out:
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .errors import command_parser
 
 EXPERIMENT = "mnist_mlp_deterministic"
 # The old protocol, written out so that the study does not depend on the experiment's defaults.
@@ -219,10 +220,7 @@ def markdown(study: Any, chosen: Any) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m adamrepro.fig2b_study", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+    parser = command_parser("fig2b_study", __doc__)
     parser.add_argument("--data-root", default=os.environ.get("ADAMREPRO_DATA", "data"))
     parser.add_argument("--runs", type=Path, default=Path("outputs/fig2b_study"))
     parser.add_argument("--out", type=Path, default=Path("results/fig2b_mnist_mlp_deterministic"))

@@ -39,7 +39,6 @@ Writes into --out:
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -52,6 +51,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
+from .errors import command_parser
 from .markers import make_marker_figure
 from .records import completed_runs, load_step_costs, read_records, tidy
 from .trajectories import make_trajectory_figure
@@ -353,10 +353,7 @@ def step_figure(spec: dict[str, Any], table: pd.DataFrame, best: pd.DataFrame, u
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m adamrepro.plot", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+    parser = command_parser("plot", __doc__)
     parser.add_argument("figure", help="a folder name under experiments/, e.g. fig1_mnist_logreg")
     parser.add_argument("--runs", nargs="+", required=True, help="run folders or record files")
     parser.add_argument("--out", type=Path, required=True, help="where to write the results")

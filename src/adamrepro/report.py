@@ -17,7 +17,6 @@ agree on being on or off the chart.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from collections.abc import Callable
@@ -28,6 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
+
+from .errors import command_parser
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 STATUS_BEGIN, STATUS_END = "<!-- report:status:begin -->", "<!-- report:status:end -->"
@@ -524,11 +525,7 @@ def write(results_dir: Path, readme: Path | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m adamrepro.report",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser("report", __doc__)
     parser.add_argument("--results", type=Path, default=Path("results"))
     parser.add_argument("--readme", type=Path, default=Path("README.md"))
     args = parser.parse_args(argv)

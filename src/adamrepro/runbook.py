@@ -23,7 +23,6 @@ module only orders runs, divides the time and reports.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import sys
@@ -35,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import USER_ERRORS, DataError
+from .errors import USER_ERRORS, DataError, command_parser
 from .records import RECORD_NAME, read_record
 
 # What --plan assumes of one H100 for a projection (replaced by measurements once one is lent):
@@ -384,11 +383,7 @@ def plan(data_root: str, measure: bool) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m adamrepro.runbook",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser("runbook", __doc__)
     parser.add_argument("--runs", type=Path, default=Path("outputs/gpu"))
     parser.add_argument("--data-root", default=None, help="default: ADAMREPRO_DATA, else data")
     parser.add_argument("--minutes", type=float, default=9.0, help="time budget of this piece")

@@ -21,7 +21,6 @@ Everything is written into --out: the figures, their CSVs, verdicts.csv and READ
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .errors import command_parser
 from .optim import build_optimizer
 from .optim.rules import Adam
 
@@ -406,11 +406,7 @@ def readme(out: Path, table: pd.DataFrame, surfaces: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m adamrepro.small_problems",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser("small_problems", __doc__)
     parser.add_argument("--runs", type=Path, default=Path("outputs/small_problems"))
     parser.add_argument("--out", type=Path, default=Path("results/small_problems"))
     parser.add_argument("--surfaces", nargs="+", default=list(STEPS), choices=list(STEPS))
