@@ -65,7 +65,7 @@ METRICS = ["train_cost", "train_cost_full", "test_loss", "test_accuracy"]
 # Columns of the tidy table that are not settings of a member.
 NOT_SETTINGS = {
     "run", "member", "epoch", "wall_time_s", "status", "seed", "diverged_at_step", "label",
-    "curve", "setting", "current_stepsize", "train_cost_subset", *METRICS,
+    "curve", "setting", "current_stepsize", "step_time_s", "train_cost_subset", *METRICS,
     *(f"averaged_{m}" for m in METRICS[1:]),
 }  # fmt: skip
 Records = list[tuple[Path, dict[str, Any]]]
@@ -304,20 +304,30 @@ def make_figure(name: str, runs: list[str], out: Path, note: str = "",
     return best
 
 
-def walltime_figure(spec: dict[str, Any], curves: dict[str, pd.DataFrame], out: Path,
-                    note: str) -> None:  # fmt: skip
+def walltime_figure(spec: dict[str, Any], curves: dict[str, pd.DataFrame], out: Path, note: str,
+                    seconds_per_pass: dict[str, float] | None = None) -> None:  # fmt: skip
     """The curves against wall-clock time, in units of the `unit` curve's mean time per pass
-    (the paper's "normalized walltime"); each curve's time is its own run's."""
+    (the paper's "normalized walltime"). Each curve's time is its own run's, or, with
+    `seconds_per_pass` (a time per pass for every curve, measured side by side), k passes of a
+    curve take k times its measured time."""
     wall = spec["walltime"]
     unit_curve = curves.get(wall["unit"])
     if unit_curve is None:
         print(f"no {wall['unit']} curve: no wall-clock figure", file=sys.stderr)
         return
-    last = unit_curve.iloc[-1]
-    unit = last["wall_time_s"] / (last["epoch"] + spec["x"]["offset"])
-    timed = {name: c.assign(walltime=c["wall_time_s"] / unit) for name, c in curves.items()}
+    if seconds_per_pass is None:
+        last = unit_curve.iloc[-1]
+        unit = last["wall_time_s"] / (last["epoch"] + spec["x"]["offset"])
+        timed = {name: c.assign(walltime=c["wall_time_s"] / unit) for name, c in curves.items()}
+        how = "each run's own time"
+    else:
+        unit = seconds_per_pass[wall["unit"]]
+        timed = {name: c.assign(walltime=c["epoch"] * seconds_per_pass[name] / unit)
+                 for name, c in curves.items()}  # fmt: skip
+        how = ", ".join(f"{name} {seconds_per_pass[name]:.1f} s" for name in curves)
+        how = f"passes timed side by side ({how})"
     paper = pd.read_csv(EXPERIMENTS / spec["name"] / "paper_curves_walltime.csv")
-    note = f"time unit: {wall['unit']}'s {unit:.1f} s per pass | {note}"
+    note = f"time unit: {wall['unit']}'s {unit:.1f} s per pass, {how} | {note}"
     draw({**spec, "x": wall, "paper": paper}, timed, {}, out / "figure_walltime.png", note,
          x="walltime")  # fmt: skip
     pd.concat(timed.values()).to_csv(out / "curves_walltime.csv", index=False, float_format="%.6g")

@@ -12,7 +12,8 @@ authors give), builds the experiment's model with one member in float64, and let
 (mean cost x size / n), so that they sum to the objective. After every pass (N steps) it
 records, like the training loop: train_cost (the mean of the subfunction costs evaluated
 during the pass, in mean-cost units), train_cost_full, test_loss and test_accuracy at the
-pass's end (and train_cost_subset with trainer.train_eval_subset), the wall time, and SFO's
+pass's end (and train_cost_subset with trainer.train_eval_subset), the wall time, the time
+spent in SFO's steps alone (step_time_s, cumulative, without the evaluations), and SFO's
 own memory (its subspace basis and models); a row of epoch 0 holds the costs before the first
 step.
 """
@@ -110,16 +111,20 @@ def run_sfo(config: DictConfig | dict[str, Any], out_dir: Path) -> dict[str, Any
             **evaluate(),
             "current_stepsize": optimizer.step_scale,
             "wall_time_s": 0.0,
+            "step_time_s": 0.0,
         }
     )
-    peak = 0
+    peak, stepping = 0, 0.0
     try:
         for epoch in range(1, passes + 1):
+            pass_started = time.perf_counter()
             values = [optimizer.step()[1] * count for _ in range(count)]  # in mean-cost units
+            stepping += time.perf_counter() - pass_started
             peak = max(peak, sfo_memory(optimizer))
             row = {"member": 0, "epoch": epoch, "train_cost": sum(values) / len(values),
                    **evaluate(), "current_stepsize": optimizer.step_scale,
-                   "wall_time_s": time.perf_counter() - started}  # fmt: skip
+                   "wall_time_s": time.perf_counter() - started,
+                   "step_time_s": stepping}  # fmt: skip
             record["curves"].append(row)
             record["wall_time_s"] = row["wall_time_s"]
             record["sfo"].update(events=dict(optimizer.events), memory_bytes=peak,
