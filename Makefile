@@ -20,7 +20,7 @@ MLP_SWEEP ?= fig2_mnist_mlp
 MLP_RUNS ?= $(RUNS)/fig2_mnist_mlp
 MLP_PLOT_ARGS ?=
 MLP_NOTE ?= ours: real MNIST, $(MLP_EPOCHS) passes, best of the grid in configs/sweep/$(MLP_SWEEP).yaml by final cost, 1 seed, dropout 20% input / 50% hidden, no decay
-MLP_B_NOTE := ours: real MNIST, no dropout, the SFO harness' protocol as far as known (no L2, fixed minibatches in a fixed order, output layer from zero), alpha/sqrt(t), best of 3 stepsizes by final cost, 1 seed; cost on the whole training set after k passes; SFO not run at this size (the paper's curve only)
+MLP_B_NOTE := ours: real MNIST, no dropout, the SFO harness' protocol as far as known (no L2, fixed minibatches in a fixed order, output layer from zero), alpha/sqrt(t), best of 3 stepsizes by final cost, 1 seed, float32; SFO (make reproduce-sfo): 24 fixed subfunctions, float64; cost on the whole training set after k passes
 # Figure 4: 100 epochs by default; `make reproduce-bias-correction-cpu` sets the CPU run.
 VAE_EPOCHS ?= 100
 VAE_RUNS ?= $(RUNS)/fig4_vae
@@ -42,6 +42,7 @@ RUNS_bias-correction := $(RUNS)/fig4_vae
 RUNS_bias-correction-cpu := $(RUNS)/fig4_vae_cpu
 RUNS_cifar := $(RUNS)/fig3_cifar10_cnn
 RUNS_cifar-cpu := $(RUNS)/fig3_cifar10_cnn_cpu
+RUNS_sfo := $(RUNS)/sfo
 
 SMALL_ARGS ?=
 # The GPU runbook: the long protocols in pieces of GPU_MINUTES (docs/gpu.md).
@@ -56,7 +57,7 @@ MUTANTS ?=
 .PHONY: help venv test lint bench reproduce-mnist reproduce-imdb imdb-nodecay study-fig1-decay \
   reproduce-mlp reproduce-mlp-cpu reproduce-bias-correction reproduce-bias-correction-cpu \
   reproduce-cifar reproduce-cifar-cpu time-cifar trajectories report reproduce-gpu figures-gpu plan-gpu \
-  study-fig2b mutation breaks clean
+  study-fig2b reproduce-sfo mutation breaks clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-31s %s\n", $$1, $$2}'
@@ -117,7 +118,11 @@ reproduce-mlp: venv ## Figure 2 (a, b): the 2x1000 ReLU network on MNIST (GPU: h
 	$(PY) -m adamrepro.plot fig2a_mnist_mlp --runs $(MLP_RUNS)/dropout \
 	  --out $(RESULTS)/fig2a_mnist_mlp --note "$(MLP_NOTE)" $(MLP_PLOT_ARGS)
 	$(PY) -m adamrepro.plot fig2b_mnist_mlp_deterministic --runs $(MLP_RUNS)/deterministic \
-	  --out $(RESULTS)/fig2b_mnist_mlp_deterministic --note "$(MLP_B_NOTE)"
+	  $(RUNS_sfo)/deterministic --out $(RESULTS)/fig2b_mnist_mlp_deterministic --note "$(MLP_B_NOTE)"
+
+reproduce-sfo: venv ## Figure 2 (b) with our SFO, claims P5 and P6 (after reproduce-mlp's Adam; 1-2 h on a CPU)
+	$(PY) -m adamrepro.sfo_study --data-root $(DATA_ROOT) --adam-runs $(MLP_RUNS)/deterministic \
+	  --runs $(RUNS_sfo) --out $(RESULTS)/fig2b_mnist_mlp_deterministic --note "$(MLP_B_NOTE)"
 
 reproduce-mlp-cpu: ## Figure 2 shortened for a CPU: (a) 10 passes, 2 stepsizes each; (b) in full
 	$(MAKE) reproduce-mlp MLP_EPOCHS=10 MLP_SWEEP=fig2_mnist_mlp_cpu MLP_RUNS=$(RUNS_mlp-cpu) \
