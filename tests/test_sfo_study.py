@@ -22,13 +22,13 @@ def test_every_part_runs_and_the_verdicts_follow_from_the_tables(mnist_root, tmp
     out = tmp_path / "out"
     args = ["--data-root", str(mnist_root), "--adam-runs", str(tmp_path / "adam"),
             "--runs", str(tmp_path / "runs"), "--out", str(out), "--passes", "3",
-            "--dropout-passes", "4", "--rounds", "1", "--memory-rows", "240",
+            "--dropout-passes", "4", "--rounds", "1", "--subfunctions", "8", "--memory-rows", "240",
             "--override", *small, "trainer.train_eval_subset=300"]  # fmt: skip
     main(args)
     timing = pd.read_csv(out / "sfo_timing.csv")
     assert sorted(timing["optimizer"]) == ["Adam", "SFO", "SFO"] and (timing["seconds"] > 0).all()
     memory = pd.read_csv(out / "sfo_memory.csv")
-    assert memory["subfunctions"].tolist() == [6, 12, 24, 48]
+    assert memory["subfunctions"].tolist() == [6, 12, 25, 50, 100]
     assert memory["parameters"].iloc[0] == 784 * 16 + 16 + 16 * 16 + 16 + 16 * 10 + 10
     assert memory["memory_bytes"].is_monotonic_increasing
     # the basis alone: parameters x subspace float64 numbers

@@ -1,14 +1,14 @@
 """Figure 2 (b)'s other half, and claims P5 and P6: our SFO beside our Adam.
 
     python -m adamrepro.sfo_study --data-root DIR [--adam-runs DIR] [--runs DIR] [--out DIR]
-        [--passes 25] [--dropout-passes 10] [--rounds 2] [--memory-rows 6000]
+        [--passes 25] [--dropout-passes 10] [--rounds 2] [--subfunctions 100] [--memory-rows 6000]
         [--only PART ...] [--override KEY=VALUE ...]
 
 Every SFO run goes through SFO's driver (`adamrepro.sfo_run`, float64, the training set cut
-once into sqrt(n)/10 = 24 fixed subfunctions) and every Adam run through the one training
-loop, both on `experiment=mnist_mlp_deterministic` (the protocol of the Figure 2 (b) study).
-A part whose run is complete in --runs is read back, not run again (the same command
-continues). The parts:
+once into --subfunctions fixed subfunctions: 100 of 600 rows, as the SFO authors' harness cuts
+MNIST for its MLP) and every Adam run through the one training loop, both on
+`experiment=mnist_mlp_deterministic` (the protocol of the Figure 2 (b) study). A part whose
+run is complete in --runs is read back, not run again (the same command continues). The parts:
 
 - deterministic: SFO for --passes passes; Figure 2 (b) redrawn with both of our curves (Adam's
   runs from --adam-runs) and the paper's two.
@@ -17,7 +17,7 @@ continues). The parts:
   Adam's second pass of a 3-pass run, SFO's passes 2 and 3 of a 3-pass run (the subspace
   full). The median is each one's time per pass; the wall-clock panel uses these.
 - memory: the bytes SFO holds (its basis and every subfunction's model) after 2 passes, for
-  6, 12, 24 and 48 subfunctions, on the same network (1.79M weights) trained on the first
+  6, 12, 25, 50 and 100 subfunctions, on the same network (1.79M weights) trained on the first
   6,000 rows (what SFO holds depends on the weights and the subfunctions, not on the rows).
 - dropout: SFO and Adam (stepsize 1e-2, one member) for --dropout-passes passes on the same
   network with dropout (20% input, 50% hidden), fresh masks at every evaluation.
@@ -58,7 +58,8 @@ EXPERIMENT = ["experiment=mnist_mlp_deterministic", "experiment_name=mnist_mlp_d
 DROPOUT = ["model.input_dropout=0.2", "model.hidden_dropout=0.5"]
 ADAM = ["optimizer=adam", "optimizer.stepsize=1e-2", "trainer.progress=false"]
 TIMED = ["trainer.evaluate_initial=false", "trainer.train_eval_subset=0"]
-MEMORY_SUBFUNCTIONS = (6, 12, 24, 48)
+MEMORY_SUBFUNCTIONS = (6, 12, 25, 50, 100)
+SUBFUNCTIONS = 100  # the SFO authors' harness: MNIST cut into 100 strided subfunctions
 MEMORY_ROWS = 6000
 PARTS = ("deterministic", "timing", "memory", "dropout")
 
@@ -79,7 +80,7 @@ def curve(record: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(record["curves"]).sort_values("epoch").reset_index(drop=True)
 
 
-def timing(base: list[str], runs: Path, rounds: int) -> pd.DataFrame:
+def timing(base: list[str], runs: Path, rounds: int, sfo_base: list[str]) -> pd.DataFrame:
     """Seconds per pass, training only, alternating Adam and SFO in this process."""
     rows = []
     for k in range(rounds):
@@ -87,7 +88,7 @@ def timing(base: list[str], runs: Path, rounds: int) -> pd.DataFrame:
                       runs / f"timing/adam_{k}")  # fmt: skip
         wall = curve(record).set_index("epoch")["wall_time_s"]
         rows.append({"round": k, "optimizer": "Adam", "pass": 2, "seconds": wall[2] - wall[1]})
-        record = sfo([*base, *EXPERIMENT, *TIMED, "+sfo.passes=3"], runs / f"timing/sfo_{k}")
+        record = sfo([*sfo_base, *TIMED, "+sfo.passes=3"], runs / f"timing/sfo_{k}")
         stepping = curve(record).set_index("epoch")["step_time_s"]
         for p in (2, 3):
             rows.append({"round": k, "optimizer": "SFO", "pass": p,
@@ -223,6 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--passes", type=int, default=25)
     parser.add_argument("--dropout-passes", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--subfunctions", type=int, default=SUBFUNCTIONS)
     parser.add_argument("--memory-rows", type=int, default=MEMORY_ROWS)
     parser.add_argument("--note", default="")
     parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS))
@@ -239,14 +241,15 @@ def main(argv: list[str] | None = None) -> None:
 def study(args: Any, base: list[str]) -> None:
     out, runs = args.out, args.runs
     out.mkdir(parents=True, exist_ok=True)
+    sfo_base = [*base, *EXPERIMENT, f"+sfo.subfunctions={args.subfunctions}"]
     if "timing" in args.only:
-        timing(base, runs, args.rounds).to_csv(out / "sfo_timing.csv", index=False,
+        timing(base, runs, args.rounds, sfo_base).to_csv(out / "sfo_timing.csv", index=False,
                                                float_format="%.6g")  # fmt: skip
     if "memory" in args.only:
         memory(base, runs, args.memory_rows).to_csv(out / "sfo_memory.csv", index=False)
     if "dropout" in args.only:
         overrides = [*base, *DROPOUT, f"trainer.epochs={args.dropout_passes}"]
-        record = sfo([*overrides, *EXPERIMENT, f"+sfo.passes={args.dropout_passes}"],
+        record = sfo([*sfo_base, *DROPOUT, f"+sfo.passes={args.dropout_passes}"],
                      runs / "dropout/sfo")  # fmt: skip
         adam_record = adam(overrides, runs / "dropout/adam")
         both = pd.concat([curve(record).assign(curve="SFO"),
@@ -255,10 +258,11 @@ def study(args: Any, base: list[str]) -> None:
         verdict = dropout_verdict(curve(record), curve(adam_record), record)
         pd.DataFrame([verdict]).to_csv(out / "sfo_dropout.csv", index=False, float_format="%.6g")
     if "deterministic" in args.only:
-        sfo([*base, *EXPERIMENT, f"+sfo.passes={args.passes}"], runs / "deterministic/sfo")
+        sfo([*sfo_base, f"+sfo.passes={args.passes}"], runs / "deterministic/sfo")
         note = args.note or (
             "ours: real MNIST, no dropout, the SFO harness' protocol as far as known; Adam: "
-            "alpha/sqrt(t), best of 3 stepsizes, float32; SFO: 24 subfunctions, float64; "
+            f"alpha/sqrt(t), best of 3 stepsizes, float32; SFO: {args.subfunctions} subfunctions, "
+            "float64; "
             "cost on the whole training set after k passes"
         )
         make_figure(FIGURE, [str(args.adam_runs), str(runs / "deterministic")], out, note)
