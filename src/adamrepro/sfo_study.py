@@ -1,12 +1,13 @@
 """Figure 2 (b)'s other half, and claims P5 and P6: our SFO beside our Adam.
 
     python -m adamrepro.sfo_study --data-root DIR [--adam-runs DIR] [--runs DIR] [--out DIR]
-        [--passes 25] [--dropout-passes 10] [--rounds 2] [--subfunctions 100] [--memory-rows 6000]
+        [--passes 25] [--dropout-passes 10] [--rounds 2] [--subfunctions 24] [--memory-rows 6000]
         [--only PART ...] [--override KEY=VALUE ...]
 
 Every SFO run goes through SFO's driver (`adamrepro.sfo_run`, float64, the training set cut
-once into --subfunctions fixed subfunctions: 100 of 600 rows, as the SFO authors' harness cuts
-MNIST for its MLP) and every Adam run through the one training loop, both on
+once into --subfunctions fixed subfunctions: by default sqrt(n)/10 = 24 of 2,500 rows, the
+SFO paper's rule; the SFO authors' harness cuts MNIST into 100 for its MLP, which costs ~4x
+more per pass here) and every Adam run through the one training loop, both on
 `experiment=mnist_mlp_deterministic` (the protocol of the Figure 2 (b) study). A part whose
 run is complete in --runs is read back, not run again (the same command continues). The parts:
 
@@ -17,8 +18,9 @@ run is complete in --runs is read back, not run again (the same command continue
   Adam's second pass of a 3-pass run, SFO's passes 2 and 3 of a 3-pass run (the subspace
   full). The median is each one's time per pass; the wall-clock panel uses these.
 - memory: the bytes SFO holds (its basis and every subfunction's model) after 2 passes, for
-  6, 12, 25, 50 and 100 subfunctions, on the same network (1.79M weights) trained on the first
-  6,000 rows (what SFO holds depends on the weights and the subfunctions, not on the rows).
+  6, 12, 24 and 48 subfunctions, on the same network (1.79M weights) trained on a fixed
+  6,000 of the rows (data.train_rows; what SFO holds depends on the weights and the
+  subfunctions, not on the rows).
 - dropout: SFO and Adam (stepsize 1e-2, one member) for --dropout-passes passes on the same
   network with dropout (20% input, 50% hidden), fresh masks at every evaluation.
 
@@ -58,8 +60,7 @@ EXPERIMENT = ["experiment=mnist_mlp_deterministic", "experiment_name=mnist_mlp_d
 DROPOUT = ["model.input_dropout=0.2", "model.hidden_dropout=0.5"]
 ADAM = ["optimizer=adam", "optimizer.stepsize=1e-2", "trainer.progress=false"]
 TIMED = ["trainer.evaluate_initial=false", "trainer.train_eval_subset=0"]
-MEMORY_SUBFUNCTIONS = (6, 12, 25, 50, 100)
-SUBFUNCTIONS = 100  # the SFO authors' harness: MNIST cut into 100 strided subfunctions
+MEMORY_SUBFUNCTIONS = (6, 12, 24, 48)
 MEMORY_ROWS = 6000
 PARTS = ("deterministic", "timing", "memory", "dropout")
 
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--passes", type=int, default=25)
     parser.add_argument("--dropout-passes", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--subfunctions", type=int, default=SUBFUNCTIONS)
+    parser.add_argument("--subfunctions", type=int, default=24)
     parser.add_argument("--memory-rows", type=int, default=MEMORY_ROWS)
     parser.add_argument("--note", default="")
     parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS))
