@@ -129,3 +129,71 @@ def test_a_training_subset_is_a_fixed_choice_of_rows_and_leaves_the_test_set(tmp
     assert torch.equal(part.x_test, whole.x_test) and part.description["train_rows"] == 20
     with pytest.raises(ConfigError, match="data.train_rows must be an integer in 1..50"):
         load_data({**config, "train_rows": 51})
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"\x00\x00\x99\x01",  # an unknown value type, the zeros right
+        b"\x00\x01\x08\x01",  # the second byte not zero
+        b"\x01\x00\x08\x01",  # the first byte not zero
+        b"\x00\x00",  # shorter than a magic number
+    ],
+)
+def test_each_bad_magic_number_is_refused_by_name(header: bytes):
+    with pytest.raises(ValueError) as error:
+        read_idx(header + b"\x00\x00\x00\x01\x07")
+    assert str(error.value) == "not an IDX file (bad magic number)"
+
+
+def test_a_bare_four_byte_header_is_read_as_a_header():
+    """A zero-dimensional IDX header alone is a header that promises one value, not a bad
+    magic number."""
+    with pytest.raises(ValueError) as error:
+        read_idx(b"\x00\x00\x08\x00")
+    assert str(error.value) == "IDX header says () but the file holds 0 values"
+
+
+def test_the_defaults_download_when_missing_and_check_the_md5(tmp_path: Path, monkeypatch):
+    """load_mnist(root) with its defaults fetches missing files (here a stand-in writes
+    generated ones) and then refuses them because they are not MNIST's bytes; with
+    download=False the stand-in is never called and the error names MNIST and its files."""
+    from adamrepro.data import mnist
+
+    calls = []
+
+    def fake_download(root: Path) -> None:
+        calls.append(root)
+        make_mnist(root / "MNIST" / "raw", n_train=10, n_test=10)
+
+    monkeypatch.setattr(mnist, "_download", fake_download)
+    with pytest.raises(DataError) as error:
+        load_mnist(tmp_path / "absent", download=False)
+    assert calls == []
+    message = str(error.value)
+    assert message.startswith("MNIST ") and "(or .gz)" in message
+    assert ("train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+            "t10k-labels-idx1-ubyte (or .gz)") in message  # fmt: skip
+    with pytest.raises(DataError) as error:
+        load_mnist(tmp_path / "fetched")
+    assert calls == [tmp_path / "fetched"]
+    assert str(error.value).endswith(
+        "(a damaged or different file; set data.verify=false to use it anyway)"
+    )
+    assert str(error.value).startswith(str(tmp_path / "fetched" / "MNIST" / "raw"))
+
+
+def test_flat_images_and_a_label_above_nine_are_refused(tmp_path: Path):
+    make_mnist(tmp_path / "flat", n_train=10, n_test=10)
+    flat = np.zeros((10, 784), dtype=np.uint8)
+    write_idx(tmp_path / "flat" / "train-images-idx3-ubyte", flat, compress=True)
+    with pytest.raises(DataError, match=r"MNIST train set: images of shape \(10, 784\)"):
+        load_mnist(tmp_path / "flat", download=False, verify=False)
+    make_mnist(tmp_path / "ten", n_train=10, n_test=10)
+    labels = np.full(10, 10, dtype=np.uint8)
+    write_idx(tmp_path / "ten" / "t10k-labels-idx1-ubyte", labels, compress=True)
+    with pytest.raises(DataError) as error:
+        load_mnist(tmp_path / "ten", download=False, verify=False)
+    assert (
+        str(error.value) == f"{tmp_path / 'ten' / 't10k-labels-idx1-ubyte.gz'}: a label 10 above 9"
+    )
