@@ -162,3 +162,20 @@ def test_a_gaussian_initialisation_has_the_stated_scale_and_follows_the_seeds():
     assert not zero.layers[-1].weight.any() and not zero.layers[-1].bias.any()
     with pytest.raises(ConfigError, match="model.init_std must be a number > 0"):
         MultilayerNetwork(400, 10, seeds=[0], init_std=-1.0)
+
+
+def test_the_multilayer_network_is_relu_layers_in_order_and_drops_its_input_alone():
+    """Hidden layers of different widths, computed by hand (every layer, in order), and input
+    dropout acting by itself when the hidden layers have none."""
+    net = MultilayerNetwork(6, 3, seeds=[0], hidden=(7, 5), input_dropout=0.5, hidden_dropout=0)
+    x = torch.rand(4, 6)
+    h = x
+    for layer in net.layers[:-1]:
+        h = torch.relu(h @ layer.weight[0] + layer.bias[0])
+    expected = h @ net.layers[-1].weight[0] + net.layers[-1].bias[0]
+    net.eval()
+    assert torch.allclose(net(x)[0], expected, atol=1e-6)
+    net.train()
+    torch.manual_seed(0)
+    dropped = net(x)
+    assert not torch.allclose(dropped[0], expected)
