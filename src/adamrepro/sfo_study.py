@@ -1,7 +1,7 @@
 """Figure 2 (b)'s other half, and claims P5 and P6: our SFO beside our Adam.
 
     python -m adamrepro.sfo_study --data-root DIR [--adam-runs DIR] [--runs DIR] [--out DIR]
-        [--passes 25] [--dropout-passes 10] [--rounds 2] [--subfunctions 24] [--memory-rows 6000]
+        [--passes 25] [--dropout-passes 6] [--rounds 2] [--subfunctions 24] [--memory-rows 6000]
         [--only PART ...] [--override KEY=VALUE ...]
 
 Every SFO run goes through SFO's driver (`adamrepro.sfo_run`, float64, the training set cut
@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=Path, default=Path("outputs/sfo"))
     parser.add_argument("--out", type=Path, default=Path("results") / FIGURE)
     parser.add_argument("--passes", type=int, default=25)
-    parser.add_argument("--dropout-passes", type=int, default=10)
+    parser.add_argument("--dropout-passes", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--subfunctions", type=int, default=24)
     parser.add_argument("--memory-rows", type=int, default=MEMORY_ROWS)
