@@ -155,3 +155,22 @@ def test_the_report_decides_every_claim_and_is_the_same_twice(tmp_path):
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("rest\n") and "old" not in text
     assert "(results/fig1_mnist_logreg)" in text
+
+
+def test_the_sfo_rules_need_every_part_of_the_claim(tmp_path):
+    parts = {"adam_faster_per_pass": True, "adam_faster_per_second": True,
+             "five_to_ten_times_slower": True, "memory_linear": True}  # fmt: skip
+    folder = tmp_path / "f"
+    folder.mkdir()
+    assert report.sfo_comparison(Results(tmp_path), "f").verdict == OPEN
+    pd.DataFrame([{**parts, "summary": "s"}]).to_csv(folder / "sfo.csv", index=False)
+    assert report.sfo_comparison(Results(tmp_path), "f").verdict == HOLDS
+    pd.DataFrame([{**parts, "five_to_ten_times_slower": False, "summary": "s"}]).to_csv(
+        folder / "sfo.csv", index=False
+    )
+    verdict = report.sfo_comparison(Results(tmp_path), "f")
+    assert verdict.verdict == FAILS and verdict.numbers.endswith("(not: five to ten times slower)")
+    pd.DataFrame([{"converged": False, "summary": "stuck"}]).to_csv(folder / "sfo_dropout.csv")
+    assert report.sfo_dropout(Results(tmp_path), "f").verdict == HOLDS
+    pd.DataFrame([{"converged": True, "summary": "fell"}]).to_csv(folder / "sfo_dropout.csv")
+    assert report.sfo_dropout(Results(tmp_path), "f").verdict == FAILS
