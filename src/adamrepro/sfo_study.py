@@ -266,23 +266,22 @@ def study(args: Any, base: list[str]) -> None:
         verdict = dropout_verdict(curve(record), curve(adam_record), record)
         pd.DataFrame([verdict]).to_csv(out / "sfo_dropout.csv", index=False, float_format="%.6g")
     if "deterministic" in args.only:
+        needed = [out / "sfo_timing.csv", out / "sfo_memory.csv"]
+        if not all(path.exists() for path in needed):  # before the long run, not after it
+            raise ConfigError("the deterministic part needs the timing and memory parts first "
+                              f"(no sfo_timing.csv or sfo_memory.csv in {out})")  # fmt: skip
+        timed, mem = (pd.read_csv(path) for path in needed)
         sfo([*sfo_base, f"+sfo.passes={args.passes}"], runs / "deterministic/sfo")
         note = args.note or (
             "ours: real MNIST, no dropout, the SFO harness' protocol as far as known; Adam: "
             f"alpha/sqrt(t), best of 3 stepsizes, float32; SFO: {args.subfunctions} subfunctions, "
-            "float64; "
-            "cost on the whole training set after k passes"
+            "float64; cost on the whole training set after k passes"
         )
         make_figure(FIGURE, [str(args.adam_runs), str(runs / "deterministic")], out, note)
-        timed = pd.read_csv(out / "sfo_timing.csv") if (out / "sfo_timing.csv").exists() else None
-        mem = pd.read_csv(out / "sfo_memory.csv") if (out / "sfo_memory.csv").exists() else None
-        if timed is None or mem is None:
-            raise ConfigError("the deterministic part needs the timing and memory parts first "
-                              f"(no sfo_timing.csv or sfo_memory.csv in {out})")  # fmt: skip
         seconds = {name: statistics.median(part["seconds"])
                    for name, part in timed.groupby("optimizer")}  # fmt: skip
         curves = pd.read_csv(out / "curves.csv")
-        walltime_figure({**figure_spec(FIGURE), "name": FIGURE},
+        walltime_figure(figure_spec(FIGURE),
                         {name: part for name, part in curves.groupby("curve")}, out, note,
                         seconds)  # fmt: skip
         pd.DataFrame([compare(curves, seconds, mem)]).to_csv(out / "sfo.csv", index=False,
