@@ -7,10 +7,12 @@ Reads every `mutants/**/*.py.meta` that `mutmut run` leaves (one exit code per m
 tests failed, the mutant is killed; 0 they passed, it survived; 33 no test reaches it; 36 it ran
 past its time limit, counted as killed, as mutmut does), groups the mutants by place
 (optim/, train.py, data/, models/, plot.py) and writes per place: mutants, killed, survived,
-equivalent, not tested, and the score killed / (mutants - equivalent - not tested). A mutant
+equivalent, not reached, not run, and the score killed / (mutants - equivalent). A mutant that
+no test of the mutation run reaches (mutmut's "no tests": only a test in a new process would)
+counts as not killed: a mutant is scored as caught only when a test failed on it. A mutant
 named in the equivalents file (`<mutant name>  <reason>` per line) changes no behaviour that a
 figure can show and is left out of the score, with its reason printed. Survivors are listed by
-name, so `mutmut show <name>` prints each.
+name, so `mutmut show <name>` prints each; the mutants no test reaches, by function.
 """
 
 from __future__ import annotations
@@ -60,13 +62,15 @@ def by_module(results: dict[str, int | None], equivalents: dict[str, str]) -> di
         c = counts.setdefault(name.split(".x")[0], Counter())
         c["mutants"] += 1
         c["equivalent" if name in equivalents else "killed" if code in KILLED
-          else "survived" if code in SURVIVED else "not run"] += 1  # fmt: skip
+          else "survived" if code in SURVIVED else "not reached" if code in NOT_TESTED
+          else "not run"] += 1  # fmt: skip
     return counts
 
 
 def report(results: dict[str, int | None], equivalents: dict[str, str]) -> tuple[str, bool]:
     counts: dict[str, Counter] = {label: Counter() for label in PLACES.values()}
     survivors: dict[str, list[str]] = {label: [] for label in PLACES.values()}
+    unreached: dict[str, Counter] = {label: Counter() for label in PLACES.values()}
     for name, code in sorted(results.items()):
         label = place(name)
         if label is None:
@@ -81,29 +85,38 @@ def report(results: dict[str, int | None], equivalents: dict[str, str]) -> tuple
             c["survived"] += 1
             survivors[label].append(name)
         elif code in NOT_TESTED:
-            c["not tested"] += 1
+            c["not reached"] += 1
+            unreached[label][name.split("__mutmut_")[0]] += 1
         else:
             c["not run"] += 1
-    lines = ["| place | mutants | killed | survived | equivalent | not tested | not run | score |",
+    lines = ["| place | mutants | killed | survived | equivalent | not reached | not run | score |",
              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     reached = True
     for label, c in counts.items():
-        decided = c["killed"] + c["survived"]
+        decided = c["killed"] + c["survived"] + c["not reached"]
         score = c["killed"] / decided if decided else float("nan")
         reached &= bool(decided) and score >= TARGET and not c["not run"]
         lines.append(f"| {label} | {c['mutants']} | {c['killed']} | {c['survived']} | "
-                     f"{c['equivalent']} | {c['not tested']} | {c['not run']} | "
+                     f"{c['equivalent']} | {c['not reached']} | {c['not run']} | "
                      f"{score:.1%} |")  # fmt: skip
-    lines += ["", "Per module (`not run`: left for a later run, or reached by no selected test):",
+    lines += ["", "Per module (`not reached`: no test of the mutation run reaches it, counted "
+              "as not killed; `not run`: left for a later run):",
               "",
-              "| module | mutants | killed | survived | equivalent | not run |",
-              "|---|---|---|---|---|---|"]  # fmt: skip
+              "| module | mutants | killed | survived | equivalent | not reached | not run "
+              "| score |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for module, c in sorted(by_module(results, equivalents).items()):
+        decided = c["killed"] + c["survived"] + c["not reached"]
+        score = f"{c['killed'] / decided:.1%}" if decided else "-"
         lines.append(f"| {module} | {c['mutants']} | {c['killed']} | {c['survived']} | "
-                     f"{c['equivalent']} | {c['not run']} |")  # fmt: skip
+                     f"{c['equivalent']} | {c['not reached']} | {c['not run']} | "
+                     f"{score} |")  # fmt: skip
     lines += ["", "## Survivors (`mutmut show <name>` prints each)", ""]
     for label, names in survivors.items():
         lines += [f"- {label}: {len(names)}"] + [f"  - `{n}`" for n in names]
+    lines += ["", "## Reached by no test of the mutation run (mutants per function)", ""]
+    for label, functions in unreached.items():
+        lines += [f"- {label}: {sum(functions.values())}"]
+        lines += [f"  - `{f}`: {k}" for f, k in sorted(functions.items())]
     lines += ["", "## Equivalent mutants (left out of the score)", ""]
     lines += [f"- `{n}`: {reason}" for n, reason in sorted(equivalents.items())] or ["none"]
     return "\n".join(lines) + "\n", reached

@@ -197,3 +197,31 @@ def test_flat_images_and_a_label_above_nine_are_refused(tmp_path: Path):
     assert (
         str(error.value) == f"{tmp_path / 'ten' / 't10k-labels-idx1-ubyte.gz'}: a label 10 above 9"
     )
+
+
+def test_download_asks_torchvision_for_both_splits_into_root(tmp_path: Path, monkeypatch):
+    """`_download` hands torchvision the root as a string and asks for the training and the
+    test split, each with download=True (torchvision reads `download` as a flag)."""
+    import torchvision.datasets
+
+    from adamrepro.data import mnist
+
+    calls = []
+
+    class Recorder:
+        def __init__(self, root: str, train: bool = True, download: bool = False) -> None:
+            calls.append((root, train, download))
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", Recorder)
+    mnist._download(tmp_path)
+    assert calls == [(str(tmp_path), True, True), (str(tmp_path), False, True)]
+    assert all(type(flag) is bool for call in calls for flag in call[1:])
+
+
+def test_a_file_that_is_not_idx_is_named_with_the_reason(tmp_path: Path):
+    make_mnist(tmp_path, n_train=10, n_test=10, compress=False)
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(b"\x01\x02\x03\x04")
+    with pytest.raises(DataError) as error:
+        load_mnist(tmp_path, download=False, verify=False)
+    path = tmp_path / "t10k-images-idx3-ubyte"
+    assert str(error.value) == f"{path}: not an IDX file (bad magic number)"

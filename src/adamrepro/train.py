@@ -713,6 +713,14 @@ def summary(record: dict[str, Any]) -> str:
     return text
 
 
+def objective(record: dict[str, Any]) -> float:
+    """What a sweep minimises (Hydra's sweepers read it): the lowest final training cost of
+    the run's members that did not diverge, NaN when all did."""
+    epochs = record["config"]["trainer"]["epochs"]
+    final = [r["train_cost"] for r in record["curves"] if r["epoch"] == epochs]
+    return min((c for c in final if math.isfinite(c)), default=math.nan)
+
+
 def main() -> None:
     import hydra
     from hydra.core.hydra_config import HydraConfig
@@ -751,8 +759,7 @@ def main() -> None:
             return stop(f"failed: {record.get('reason')} ({out_dir / RECORD_NAME})",
                         EXIT["diverged"])  # fmt: skip
         print(f"{job}{summary(record)}; record: {out_dir / RECORD_NAME}")
-        final = [r["train_cost"] for r in record["curves"] if r["epoch"] == cfg.trainer.epochs]
-        return min((c for c in final if math.isfinite(c)), default=math.nan)
+        return objective(record)
 
     _run()
 
