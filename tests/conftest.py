@@ -235,6 +235,43 @@ def drawn(monkeypatch) -> dict[str, list[list[tuple[str, np.ndarray, np.ndarray]
     return saved
 
 
+@pytest.fixture
+def drawn_axes(monkeypatch) -> dict[str, dict]:
+    """Everything a saved figure shows, read off matplotlib's objects: {path: {"texts": the
+    figure's own texts, "axes": [per axes: title, labels, limits, scale, legend, lines (label,
+    x, y, colour, style) and bands (colour, lower and upper y)]}}."""
+    from matplotlib.collections import PolyCollection
+    from matplotlib.colors import to_hex
+    from matplotlib.figure import Figure
+
+    saved: dict[str, dict] = {}
+    original = Figure.savefig
+
+    def band(collection: PolyCollection) -> tuple[str, float, float]:
+        ys = np.concatenate([p.vertices[:, 1] for p in collection.get_paths()])
+        return to_hex(collection.get_facecolor()[0], keep_alpha=False), ys.min(), ys.max()
+
+    def keep(self, fname, *args, **kwargs):
+        saved[str(fname)] = {
+            "texts": [t.get_text() for t in self.texts],
+            "axes": [{
+                "title": ax.get_title(), "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(),
+                "xlim": ax.get_xlim(), "ylim": ax.get_ylim(), "yscale": ax.get_yscale(),
+                "legend": [t.get_text() for t in ax.get_legend().get_texts()]
+                if ax.get_legend() else [],
+                "lines": {line.get_label(): (np.asarray(line.get_xdata(), dtype=float),
+                                             np.asarray(line.get_ydata(), dtype=float),
+                                             to_hex(line.get_color()), line.get_linestyle())
+                          for line in ax.get_lines()},
+                "bands": [band(c) for c in ax.collections if isinstance(c, PolyCollection)],
+            } for ax in self.axes],
+        }  # fmt: skip
+        return original(self, fname, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    return saved
+
+
 def line(figure: list[list[tuple[str, np.ndarray, np.ndarray]]], label: str,
          axes: int = 0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """(x, y) of the line labelled `label` on a figure's axes `axes`, as `drawn` read it."""

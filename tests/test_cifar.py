@@ -12,6 +12,7 @@ import torch
 from adamrepro.data import cifar, load_cifar10, load_data
 from adamrepro.errors import DataError
 from adamrepro.models import ConvolutionalNetwork
+from adamrepro.plot import main as plot_main
 from adamrepro.plot import make_figure
 from adamrepro.train import train
 from conftest import hydra_config, line, make_cifar
@@ -125,7 +126,7 @@ def test_dropout_is_a_switch_and_acts_in_training_only():
     assert torch.equal(noisy(x), plain.eval()(x))
 
 
-def test_a_two_epoch_run_draws_both_panels(tmp_path, drawn):
+def test_a_two_epoch_run_draws_both_panels(tmp_path, drawn, capsys):
     root = make_cifar(tmp_path / "data", per_batch=26)
     runs, out = tmp_path / "runs", tmp_path / "fig3"
     common = [f"data.root={root}", "data.verify=false", "data.download=false",
@@ -164,7 +165,13 @@ def test_a_two_epoch_run_draws_both_panels(tmp_path, drawn):
     logged = json.loads((runs / "Adam" / "record.json").read_text())["step_costs"]["cost"]
     assert first["train_cost"] == pytest.approx(logged[0][k], rel=1e-5)
     # claim P9's figure: sqrt(v-hat) per layer of the selected Adam member, logged every 2 steps
-    verdict = make_figure("fig3_cifar10_cnn_vhat", [str(runs)], tmp_path / "vhat")
+    capsys.readouterr()
+    plot_main(["fig3_cifar10_cnn_vhat", "--runs", str(runs), "--out", str(tmp_path / "vhat")])
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-1] == (f"wrote {tmp_path / 'vhat'}/figure.png, moments.csv, verdict.csv, "
+                           "sources.json")  # fmt: skip
+    verdict = pd.read_csv(tmp_path / "vhat" / "verdict.csv")
+    assert printed[0].split()[:2] == verdict.columns[:2].tolist() and len(printed) == 12
     assert set(verdict["label"]) == {"Adam", "Adam+dropout"}
     stats = json.loads((runs / "Adam" / "record.json").read_text())["moment_stats"]
     assert len(stats) == 5 * 10 * 4  # 5 logs x 10 tensors x 4 members (none diverged)

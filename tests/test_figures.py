@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from adamrepro.plot import EXPERIMENTS, make_figure
+from adamrepro.plot import main as plot_main
 from adamrepro.train import train
 from conftest import hydra_config, line
 
@@ -69,7 +70,7 @@ def test_figure_2a_and_2b_from_short_runs(mnist_root, tmp_path, drawn):
     assert y[-1] < y[0]
 
 
-def test_figure_4_from_a_short_run_of_the_whole_grid(mnist_root, tmp_path, drawn):
+def test_figure_4_from_a_short_run_of_the_whole_grid(mnist_root, tmp_path, drawn, capsys):
     for bias_correction in ("true", "false"):
         record = run(
             mnist_root,
@@ -89,7 +90,17 @@ def test_figure_4_from_a_short_run_of_the_whole_grid(mnist_root, tmp_path, drawn
         assert (costs[2] < costs[1]).mean() > 0.8  # most members learn (not all are stable)
         assert (costs[2] / costs[1]).min() < 0.9  # the fast ones by more than 10%
     out = tmp_path / "fig4"
-    comparison = make_figure("fig4_vae_bias_correction", [str(tmp_path / "runs")], out)
+    capsys.readouterr()
+    plot_main(["fig4_vae_bias_correction", "--runs", str(tmp_path / "runs"), "--out", str(out)])
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-1] == f"wrote {out}/figure.png, markers.csv, compare.csv, sources.json"
+    comparison = pd.read_csv(out / "compare.csv")
+    best = comparison.groupby(["epochs", "beta1", "beta2", "bias_correction"])[
+        ["paper_loss", "our_loss"]].min()  # fmt: skip
+    table = best.to_string().splitlines()  # the best loss of each panel
+    assert len(printed) == len(table) + 1 and printed[0].split() == ["paper_loss", "our_loss"]
+    shown = [float(v) for row in printed[2:-1] for v in row.split()[-2:]]
+    assert shown == pytest.approx(best.to_numpy().ravel().tolist(), rel=1e-4, nan_ok=True)
     markers = pd.read_csv(out / "markers.csv")
     assert len(markers) == 108  # one block: the runs are shorter than its 10 epochs
     assert markers["epoch"].eq(2).all() and markers["block_epochs"].eq(10).all()

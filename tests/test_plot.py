@@ -6,10 +6,11 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from adamrepro.plot import make_figure, paper_rmse
+from adamrepro.plot import EXPERIMENTS, make_figure, paper_rmse
 from adamrepro.records import FORMAT, save_record
 
 
@@ -79,3 +80,281 @@ def test_runs_with_no_label_of_the_figure_are_one_clear_error(tmp_path: Path):
     save_record(record("RMSProp", [0.01], [[0.5, 0.4, 0.3]]), tmp_path / "runs" / "a")
     with pytest.raises(FileNotFoundError, match="no run has a label that figure fig1_mnist_logreg"):
         make_figure("fig1_mnist_logreg", [str(tmp_path / "runs")], tmp_path / "out")
+
+
+def grid_record(label: str, settings: list[dict], seeds: tuple[int, ...], epochs: int,
+                cost, data: str = "MNIST", status: str = "completed") -> dict:  # fmt: skip
+    """A record whose member k (settings in order, seeds fastest) has cost(k, epoch) as its
+    training cost, and other columns that differ from it, each in its own way."""
+    members = [{"name": "adam", "label": label, **s, "seed": seed}
+               for s in settings for seed in seeds]  # fmt: skip
+    curves = [
+        {"member": k, "epoch": e, "train_cost": cost(k, e), "train_cost_full": cost(k, e) - 0.01,
+         "test_loss": cost(k, e) + 0.05, "test_accuracy": 0.8 + e / 100 + k / 1000,
+         "wall_time_s": 10.0 * e + k}
+        for k in range(len(members)) for e in range(1, epochs + 1)
+    ]  # fmt: skip
+    return {"format": FORMAT, "status": status, "config": {"trainer": {"epochs": epochs}},
+            "members": members, "curves": curves, "diverged": {},
+            "wall_time_s": 100.0 + len(members), "device": {"type": "cpu", "name": "EPYC"},
+            "threads": 2, "versions": {"torch": "2.x"}, "started": f"2026-01-0{len(members)}",
+            "code": {"commit": "abc"},
+            "data": {"label": data, "lossless": data == "MNIST"}}  # fmt: skip
+
+
+def distance_to_paper(xs: list[float], ys: list[float], curve: str, figure: str) -> float:
+    """The RMS distance the docstring promises, computed here from the paper's CSV: our curve
+    interpolated at the paper's points inside the axes, up to our last x."""
+    paper = pd.read_csv(EXPERIMENTS / figure / "paper_curves.csv")
+    points = paper[(paper["curve"] == curve) & (paper["outside_axes"] == 0)]
+    points = points[points["x"] <= max(xs)]
+    if points.empty:
+        return math.inf
+    ours = np.interp(points["x"], xs, ys)
+    return float(np.sqrt(np.mean((ours - points["y"]) ** 2)))
+
+
+def test_every_table_and_line_of_a_figure_follows_from_its_records(tmp_path: Path, capsys,
+                                                                   drawn_axes):  # fmt: skip
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    epochs = 10
+
+    def adam(k: int, e: int) -> float:  # members 0, 1: stepsize 1e-3; 2, 3: 1e-2 (ends lowest)
+        return [0.6, 0.62, 0.5, 0.54][k] / math.sqrt(e) + [0.2, 0.2, 0.1, 0.1][k]
+
+    save_record(grid_record("Adam", [{"stepsize": 1e-3}, {"stepsize": 1e-2}], (0, 1), epochs,
+                            adam), runs / "adam")  # fmt: skip
+    diverging = grid_record("AdaGrad", [{"stepsize": 0.1}, {"stepsize": 1.0}], (0,), epochs,
+                            lambda k, e: 0.7 - 0.01 * e if k == 0 else 0.1)  # fmt: skip
+    for row in diverging["curves"]:
+        if row["member"] == 1 and row["epoch"] >= 4:
+            row["train_cost"] = math.nan
+    diverging["diverged"] = {"1": 40}
+    save_record(diverging, runs / "adagrad")
+    save_record(grid_record("AdaGrad-nodecay", [{"stepsize": 0.01}, {"stepsize": 0.1}], (0,),
+                            epochs, lambda k, e: [0.9, 0.67][k] - 0.001 * e),
+                runs / "nodecay")  # fmt: skip
+    save_record(grid_record("RMSProp", [{"stepsize": 0.1}], (0,), epochs, lambda k, e: 0.01),
+                runs / "other_label")  # fmt: skip
+    save_record(grid_record("Adam", [{"stepsize": 0.1}], (0,), 4, lambda k, e: 0.01,
+                            status="interrupted"), runs / "stopped")  # fmt: skip
+
+    best = make_figure("fig1_mnist_logreg", [str(runs)], out, note="a note")
+
+    assert capsys.readouterr().err == (f"left out {runs / 'stopped'}: interrupted after 4 of 4 "
+                                       "epochs\n")  # fmt: skip
+    xs = list(range(epochs))  # pass k+1 drawn at x = k
+    mean = {s: [sum(adam(k, e) for k in ks) / 2 for e in range(1, epochs + 1)]
+            for s, ks in ((1e-3, (0, 1)), (1e-2, (2, 3)))}  # fmt: skip
+    grid = pd.read_csv(out / "grid.csv")
+    assert grid.columns.tolist() == ["curve", "label", "name", "stepsize", "trainer.epochs",
+                                     "seeds", "epochs", "final_cost", "diverged_seeds",
+                                     "paper_rmse", "run"]  # fmt: skip
+    rows = {(r.label, r.stepsize): r for r in grid.itertuples()}
+    assert sorted(rows) == [("AdaGrad", 0.1), ("AdaGrad", 1.0), ("AdaGrad-nodecay", 0.01),
+                            ("AdaGrad-nodecay", 0.1), ("Adam", 0.001), ("Adam", 0.01)]  # fmt: skip
+    for s in (1e-3, 1e-2):
+        row = rows["Adam", s]
+        assert (row.curve, row.seeds, row.epochs, row.diverged_seeds) == ("Adam", 2, 10, 0)
+        assert row.final_cost == pytest.approx(mean[s][-1], rel=1e-5)
+        assert row.paper_rmse == pytest.approx(
+            distance_to_paper(xs, mean[s], "Adam", "fig1_mnist_logreg"), rel=1e-5
+        )
+        assert row.run == str(runs / "adam")
+    assert math.isinf(rows["AdaGrad", 1.0].final_cost) and rows["AdaGrad", 1.0].diverged_seeds == 1
+    assert math.isinf(rows["AdaGrad", 1.0].paper_rmse)  # a curve with NaN has no distance
+    assert rows["AdaGrad", 0.1].final_cost == pytest.approx(0.6)
+    assert rows["AdaGrad-nodecay", 0.1].curve == "AdaGrad"  # compared with the paper's AdaGrad
+    selected = pd.read_csv(out / "selected.csv")
+    assert list(zip(selected["curve"], selected["stepsize"], strict=True)) == [
+        ("AdaGrad", 0.1), ("Adam", 0.01)]  # fmt: skip
+    chosen = grid.set_index(["label", "stepsize"]).loc[[("AdaGrad", 0.1), ("Adam", 0.01)]]
+    assert selected.equals(chosen.reset_index()[selected.columns])
+    assert best["stepsize"].tolist() == [0.1, 0.01]
+
+    curves = pd.read_csv(out / "curves.csv")
+    assert curves.columns.tolist() == ["curve", "epoch", "train_cost", "train_cost_min",
+                                       "train_cost_max", "seeds", "train_cost_full", "test_loss",
+                                       "test_accuracy", "wall_time_s"]  # fmt: skip
+    ours = curves[curves["curve"] == "Adam"]
+    assert ours["epoch"].tolist() == xs and ours["seeds"].tolist() == [2] * epochs
+    assert ours["train_cost"].tolist() == pytest.approx(mean[1e-2], rel=1e-5)
+    assert ours["train_cost_min"].tolist() == pytest.approx(
+        [adam(2, e) for e in range(1, 11)], rel=1e-5)  # fmt: skip
+    assert ours["train_cost_max"].tolist() == pytest.approx(
+        [adam(3, e) for e in range(1, 11)], rel=1e-5)  # fmt: skip
+    assert ours["test_loss"].tolist() == pytest.approx([c + 0.05 for c in mean[1e-2]], rel=1e-5)
+    assert ours["train_cost_full"].tolist() == pytest.approx([c - 0.01 for c in mean[1e-2]],
+                                                             rel=1e-5)  # fmt: skip
+    assert ours["test_accuracy"].tolist() == pytest.approx(
+        [0.8 + e / 100 + 2.5 / 1000 for e in range(1, 11)], rel=1e-5)  # fmt: skip
+    assert ours["wall_time_s"].tolist() == pytest.approx([10.0 * e + 2.5 for e in range(1, 11)])
+
+    figure = drawn_axes[str(out / "figure.png")]
+    assert figure["texts"] == ["a note | data: MNIST"]
+    (axes,) = figure["axes"]
+    assert axes["title"] == "MNIST Logistic Regression"
+    assert (axes["xlabel"], axes["ylabel"]) == ("iterations over entire dataset", "training cost")
+    assert axes["xlim"] == (0, 45) and axes["ylim"] == (0.2, 0.7) and axes["yscale"] == "linear"
+    closest = min((0.01, 0.1), key=lambda s: distance_to_paper(
+        xs, [[0.9, 0.67][s == 0.1] - 0.001 * e for e in range(1, 11)], "AdaGrad",
+        "fig1_mnist_logreg"))  # fmt: skip
+    extra = f"AdaGrad-nodecay, stepsize {closest:.3g} (closest to paper)"
+    assert axes["legend"] == ["AdaGrad", "AdaGrad (paper)", "SGDNesterov (paper)", "Adam",
+                              "Adam (paper)", extra]  # fmt: skip
+    paper = pd.read_csv(EXPERIMENTS / "fig1_mnist_logreg" / "paper_curves.csv")
+    colours = {}
+    for name in ("AdaGrad", "SGDNesterov", "Adam"):
+        x, y, colour, style = axes["lines"][f"{name} (paper)"]
+        theirs = paper[paper["curve"] == name]
+        assert x.tolist() == theirs["x"].tolist() and y.tolist() == theirs["y"].tolist()
+        assert style == "--"
+        colours[name] = colour
+    assert len(set(colours.values())) == 3
+    x, y, colour, style = axes["lines"]["Adam"]
+    assert x.tolist() == xs and y.tolist() == pytest.approx(mean[1e-2], rel=1e-5)
+    assert (colour, style) == (colours["Adam"], "-")
+    assert axes["lines"]["AdaGrad"][2:] == (colours["AdaGrad"], "-")
+    x, y, colour, style = axes["lines"][extra]
+    assert y.tolist() == pytest.approx([[0.9, 0.67][closest == 0.1] - 0.001 * e
+                                        for e in range(1, 11)])  # fmt: skip
+    assert style == ":" and colour not in colours.values()
+    # the band of the two seeds, for Adam only (AdaGrad has one seed)
+    ((colour, low, high),) = axes["bands"]
+    assert colour == colours["Adam"]
+    assert (low, high) == pytest.approx((adam(2, 10), adam(3, 1)), rel=1e-6)
+
+    sources = json.loads((out / "sources.json").read_text())
+    assert sources == {
+        "runs": 4, "members": 9, "wall_time_s": 4 * 100.0 + 4 + 2 + 2 + 1,
+        "status": ["completed"], "devices": ["cpu: EPYC"], "threads": [2],
+        "versions": ['{"torch": "2.x"}'], "started": "2026-01-01",
+        "code": ['{"commit": "abc"}'], "data": ["MNIST"], "lossless": True,
+        "left_out": [{"run": str(runs / "stopped"), "why": "interrupted after 4 of 4 epochs"}],
+    }  # fmt: skip
+
+
+def test_a_figure_at_the_passes_end_with_its_wall_clock_panel(tmp_path: Path, drawn_axes):
+    """Figure 2 (b)'s spec: the full-set cost after k passes drawn at x = k (offset 0), the
+    paper's point Adam x = 0 left out of the distance, and the wall-clock figure in units of
+    Adam's time per pass: from each run's own times, or from times measured side by side."""
+    from adamrepro.plot import figure_spec, walltime_figure
+
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    for label, slow in (("Adam", 1.0), ("SFO", 3.0)):
+        record = grid_record(label, [{"stepsize": 0.01}], (0,), 4, lambda k, e: 1.0 / (1 + e))
+        for row in record["curves"]:
+            row["wall_time_s"] = 6.0 * slow * row["epoch"]
+        record["curves"].insert(0, {**record["curves"][0], "epoch": 0, "train_cost": math.nan,
+                                    "train_cost_full": 2.5, "wall_time_s": 0.0})  # fmt: skip
+        save_record(record, runs / label)
+    best = make_figure("fig2b_mnist_mlp_deterministic", [str(runs)], out, xlim=(0, 4),
+                       ylim=(0.1, 3.0))  # fmt: skip
+    full = [2.5] + [1.0 / (1 + e) - 0.01 for e in range(1, 5)]
+    paper = pd.read_csv(EXPERIMENTS / "fig2b_mnist_mlp_deterministic" / "paper_curves.csv")
+    adam = paper[(paper["curve"] == "Adam") & (paper["outside_axes"] == 0) & (paper["x"] > 0)
+                 & (paper["x"] <= 4)]  # fmt: skip
+    expected = np.sqrt(np.mean((np.interp(adam["x"], range(5), full) - adam["y"]) ** 2))
+    assert best.set_index("curve").loc["Adam", "paper_rmse"] == pytest.approx(expected)
+    axes = drawn_axes[str(out / "figure.png")]["axes"][0]
+    assert axes["xlim"] == (0, 4) and axes["ylim"] == (0.1, 3.0) and axes["yscale"] == "log"
+    x, y, *_ = axes["lines"]["Adam"]
+    assert x.tolist() == [0, 1, 2, 3, 4] and y.tolist() == pytest.approx(full)
+    wall = drawn_axes[str(out / "figure_walltime.png")]
+    (axes,) = wall["axes"]
+    assert axes["xlabel"] == "normalized walltime" and axes["xlim"] == (0, 25)
+    assert axes["lines"]["Adam"][0].tolist() == pytest.approx([0, 1, 2, 3, 4])
+    assert axes["lines"]["SFO"][0].tolist() == pytest.approx([0, 3, 6, 9, 12])
+    assert wall["texts"][0].startswith("time unit: Adam's 6.0 s per pass, each run's own time | ")
+    table = pd.read_csv(out / "curves_walltime.csv")
+    sfo = table.loc[table["curve"] == "SFO", "walltime"]
+    assert sfo.tolist() == pytest.approx([0, 3, 6, 9, 12])
+
+    spec = figure_spec("fig2b_mnist_mlp_deterministic")
+    curves = {name: pd.read_csv(out / "curves.csv").query("curve == @name") for name in
+              ("Adam", "SFO")}  # fmt: skip
+    (tmp_path / "timed").mkdir()
+    walltime_figure(
+        spec, curves, tmp_path / "timed", "n", seconds_per_pass={"Adam": 2.0, "SFO": 10.0}
+    )
+    timed = drawn_axes[str(tmp_path / "timed" / "figure_walltime.png")]
+    assert timed["axes"][0]["lines"]["SFO"][0].tolist() == pytest.approx([0, 5, 10, 15, 20])
+    assert timed["texts"] == ["time unit: Adam's 2.0 s per pass, passes timed side by side "
+                              "(Adam 2.0 s, SFO 10.0 s) | n"]  # fmt: skip
+
+
+def test_a_figure_without_its_unit_curve_has_no_wall_clock_panel(tmp_path: Path, capsys):
+    from adamrepro.plot import figure_spec, walltime_figure
+
+    spec = figure_spec("fig2b_mnist_mlp_deterministic")
+    walltime_figure(spec, {"SFO": pd.DataFrame()}, tmp_path, "")
+    assert capsys.readouterr().err == "no Adam curve: no wall-clock figure\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_what_cannot_be_drawn_is_one_clear_error(tmp_path: Path):
+    from adamrepro.plot import figure_spec
+
+    with pytest.raises(FileNotFoundError) as error:
+        figure_spec("fig9")
+    known = sorted(p.parent.name for p in EXPERIMENTS.glob("*/figure.yaml"))
+    assert str(error.value) == f"no figure 'fig9' (known: {', '.join(known)})"
+    assert "fig1_mnist_logreg" in known and "toy_bowl" in known
+    with pytest.raises(FileNotFoundError) as error:
+        make_figure("fig1_mnist_logreg", [str(tmp_path / "a"), str(tmp_path / "b")], tmp_path)
+    assert str(error.value) == f"no record.json found under {tmp_path / 'a'}, {tmp_path / 'b'}"
+    runs = tmp_path / "runs"
+    for k in range(4):
+        failed = {**record("Adam", [0.1], []), "status": "failed", "reason": f"reason {k}"}
+        save_record(failed, runs / f"r{k}")
+    with pytest.raises(FileNotFoundError) as error:
+        make_figure("fig1_mnist_logreg", [str(runs)], tmp_path / "out")
+    assert str(error.value) == (
+        f"no completed run under {runs} ({runs / 'r0'}: failed after 0 of 3 epochs: reason 0; "
+        f"{runs / 'r1'}: failed after 0 of 3 epochs: reason 1; {runs / 'r2'}: failed after 0 of "
+        "3 epochs: reason 2)"
+    )
+    save_record(record("RMSProp", [0.01], [[0.5, 0.4, 0.3]]), runs / "x")
+    with pytest.raises(FileNotFoundError) as error:
+        make_figure("fig1_mnist_logreg", [str(runs)], tmp_path / "out")
+    assert str(error.value) == ("no run has a label that figure fig1_mnist_logreg draws "
+                                "(AdaGrad, SGDNesterov, Adam, AdaGrad-nodecay); the runs have "
+                                "RMSProp")  # fmt: skip
+
+
+def test_the_command_prints_the_selection_and_what_it_wrote(tmp_path: Path, capsys):
+    from adamrepro.plot import main
+
+    save_record(record("Adam", [0.01, 0.1], [[0.5, 0.4, 0.3], [0.5, 0.4, 0.2]]), tmp_path / "a")
+    main(["fig1_mnist_logreg", "--runs", str(tmp_path / "a"), "--out", str(tmp_path / "out")])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["curve", "stepsize", "seeds", "epochs", "final_cost",
+                                "paper_rmse"]  # fmt: skip
+    assert lines[1].split()[:5] == ["Adam", "0.1", "1", "3", "0.2"]
+    distance = distance_to_paper([0, 1, 2], [0.5, 0.4, 0.2], "Adam", "fig1_mnist_logreg")
+    assert float(lines[1].split()[5]) == pytest.approx(distance, rel=1e-4)
+    assert lines[2] == (f"wrote {tmp_path / 'out'}/figure.png, curves.csv, selected.csv, "
+                        "grid.csv, sources.json")  # fmt: skip
+    main(
+        [
+            "fig1_mnist_logreg",
+            "--runs",
+            str(tmp_path / "a"),
+            "--out",
+            str(tmp_path / "o2"),
+            "--epochs",
+            "3",
+            "--xlim",
+            "0",
+            "2",
+            "--ylim",
+            "0.1",
+            "0.6",
+            "--note",
+            "short",
+        ]
+    )
+    assert (tmp_path / "o2" / "selected.csv").is_file()
+    with pytest.raises(SystemExit) as exit_:
+        main(["nofigure", "--runs", str(tmp_path / "a"), "--out", str(tmp_path / "o3")])
+    assert str(exit_.value.code).startswith("error: no figure 'nofigure' (known: fig1_imdb_bow")
