@@ -198,7 +198,28 @@ def test_a_failed_download_is_one_line(tmp_path, monkeypatch):
         load_cifar10(tmp_path, download=True)
     message = str(error.value)
     assert message.startswith(f"could not download CIFAR-10 into {tmp_path} (<urlopen error")
-    assert "\n" not in message and "cifar-10-batches-py/" in message
+    assert "\n" not in message
+    assert message.endswith("put cifar-10-batches-py/ there or point data.root (or "
+                            "ADAMREPRO_DATA) at it")  # fmt: skip
+
+
+def test_the_download_asks_torchvision_for_the_archive_into_root(tmp_path, monkeypatch):
+    """torchvision's CIFAR10(root, train=True, download=True) fetches and unpacks the whole
+    archive (both splits) into root/cifar-10-batches-py: asked for once, with flags."""
+    import torchvision.datasets
+
+    from adamrepro.data import cifar
+
+    calls = []
+
+    class Recorder:
+        def __init__(self, root: str, train: bool = True, download: bool = False) -> None:
+            calls.append((root, train, download))
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", Recorder)
+    cifar._download(tmp_path)
+    assert calls == [(str(tmp_path), True, True)]
+    assert all(type(flag) is bool for flag in calls[0][1:])
 
 
 def test_a_pickle_row_is_red_then_green_then_blue_each_row_major(tmp_path):

@@ -127,8 +127,24 @@ def test_a_training_subset_is_a_fixed_choice_of_rows_and_leaves_the_test_set(tmp
     assert rows == sorted(rows) and len(set(rows)) == 20  # distinct rows, in their order
     assert torch.equal(part.y_train, whole.y_train[rows])
     assert torch.equal(part.x_test, whole.x_test) and part.description["train_rows"] == 20
-    with pytest.raises(ConfigError, match="data.train_rows must be an integer in 1..50"):
-        load_data({**config, "train_rows": 51})
+    for bad in (51, 0, -1, True, 2.0, "20"):
+        with pytest.raises(ConfigError) as error:
+            load_data({**config, "train_rows": bad})
+        assert str(error.value) == f"data.train_rows must be an integer in 1..50, got {bad!r}"
+    assert len(load_data({**config, "train_rows": 1}).y_train) == 1
+    assert torch.equal(load_data({**config, "train_rows": 50}).x_train, whole.x_train)
+    # the rows of torch's permutation from seed 0, whatever else has drawn from torch before
+    torch.manual_seed(123)
+    expected = torch.randperm(50, generator=torch.Generator().manual_seed(0))[:20].sort().values
+    assert rows == expected.tolist()
+
+
+def test_a_training_subset_of_sparse_rows_is_refused(imdb_root: Path, tmp_path: Path):
+    config = {"name": "imdb", "root": str(imdb_root), "source": "local", "verify": False,
+              "vocab_size": 30, "cache_dir": str(tmp_path / "cache"), "train_rows": 5}  # fmt: skip
+    with pytest.raises(ConfigError) as error:
+        load_data(config)
+    assert str(error.value) == "data.train_rows needs dense inputs (MNIST, CIFAR-10)"
 
 
 @pytest.mark.parametrize(

@@ -148,15 +148,72 @@ def test_imdbs_exact_reviews_are_checked(tmp_path: Path):
     gaps = [r for r in whole if not (r[0] == "train" and r[1] == 0 and r[2] in {3, 17, 18, 19})]
     with pytest.raises(DataError, match=r"copy: train/neg holds 12,496 reviews .* ids 3, 17-19;"):
         check_reviews(gaps, "copy")
-    with pytest.raises(DataError, match=r"train/pos holds 12,501 reviews .*\(some twice\)"):
+    with pytest.raises(DataError) as error:
         check_reviews([*whole, ("train", 1, 7)], "copy")
+    assert str(error.value) == ("copy: train/pos holds 12,501 reviews where IMDB has 12,500 (some "
+                                "twice); a partial or damaged copy (data.verify=false reads it "
+                                "anyway)")  # fmt: skip
+
+
+def test_missing_ids_are_shown_as_their_first_four_runs():
+    from adamrepro.data.imdb import _spans
+
+    assert _spans([0, 1, 2, 3, 17, 40, 41, 45]) == "0-3, 17, 40-41, 45"
+    assert _spans([0, 2, 4, 6, 8, 9]) == "0, 2, 4, 6, ... (6 in all)"
+    assert _spans(list(range(2000)) + [3000]) == "0-1999, 3000"
+    assert _spans([1, 3, 5], shown=2) == "1, 3, ... (3 in all)"
+
+
+def test_the_hub_is_asked_once_and_quickly_unless_offline(monkeypatch):
+    """One HEAD request to the hub's endpoint with a 5 s timeout; its error, on one line, is
+    the answer. HF_HUB_OFFLINE set to anything but 0, empty or false skips the request."""
+    from huggingface_hub import constants
+    from huggingface_hub import utils as hub_utils
+
+    from adamrepro.data.imdb import _hub_unreachable
+
+    asked = []
+
+    class Session:
+        def head(self, url, timeout=None):
+            asked.append((url, timeout))
+            raise OSError("no route to host\n(details)")
+
+    monkeypatch.setattr(hub_utils, "get_session", lambda: Session())
+    for value in ("0", "", "false", "False"):
+        monkeypatch.setenv("HF_HUB_OFFLINE", value)
+        assert _hub_unreachable() == "no route to host (details)"
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    assert _hub_unreachable(timeout=0.5) == "no route to host (details)"
+    assert asked == 4 * [(constants.ENDPOINT, 5.0)] + [(constants.ENDPOINT, 0.5)]
+    for value in ("1", "true", "FALSE"):
+        monkeypatch.setenv("HF_HUB_OFFLINE", value)
+        assert _hub_unreachable() is None
+    assert len(asked) == 5
+
+
+def test_a_cached_sparse_matrix_keeps_its_shape_with_empty_last_rows_and_columns():
+    import scipy.sparse
+
+    from adamrepro.data.imdb import _pack, _unpack
+
+    matrix = scipy.sparse.csr_matrix(([1.0, 2.0], ([0, 1], [0, 2])), shape=(4, 7))
+    back = _unpack(_pack(matrix, "x"), "x")
+    assert back.shape == (4, 7) and (back != matrix).nnz == 0
 
 
 def test_the_official_archive_is_md5_checked(tmp_path: Path):
     archive = make_imdb(tmp_path, per_class=5, tarball=True)
     assert archive.name == "aclImdb_v1.tar.gz"
-    with pytest.raises(DataError, match=r"is not that of the official aclImdb_v1.tar.gz \(7c2a"):
+    from adamrepro.data.base import file_md5
+
+    with pytest.raises(DataError) as error:
         load_imdb_text(tmp_path)
+    assert str(error.value) == (
+        f"{archive}: md5 {file_md5(archive)} is not that of the official aclImdb_v1.tar.gz "
+        "(7c2ac02c03563afcf9b574c7e56c153a); a damaged or different file (data.verify=false "
+        "reads it anyway)"
+    )
     assert load_imdb_text(tmp_path, verify=False)["train"].num_rows == 10
 
 
