@@ -257,3 +257,27 @@ def test_the_hub_is_asked_only_without_a_local_copy_and_quietly(imdb_root, tmp_p
         "the hub's stanfordnlp/imdb could not be loaded ([Errno -2] Name or service not known); "
         "set data.root=DIR (or ADAMREPRO_DATA) to a folder holding one"
     )
+
+
+def test_sparse_rows_move_every_part_and_cast_only_the_values():
+    """`to` moves indptr, indices and values to the device (the meta device stands in for a
+    GPU here: it shows where a tensor went without one) and casts the values only."""
+    import scipy.sparse
+
+    matrix = scipy.sparse.csr_matrix(np.array([[0, 2.0, 0], [1.0, 0, 3.0]], dtype=np.float32))
+    rows = SparseRows.from_scipy(matrix)
+    moved = rows.to(torch.device("meta"), torch.float64)
+    assert [t.device.type for t in (moved.indptr, moved.indices, moved.values)] == ["meta"] * 3
+    assert moved.values.dtype == torch.float64 and moved.indices.dtype == rows.indices.dtype
+    assert moved.width == 3
+    cast = rows.to("cpu", torch.float64)
+    assert cast.values.tolist() == [2.0, 1.0, 3.0] and cast.values.dtype == torch.float64
+    assert rows.to("cpu").values.dtype == torch.float32
+
+
+def test_two_classes_give_one_output_and_more_give_one_each():
+    two = BagOfWordsLogisticRegression(vocab_size=7, num_classes=2, seeds=[0, 1])
+    assert two.linear.weight.shape == (2, 7, 1) and two.weight_decay == 0.0
+    assert two.dropout.p == 0.5
+    three = BagOfWordsLogisticRegression(vocab_size=7, num_classes=3, seeds=[0])
+    assert three.linear.weight.shape == (1, 7, 3)

@@ -79,3 +79,56 @@ def test_the_study_at_a_quick_size_writes_figures_verdicts_and_readme(tmp_path):
     assert regret["average_regret"].is_monotonic_decreasing and (regret["average_regret"] > 0).all()
     readme = (out / "README.md").read_text()
     assert "![bowl](bowl/figure.png)" in readme and "| P13 |" in readme
+
+
+def test_a_surfaces_data_is_one_row_of_gaussian_noise_per_step():
+    from adamrepro.data import load_data
+    from adamrepro.data.surface import load_surface
+    from adamrepro.errors import ConfigError
+
+    data = load_surface(steps=5, noise=0.5, seed=3)
+    expected = torch.randn(5, 2, generator=torch.Generator().manual_seed(3)) * 0.5
+    assert torch.equal(data.x_train, expected)
+    assert torch.equal(data.y_train, torch.zeros(5, dtype=torch.long))
+    assert torch.equal(data.x_test, torch.zeros(1, 2)) and data.y_test.tolist() == [0]
+    assert data.y_train.dtype == data.y_test.dtype == torch.long and data.num_classes == 0
+    assert data.description == {"name": "surface", "lossless": True,
+                                 "label": "2-D surface, gradient noise sd 0.5"}  # fmt: skip
+    quiet = load_data({"name": "surface", "steps": 4})
+    assert torch.equal(quiet.x_train, torch.zeros(4, 2))
+    assert quiet.description["label"] == "2-D surface, no noise"
+    assert not torch.equal(load_surface(5, 0.5, 4).x_train, data.x_train)
+    assert len(load_surface(1).x_train) == 1
+    for steps, noise in ((0, 0.1), (3, -0.1), (3, float("nan"))):
+        with pytest.raises(ConfigError) as error:
+            load_surface(steps, noise)
+        assert str(error.value) == (f"data.steps must be >= 1 and data.noise >= 0, got {steps}, "
+                                    f"{noise}")  # fmt: skip
+
+
+def test_a_surface_model_starts_where_asked_and_adds_the_minibatchs_noise_term():
+    from adamrepro.errors import ConfigError
+    from adamrepro.models.surfaces import SurfaceModel
+
+    model = SurfaceModel([0, 1, 2])
+    assert model.surface is SURFACES["bowl"] and model.members == 3
+    assert model.position.dtype == torch.float32
+    assert model.position.tolist() == [list(SURFACES["bowl"].start)] * 3
+    model = SurfaceModel([0, 1], "saddle", start=(0.5, -1.0))
+    assert model.position.tolist() == [[0.5, -1.0], [0.5, -1.0]]
+    noise = torch.tensor([[[1.0, 2.0], [3.0, 4.0]], [[5.0, 6.0], [7.0, 8.0]]])  # (S, B, 2)
+    mean = noise.reshape(-1, 2).mean(0)  # (4, 5)
+    expected = model.value() + 0.5 * mean[0] - 1.0 * mean[1]
+    assert model.cost(noise).tolist() == pytest.approx(expected.tolist())
+    assert model.cost(noise[0]).tolist() == pytest.approx(
+        (model.value() + 0.5 * 2.0 - 1.0 * 3.0).tolist())  # fmt: skip
+    with pytest.raises(ConfigError) as error:
+        SurfaceModel([0], "moon")
+    assert str(error.value) == f"unknown surface 'moon'; choose one of {', '.join(SURFACES)}"
+    for start, shown in (((1.0, 2.0, 3.0), "[1.0, 2.0, 3.0]"), ((), "[]")):
+        if not start:  # no start: the surface's own, which is two numbers
+            assert SurfaceModel([0], "bowl", start=start).position.shape == (1, 2)
+            continue
+        with pytest.raises(ConfigError) as error:
+            SurfaceModel([0], "bowl", start=start)
+        assert str(error.value) == f"model.start must be two numbers, got {shown}"
