@@ -1,6 +1,6 @@
 """The mutation score of the places whose mistakes change a figure, from mutmut's results.
 
-    python scripts/mutation_report.py [--mutants mutants]
+    python scripts/mutation_report.py [--mutants mutants] [--sample docs/mutation_sample.txt]
         [--equivalent docs/mutation_equivalent.txt] [--out docs/mutation.md]
 
 Reads every `mutants/**/*.py.meta` that `mutmut run` leaves (one exit code per mutant: 1 the
@@ -13,12 +13,16 @@ counts as not killed: a mutant is scored as caught only when a test failed on it
 named in the equivalents file (`<mutant name>  <reason>` per line) changes no behaviour that a
 figure can show and is left out of the score, with its reason printed. Survivors are listed by
 name, so `mutmut show <name>` prints each; the mutants no test reaches, by function.
+
+With `--sample` (the names `scripts/mutation_sample.py` drew), only the sampled mutants are
+scored, whatever else has results, and each place's score comes with its 95% Wilson interval.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections import Counter
 from pathlib import Path
 
@@ -33,6 +37,16 @@ KILLED = {1, 3, 36, -9, -11, -24, 152}  # a failing test, a crash or a timeout
 SURVIVED = {0, 5}
 NOT_TESTED = {33, 34}
 TARGET = 0.85
+
+
+def wilson(killed: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of a proportion killed / n."""
+    if n == 0:
+        return (math.nan, math.nan)
+    p = killed / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (centre - half, centre + half)
 
 
 def place(name: str) -> str | None:
@@ -89,16 +103,17 @@ def report(results: dict[str, int | None], equivalents: dict[str, str]) -> tuple
             unreached[label][name.split("__mutmut_")[0]] += 1
         else:
             c["not run"] += 1
-    lines = ["| place | mutants | killed | survived | equivalent | not reached | not run | score |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| place | mutants | killed | survived | equivalent | not reached | not run | score "
+             "| 95% interval |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     reached = True
     for label, c in counts.items():
         decided = c["killed"] + c["survived"] + c["not reached"]
         score = c["killed"] / decided if decided else float("nan")
+        low, high = wilson(c["killed"], decided)
         reached &= bool(decided) and score >= TARGET and not c["not run"]
         lines.append(f"| {label} | {c['mutants']} | {c['killed']} | {c['survived']} | "
                      f"{c['equivalent']} | {c['not reached']} | {c['not run']} | "
-                     f"{score:.1%} |")  # fmt: skip
+                     f"{score:.1%} | {low:.1%} - {high:.1%} |")  # fmt: skip
     lines += ["", "Per module (`not reached`: no test of the mutation run reaches it, counted "
               "as not killed; `not run`: left for a later run):",
               "",
@@ -125,6 +140,7 @@ def report(results: dict[str, int | None], equivalents: dict[str, str]) -> tuple
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mutants", type=Path, default=Path("mutants"))
+    parser.add_argument("--sample", type=Path, help="score only these mutants (one per line)")
     parser.add_argument("--equivalent", type=Path, default=Path("docs/mutation_equivalent.txt"))
     parser.add_argument("--out", type=Path, default=Path("docs/mutation.md"))
     parser.add_argument("--command", default="make mutation")
@@ -133,11 +149,20 @@ def main(argv: list[str] | None = None) -> None:
     results = read_results(args.mutants)
     if not results:
         raise SystemExit(f"no mutmut results under {args.mutants}/: run `mutmut run` first")
+    scope = f"{len(results)} mutants in all"
+    if args.sample is not None:
+        names = [n for n in args.sample.read_text().split() if n.startswith("adamrepro.")]
+        missing = [n for n in names if n not in results]
+        if missing:
+            raise SystemExit(f"{len(missing)} sampled mutants are not among mutmut's, e.g. "
+                             f"{missing[0]}: draw the sample again")  # fmt: skip
+        scope = f"a random sample of {len(names)} of its {len(results)} mutants ({args.sample})"
+        results = {n: results[n] for n in names}
     table, reached = report(results, read_equivalents(args.equivalent))
     verdict = "reached" if reached else "NOT reached"
-    head = (f"# Mutation testing\n\nMade by `{args.command}` (mutmut, {len(results)} mutants "
-            f"in all). Target: at least {TARGET:.0%} of the non-equivalent mutants killed in "
-            f"each place: **{verdict}**.\n\n")  # fmt: skip
+    head = (f"# Mutation testing\n\nMade by `{args.command}` (mutmut, {scope}). Target: at "
+            f"least {TARGET:.0%} of the non-equivalent mutants killed in each place: "
+            f"**{verdict}**.\n\n")  # fmt: skip
     head += f"{args.note}\n\n" if args.note else ""
     args.out.write_text(head + table)
     print(f"wrote {args.out}: target {verdict}")
