@@ -126,7 +126,7 @@ def test_dropout_is_a_switch_and_acts_in_training_only():
     assert torch.equal(noisy(x), plain.eval()(x))
 
 
-def test_a_two_epoch_run_draws_both_panels(tmp_path, drawn, capsys):
+def test_a_two_epoch_run_draws_both_panels_and_the_vhat_figure(tmp_path, drawn, capsys):
     root = make_cifar(tmp_path / "data", per_batch=26)
     runs, out = tmp_path / "runs", tmp_path / "fig3"
     common = [f"data.root={root}", "data.verify=false", "data.download=false",

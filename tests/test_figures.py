@@ -70,7 +70,9 @@ def test_figure_2a_and_2b_from_short_runs(mnist_root, tmp_path, drawn):
     assert y[-1] < y[0]
 
 
-def test_figure_4_from_a_short_run_of_the_whole_grid(mnist_root, tmp_path, drawn, capsys):
+def test_figure_4_from_a_short_run_of_the_whole_grid_drawn_by_the_command(
+    mnist_root, tmp_path, drawn, capsys
+):
     for bias_correction in ("true", "false"):
         record = run(
             mnist_root,

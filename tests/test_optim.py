@@ -518,3 +518,17 @@ def test_rmsprop_momentum_forms_under_a_changing_stepsize(torch_form):
         buf = mu * buf + d if torch_form else mu * buf - alpha * d
         theta += -alpha * buf if torch_form else buf
         assert x.item() == pytest.approx(theta, abs=1e-12)
+
+
+def test_a_per_member_setting_takes_its_parameters_dtype_and_device():
+    """(G,) -> (G, 1, ..., 1) in the parameter's dtype, on the parameter's device (the meta
+    device shows where a tensor went without a GPU)."""
+    from adamrepro.optim.base import member_view
+
+    stepsizes = torch.tensor([0.1, 0.2], dtype=torch.float64)
+    param = torch.empty(2, 3, 4, dtype=torch.float32, device="meta")
+    view = member_view(stepsizes, param)
+    assert view.shape == (2, 1, 1) and view.dtype == torch.float32 and view.device.type == "meta"
+    on_cpu = member_view(stepsizes, torch.zeros(2, 5, dtype=torch.bfloat16))
+    assert on_cpu.dtype == torch.bfloat16 and on_cpu.flatten().tolist() == pytest.approx(
+        [0.1, 0.2], rel=1e-2)  # fmt: skip

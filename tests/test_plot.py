@@ -358,3 +358,54 @@ def test_the_command_prints_the_selection_and_what_it_wrote(tmp_path: Path, caps
     with pytest.raises(SystemExit) as exit_:
         main(["nofigure", "--runs", str(tmp_path / "a"), "--out", str(tmp_path / "o3")])
     assert str(exit_.value.code).startswith("error: no figure 'nofigure' (known: fig1_imdb_bow")
+
+
+def test_the_commands_help_names_every_option(capsys, monkeypatch):
+    from adamrepro.plot import main
+
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith(
+        "usage: python -m adamrepro.plot [-h] --runs RUNS [RUNS ...] --out OUT\n"
+    )
+    assert (
+        text.split("positional arguments:\n")[1]
+        == """\
+  figure                a folder name under experiments/, e.g.
+                        fig1_mnist_logreg
+
+options:
+  -h, --help            show this help message and exit
+  --runs RUNS [RUNS ...]
+                        run folders or record files
+  --out OUT             where to write the results
+  --note NOTE           a line printed under the figure
+  --xlim LOW HIGH       x axis limits, not the paper's (a shortened run)
+  --ylim LOW HIGH       y axis limits, not the paper's
+  --epochs EPOCHS       the runs' expected length (default: the most that a
+                        completed run has); other runs are left out
+"""
+    )
+
+
+def test_the_command_draws_its_limits_and_shows_momentum(tmp_path: Path, capsys, drawn_axes):
+    from adamrepro.plot import main
+
+    sgd = record("SGDNesterov", [0.01], [[0.5, 0.4, 0.3]])
+    sgd["members"][0]["momentum"] = 0.9
+    save_record(sgd, tmp_path / "runs" / "sgd")
+    main(["fig1_mnist_logreg", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"),
+          "--xlim", "0", "2", "--ylim", "0.1", "0.6", "--note", "short"])  # fmt: skip
+    axes = drawn_axes[str(tmp_path / "out" / "figure.png")]["axes"][0]
+    assert axes["xlim"] == (0.0, 2.0) and axes["ylim"] == (0.1, 0.6)
+    assert all(isinstance(v, float) for v in (*axes["xlim"], *axes["ylim"]))
+    assert drawn_axes[str(tmp_path / "out" / "figure.png")]["texts"] == [
+        "short | data: DATA NOT RECORDED"
+    ]  # a record without its data: the config names none
+    header, row, _ = capsys.readouterr().out.splitlines()
+    assert header.split() == ["curve", "stepsize", "momentum", "seeds", "epochs", "final_cost",
+                              "paper_rmse"]  # fmt: skip
+    assert row.split()[:6] == ["SGDNesterov", "0.01", "0.9", "1", "3", "0.3"]

@@ -154,7 +154,7 @@ def test_a_signal_checkpoints_between_two_steps_and_the_run_continues(reference,
 
 
 def test_a_time_budget_pauses_the_run_and_the_same_call_continues(reference, tmp_path,
-                                                                  monkeypatch):  # fmt: skip
+                                                                  monkeypatch, caplog):  # fmt: skip
     root, expected = reference
     config = population_config(root)
     calls = {"n": 0}
@@ -163,15 +163,54 @@ def test_a_time_budget_pauses_the_run_and_the_same_call_continues(reference, tmp
         calls["n"] += 1
         return calls["n"] > 12
 
-    with monkeypatch.context() as patch:
+    with monkeypatch.context() as patch, caplog.at_level("INFO", logger="adamrepro.train"):
         patch.setattr(StopRequests, "budget_spent", spent_after_12_steps)
         paused = train(config, tmp_path / "run")
     assert paused["status"] == "paused" and paused["pieces"][-1]["to_step"] == 12
     assert len(paused["curves"]) == 6  # the first epoch (10 steps) is in the record
-    resumed = train(config, tmp_path / "run")
+    assert caplog.messages[-1] == ("paused (its time budget spent) at epoch 2, step 2 of 10: run "
+                                   "the same command to continue")  # fmt: skip
+    caplog.clear()
+    with caplog.at_level("INFO", logger="adamrepro.train"):
+        resumed = train(config, tmp_path / "run")
+    assert (
+        caplog.messages[0]
+        == f"resuming {tmp_path / 'run'} at epoch 2, step 2 of 10 (12 steps done)"
+    )
     assert resumed["status"] == "completed"
     assert outcome(resumed) == outcome(expected)
     assert [p["status"] for p in resumed["pieces"]] == ["paused", "completed"]
+
+
+def test_ctrl_c_in_this_process_checkpoints_says_how_to_continue_and_stops(
+        reference, tmp_path, monkeypatch, caplog):  # fmt: skip
+    """SIGINT during step 5: the run finishes that step, checkpoints, logs how to continue and
+    raises KeyboardInterrupt (Python's own handler, called after ours); the same call then
+    continues it to the never-stopped run's curves."""
+    root, expected = reference
+    config = population_config(root)
+    original, calls = Training._step, [0]
+
+    def step(self, *args):
+        calls[0] += 1
+        if calls[0] == 5:
+            signal.raise_signal(signal.SIGINT)
+        return original(self, *args)
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with monkeypatch.context() as patch, caplog.at_level("INFO", logger="adamrepro.train"):
+            patch.setattr(Training, "_step", step)
+            with pytest.raises(KeyboardInterrupt):
+                train(config, tmp_path / "run")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert caplog.messages[-1] == ("interrupted (by SIGINT) at epoch 1, step 5 of 10: run the "
+                                   "same command to continue")  # fmt: skip
+    stopped = read_record(tmp_path / "run")
+    assert stopped["status"] == "interrupted" and stopped["pieces"][-1]["to_step"] == 5
+    assert (tmp_path / "run" / CHECKPOINT_NAME).is_file()
+    assert outcome(train(config, tmp_path / "run")) == outcome(expected)
 
 
 def test_a_spent_budget_starts_nothing(mnist_root, tmp_path):

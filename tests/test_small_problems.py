@@ -132,3 +132,18 @@ def test_a_surface_model_starts_where_asked_and_adds_the_minibatchs_noise_term()
         with pytest.raises(ConfigError) as error:
             SurfaceModel([0], "bowl", start=start)
         assert str(error.value) == f"model.start must be two numbers, got {shown}"
+
+
+def test_the_plot_command_draws_a_small_problems_paths(tmp_path, capsys):
+    from adamrepro.plot import main as plot_main
+
+    cfg = hydra_config("experiment=toy", "optimizer=sgd", "sweep=none", "optimizer.stepsize=0.1",
+                       "data.steps=20")  # fmt: skip
+    train(cfg, tmp_path / "runs" / "sgd")
+    capsys.readouterr()
+    plot_main(["toy_bowl", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")])
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-1] == (f"wrote {tmp_path / 'out'}/figure.png, animation.gif, paths.csv, "
+                           "metrics.csv")  # fmt: skip
+    metrics = pd.read_csv(tmp_path / "out" / "metrics.csv")
+    assert "path_ratio" in printed[0].split() and len(printed) == 1 + len(metrics) + 1

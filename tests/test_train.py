@@ -462,3 +462,22 @@ def test_the_l2_penalty_adds_exactly_half_lambda_times_the_squared_weights(mnist
         difference = first["train_cost_full"] - base["train_cost_full"]
         assert difference == pytest.approx(lam / 2 * squares[member].item(), rel=1e-4)
         assert first["test_loss"] == pytest.approx(base["test_loss"], rel=1e-6)  # loss: no L2
+
+
+def test_a_restored_divergence_monitor_keeps_the_first_costs_and_its_device():
+    """Divergence is judged against the first step's costs: a monitor restored from a
+    checkpoint keeps them (a fresh one would take the resumed step's costs instead), and puts
+    its flags on its own device (the meta device stands in for a GPU)."""
+    from adamrepro.train import DivergenceMonitor
+
+    cpu = torch.device("cpu")
+    before = DivergenceMonitor(3, factor=3.0, device=cpu)
+    before.check(torch.tensor([1.0, 1.0, 1.0]), step=1)
+    before.check(torch.tensor([1.0, 1.0, math.inf]), step=2)
+    after = DivergenceMonitor(3, factor=3.0, device=cpu)
+    after.load_state_dict(before.state_dict())
+    assert after.check(torch.tensor([2.5, 3.5, 0.1]), step=3).tolist() == [True, False, False]
+    assert after.diverged_at.tolist() == [0, 3, 2]
+    on_meta = DivergenceMonitor(3, factor=3.0, device=torch.device("meta"))
+    on_meta.load_state_dict(before.state_dict())
+    assert on_meta.active.device.type == "meta" and on_meta.diverged_at.device.type == "meta"
