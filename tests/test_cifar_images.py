@@ -36,8 +36,10 @@ def test_a_png_copy_is_read_exactly_and_in_the_original_order(tmp_path, tarball)
 def test_a_jpeg_copy_is_labelled_lossy_with_its_quality(tmp_path):
     written = make_cifar_images(tmp_path, fmt="JPEG")
     data = load(tmp_path, source="images")
-    assert data.description["lossless"] is False and data.description["jpeg_quality"] == 75
-    assert data.description["label"] == "CIFAR-10 (JPEG-75 copy)"
+    assert data.description == {
+        "name": "CIFAR-10", "source": "image copy (JPEG)",
+        "path": str(tmp_path / "cifar10" / "cifar10-jpeg"), "lossless": False,
+        "jpeg_quality": 75, "order": "original", "label": "CIFAR-10 (JPEG-75 copy)"}  # fmt: skip
     error = (data.x_train * 255 - torch.from_numpy(written["x_train"]).float()).abs().mean()
     assert 1 < error < 80  # close to, but not, the pixels written (random images compress badly)
 
@@ -77,7 +79,22 @@ def test_the_exact_rows_of_a_copy_are_found_by_index_and_class_rank(tmp_path):
     copy = load(tmp_path, source="images", rows="exact")
     assert torch.equal(exact.x_train, copy.x_train) and torch.equal(exact.x_test, copy.x_test)
     assert torch.equal(exact.y_test, copy.y_test)
-    assert copy.description["label"] == "CIFAR-10, exact subset's rows"
+    assert exact.description == {
+        "name": "CIFAR-10",
+        "source": "exact subset",
+        "lossless": True,
+        "order": "original",
+        "rows": "exact",
+        "label": f"CIFAR-10 (exact subset: 20 train, {len(exact.y_test)} test)",
+    }
+    folder = str(tmp_path / "cifar10" / "cifar10-jpeg")
+    assert copy.description == {
+        "name": "CIFAR-10", "source": "image copy (PNG)", "path": folder, "lossless": True,
+        "jpeg_quality": None, "order": "original", "label": "CIFAR-10, exact subset's rows",
+        "rows": "exact"}  # fmt: skip
+    whole = load(tmp_path, source="images")
+    expected = {k: v for k, v in copy.description.items() if k != "rows"}
+    assert whole.description == {**expected, "label": "CIFAR-10"}
 
 
 def test_every_damage_is_one_line(tmp_path):

@@ -281,3 +281,32 @@ def test_two_classes_give_one_output_and_more_give_one_each():
     assert two.dropout.p == 0.5
     three = BagOfWordsLogisticRegression(vocab_size=7, num_classes=3, seeds=[0])
     assert three.linear.weight.shape == (1, 7, 3)
+
+
+def test_two_copies_of_imdb_never_share_a_cache_entry(tmp_path: Path):
+    """The cache key names the copy (its path, size and times): another copy, found by the
+    default source or named local, is read afresh; its description names where it came from."""
+    cache = tmp_path / "cache"
+    one = make_imdb(tmp_path / "one", per_class=8, seed=1)
+    two = make_imdb(tmp_path / "two", per_class=8, seed=2)
+    first = load_imdb(tmp_path / "one", vocab_size=12, cache_dir=cache, verify=False)
+    second = load_imdb(tmp_path / "two", vocab_size=12, cache_dir=cache, verify=False)
+    local = load_imdb(tmp_path / "two", source="local", vocab_size=12, cache_dir=cache,
+                      verify=False)  # fmt: skip
+    assert len(list(cache.glob("*.npz"))) == 2  # auto and local read the same copy: one entry
+    assert not torch.equal(dense(first.x_train), dense(second.x_train))
+    assert torch.equal(dense(local.x_train), dense(second.x_train))
+    assert first.description == {"name": "IMDB", "source": str(one), "lossless": True,
+                                 "checked": False, "label": "IMDB, binary 12 words"}  # fmt: skip
+    counts = load_imdb(tmp_path / "two", vocab_size=12, binary=False, verify=False)
+    assert counts.description["source"] == str(two)
+    assert counts.description["label"] == "IMDB, counts of 12 words"
+
+
+def test_features_are_float32_and_a_tarball_under_imdb_is_found(tmp_path: Path):
+    from adamrepro.data.imdb import find_local
+
+    train, test, _ = bag_of_words(["ab cd cd", "ef"], ["cd"], vocab_size=3, binary=False)
+    assert train.dtype == np.float32 and test.dtype == np.float32
+    archive = make_imdb(tmp_path / "imdb", per_class=2, tarball=True)
+    assert find_local(tmp_path) == archive

@@ -15,7 +15,7 @@ import torch
 from hydra.core.global_hydra import GlobalHydra
 
 from adamrepro import train as train_module
-from adamrepro.records import read_record
+from adamrepro.records import FORMAT, read_record
 from adamrepro.train import objective, summary
 
 TINY = ["trainer.progress=false", "data.verify=false", "data.download=false", "trainer.epochs=2"]
@@ -62,6 +62,12 @@ def test_a_completed_run_prints_its_summary_and_exits_0(main, tmp_path: Path):
 def test_each_way_a_run_ends_has_its_line_and_exit_status(main, tmp_path: Path):
     code, _, err = main("optimizer.stepsize=-1", f"hydra.run.dir={tmp_path / 'bad'}")
     assert (code, err) == (2, "error: stepsize must be >= 0, got -1\n")
+    failed = read_record(tmp_path / "bad")  # a run that could not start says why
+    assert failed.pop("started") and failed.pop("updated")  # save_record stamps the time
+    assert failed.pop("config")["optimizer"]["stepsize"] == -1
+    assert failed == {"format": FORMAT, "status": "failed", "wall_time_s": 0.0, "members": [],
+                      "reason": "stepsize must be >= 0, got -1", "curves": [],
+                      "diverged": {}}  # fmt: skip
     code, _, err = main("optimizer.stepsize=1e6", f"hydra.run.dir={tmp_path / 'diverged'}")
     record = read_record(tmp_path / "diverged")
     assert code == 3

@@ -278,9 +278,10 @@ def _exact_subset(root: Path, verify: bool) -> dict[str, np.ndarray]:
 
 def _from_exact(root: Path, verify: bool) -> Pixels:
     exact = _exact_subset(root, verify)
+    sizes = f"{len(exact['train_labels']):,} train, {len(exact['test_labels']):,} test"
     described = {"name": "CIFAR-10", "source": "exact subset", "lossless": True,
                  "order": "original", "rows": "exact",
-                 "label": "CIFAR-10 (exact subset: 4,000 train, 4,593 test)"}  # fmt: skip
+                 "label": f"CIFAR-10 (exact subset: {sizes})"}  # fmt: skip
     return Pixels(exact["train_data"].reshape(-1, *SHAPE), exact["train_labels"].astype(np.int64),
                   exact["test_data"].reshape(-1, *SHAPE), exact["test_labels"].astype(np.int64),
                   described)  # fmt: skip
