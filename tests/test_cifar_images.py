@@ -186,3 +186,97 @@ def test_the_copy_check_compares_spectra_and_curves_and_picks_stepsizes(tmp_path
     assert selected == dict(zip(best["optimizer"], best["stepsize"], strict=True))
     summary = (out / "summary.md").read_text()
     assert summary.startswith("Data: CIFAR-10 (JPEG-75 copy), exact subset's rows against")
+
+
+def test_each_damage_says_what_and_where_in_full(tmp_path):
+    import gzip
+
+    from adamrepro.data.cifar import KNOWN_MD5
+    from adamrepro.data.images import read_image_tree
+
+    root = tmp_path / "unreadable"
+    make_cifar_images(root)
+    (root / "cifar10/cifar10-jpeg/test/cat/0001.png").write_bytes(b"not an image")
+    with pytest.raises(DataError) as error:
+        load(root, source="images")
+    assert str(error.value).startswith(
+        f"{root / 'cifar10/cifar10-jpeg'}: test/cat/0001.png is not a readable image (cannot "
+        "identify image file <_io.BytesIO object at 0x"  # PIL's own words, then ours
+    ) and str(error.value).endswith(">)")
+    # images of four sizes: the first three sizes are named
+    root = tmp_path / "sizes"
+    make_cifar_images(root, per_class={"train": 1, "test": 1})
+    from PIL import Image
+
+    folder = root / "cifar10/cifar10-jpeg/train"
+    for name, size in (("airplane", 8), ("automobile", 9), ("bird", 10), ("cat", 11)):
+        (image,) = (folder / name).glob("*.png")
+        Image.new("RGB", (size, size)).save(image)
+    with pytest.raises(DataError) as error:
+        read_image_tree(root / "cifar10/cifar10-jpeg", CIFAR_CLASSES)
+    assert str(error.value) == (f"{root / 'cifar10/cifar10-jpeg'}: the train images differ in "
+                                "size ([(3, 8, 8), (3, 9, 9), (3, 10, 10)])")  # fmt: skip
+    # data after a tarball's end (whitespace, or anything that is not its zero padding)
+    root = tmp_path / "tail"
+    make_cifar_images(root, per_class={"train": 1, "test": 1}, tarball=True)
+    archive = root / "cifar10" / "cifar10-jpeg.tar.gz"
+    tar = gzip.decompress(archive.read_bytes())
+    for tail in (b"\n \n", b"XX"):
+        archive.write_bytes(gzip.compress(tar + tail, compresslevel=1))
+        with pytest.raises(DataError) as error:
+            read_image_tree(archive, CIFAR_CLASSES)
+        stops = f"the tar stops at byte {len(tar):,} but data follows"
+        assert str(error.value) == f"{archive} is a damaged archive ({stops}); get a whole copy"
+    archive.write_bytes(gzip.compress(tar + b"\0" * 700, compresslevel=1))
+    assert len(read_image_tree(archive, CIFAR_CLASSES).labels["train"]) == 10
+    # a known archive with other bytes: its md5 named
+    known = next(iter(KNOWN_MD5))
+    other = tmp_path / "md5" / "cifar10" / known
+    other.parent.mkdir(parents=True)
+    other.write_bytes(archive.read_bytes())
+    with pytest.raises(DataError) as error:
+        load_cifar10(tmp_path / "md5", download=False, whitening="none", source="images")
+    from adamrepro.data.base import file_md5
+
+    assert str(error.value) == (
+        f"{other}: md5 {file_md5(other)} is not that of the known copy ({KNOWN_MD5[known]}); a "
+        "damaged or different file (data.verify=false reads it anyway)"
+    )
+
+
+def test_a_tarball_named_as_the_root_finds_its_labels_beside_it(tmp_path):
+    written = make_cifar_images(tmp_path, per_class={"train": 2, "test": 1}, tarball=True)
+    beside = tmp_path / "elsewhere"
+    beside.mkdir()
+    (tmp_path / "cifar10" / "cifar10-jpeg.tar.gz").rename(beside / "cifar10-jpeg.tar.gz")
+    (tmp_path / "cifar10" / "train_labels_original_order.npy").rename(
+        beside / "train_labels_original_order.npy")  # fmt: skip
+    data = load(beside / "cifar10-jpeg.tar.gz", source="images")
+    assert data.description["order"] == "original"
+    assert data.y_train.tolist() == written["y_train"].tolist()
+    (beside / "other.tar.gz").write_bytes(b"")
+    (beside / "cifar-10-python.tar.gz").write_bytes(b"")
+    from adamrepro.data.cifar import find_images
+
+    assert find_images(beside) == beside / "cifar10-jpeg.tar.gz"
+    (beside / "cifar10-jpeg.tar.gz").unlink()
+    assert find_images(beside) is None  # neither the pickle archive nor a tarball of another name
+
+
+def test_two_copies_with_the_same_size_and_time_never_share_a_cache_entry(tmp_path):
+    import os
+    import shutil
+
+    make_cifar_images(tmp_path / "a", per_class={"train": 1, "test": 1}, tarball=True)
+    first = tmp_path / "a" / "cifar10" / "cifar10-jpeg.tar.gz"
+    second = tmp_path / "b" / "cifar10" / "cifar10-jpeg.tar.gz"
+    second.parent.mkdir(parents=True)
+    shutil.copy(first, second)
+    content = bytearray(second.read_bytes())
+    content[len(content) // 2] ^= 0xFF  # the same size, other bytes
+    second.write_bytes(bytes(content))
+    stat = first.stat()
+    os.utime(second, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    load(tmp_path / "a", source="images", cache_dir=tmp_path / "cache")
+    with pytest.raises(DataError, match="is a damaged archive"):
+        load(tmp_path / "b", source="images", cache_dir=tmp_path / "cache")
