@@ -173,3 +173,58 @@ def test_the_driver_records_sfo_like_any_run(mnist_root, tmp_path):
     adam = timed[timed["curve"] == "Adam"]
     assert adam["walltime"].iloc[-1] == pytest.approx(3.0)  # Adam's passes are the unit
     assert (tmp_path / "fig" / "figure_walltime.png").is_file()
+
+
+def run_on_quadratics(params: list[torch.Tensor], n: int, steps: int, seed: int = 0) -> SFO:
+    """SFO over `params` (their concatenation is the 30 numbers of `quadratics`)."""
+    a, c, _ = quadratics(m=30, n=n)
+
+    def subfunction(i):
+        theta = torch.cat([p.reshape(-1) for p in params])
+        d = theta - c[i]
+        return float(0.5 * d @ (a[i] @ d)), a[i] @ d
+
+    optimizer = SFO(params, subfunction, n, seed=seed)
+    for _ in range(steps):
+        optimizer.step()
+    return optimizer
+
+
+def test_sfo_moves_parameters_of_several_shapes_as_one_vector():
+    _, _, minimiser = quadratics(m=30, n=6)
+    first, second = torch.zeros(10, dtype=torch.float64), torch.zeros(4, 5, dtype=torch.float64)
+    first[0] = 1.0
+    run_on_quadratics([first, second], n=6, steps=180)
+    found = torch.cat([first, second.reshape(-1)])
+    assert float((found - minimiser).norm()) < 1e-8
+
+
+def test_sfo_starts_with_two_active_subfunctions_counts_its_steps_and_collapses():
+    """The SFO paper's defaults (history 10, two active subfunctions at the start); with N = 2
+    its subspace holds at most 3N + 3 = 9 of the 30 directions, so it collapses again and
+    again: each collapse counted."""
+    theta = torch.zeros(30, dtype=torch.float64)
+    theta[0] = 1.0
+    fresh = SFO([theta], lambda i: (0.0, theta), 6)
+    assert fresh.max_history == 10 and int(fresh.active.sum()) == 2 and fresh.steps == 0
+    assert fresh.previous is None and fresh.predicted_improvement == 0.0
+    assert fresh.k_max == 21 and fresh.events == {"failed_steps": 0, "collapses": 0,
+                                                   "activations": 0}  # fmt: skip
+    optimizer = run_on_quadratics([theta], n=2, steps=40)
+    assert optimizer.steps == 40 and optimizer.events["collapses"] >= 5
+    assert optimizer.basis.shape[1] <= optimizer.k_max == 9
+
+
+def test_sfo_draws_from_its_own_seed_whatever_torch_drew_before():
+    """From a zero start SFO needs a random first direction, and it picks its first active
+    subfunctions at random: both come from its seed, not from torch's global generator."""
+
+    def trajectory(global_seed: int, seed: int) -> tuple[list[float], list[bool]]:
+        torch.manual_seed(global_seed)
+        active = run_on_quadratics([torch.ones(30)], n=6, steps=0, seed=seed).active.tolist()
+        theta = torch.zeros(30, dtype=torch.float64)
+        run_on_quadratics([theta], n=6, steps=1, seed=seed)
+        return theta.tolist(), active
+
+    assert trajectory(1, 0) == trajectory(2, 0)
+    assert trajectory(1, 0) != trajectory(1, 5)

@@ -83,7 +83,6 @@ class SFO:
         self.generator = torch.Generator().manual_seed(seed)
         theta = self._flat()
         self.m = theta.numel()
-        self.k_min = min(2 * self.n + 2, self.m)
         self.k_max = min(3 * self.n + 3, self.m)
         self.basis = (theta / theta.norm()).unsqueeze(1) if theta.norm() > 0 else (
             self._random_direction().unsqueeze(1)
