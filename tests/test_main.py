@@ -78,9 +78,10 @@ def test_each_way_a_run_ends_has_its_line_and_exit_status(main, tmp_path: Path):
     assert err.endswith(f"\npaused: the time budget is spent; {tmp_path / 'paused'} continues "
                         "with the same command\n")  # fmt: skip
     (tmp_path / "a_file").write_text("")
-    code, _, err = main(f"hydra.run.dir={tmp_path / 'a_file' / 'run'}")
-    assert (code, err) == (2, f"error: cannot write into {tmp_path / 'a_file' / 'run'}: "
-                              "Not a directory\n")  # fmt: skip
+    for flags, key in (((), "hydra.run.dir"), (("-m",), "hydra.sweep.dir")):
+        code, _, err = main(*flags, f"{key}={tmp_path / 'a_file' / 'run'}")
+        assert (code, err) == (2, f"error: cannot write into {tmp_path / 'a_file' / 'run'}: "
+                                  "Not a directory\n")  # fmt: skip
 
 
 @pytest.mark.parametrize(
