@@ -283,6 +283,17 @@ def test_two_classes_give_one_output_and_more_give_one_each():
     assert three.linear.weight.shape == (1, 7, 3)
 
 
+def test_three_classes_forward_is_the_dense_product_plus_each_members_bias(imdb_root):
+    data = load_imdb(imdb_root, vocab_size=12, verify=False)
+    model = BagOfWordsLogisticRegression(12, 3, seeds=[0, 1]).eval()
+    with torch.no_grad():
+        model.linear.bias.copy_(torch.tensor([[1.0, 2.0, 3.0], [-1.0, 0.5, 4.0]]))
+    x = data.x_train[torch.arange(5)]
+    expected = dense(data.x_train)[:5] @ model.linear.weight + model.linear.bias.unsqueeze(1)
+    assert model(x).shape == (2, 5, 3)
+    assert torch.allclose(model(x), expected, atol=1e-6)
+
+
 def test_two_copies_of_imdb_never_share_a_cache_entry(tmp_path: Path):
     """The cache key names the copy (its path, size and times): another copy, found by the
     default source or named local, is read afresh; its description names where it came from."""
