@@ -53,14 +53,16 @@ def test_the_report_scores_the_sample_only_and_counts_unreached_mutants_as_not_k
     meta.parent.mkdir(parents=True)
     meta.write_text(json.dumps({"exit_code_by_key": codes}))
     sample = tmp_path / "sample.txt"
-    sample.write_text("# header\n" + "\n".join(list(codes)[:4] + list(codes)[5:]) + "\n")
+    gone = "adamrepro.plot.x_h__mutmut_9"  # drawn, then its function changed
+    sample.write_text("# header\n" + "\n".join(list(codes)[:4] + list(codes)[5:] + [gone]))
     equivalent = tmp_path / "equivalent.txt"
     equivalent.write_text("adamrepro.optim.rules.x_f__mutmut_4  only an allocation\n")
     out = tmp_path / "report.md"
     mutation_report.main(["--mutants", str(tmp_path / "mutants"), "--sample", str(sample),
                           "--equivalent", str(equivalent), "--out", str(out)])  # fmt: skip
     text = out.read_text()
-    assert "a random sample of 6 of its 7 mutants" in text and "**NOT reached**" in text
+    assert "a random sample of 7 of its 7 mutants" in text and "**NOT reached**" in text
+    assert "1 of them no longer exist and are left out" in text
     # optim: 1 killed, 1 survived, 1 unreached, 1 equivalent (mutant 5 is not in the sample)
     assert "| optim/ | 4 | 1 | 1 | 1 | 1 | 0 | 33.3% | 6.1% - 79.2% |" in text
     assert "| train.py | 2 | 1 | 0 | 0 | 0 | 1 | 100.0% |" in text  # a timeout is a kill
