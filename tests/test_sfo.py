@@ -207,11 +207,13 @@ def test_sfo_starts_with_two_active_subfunctions_counts_its_steps_and_collapses(
     theta[0] = 1.0
     fresh = SFO([theta], lambda i: (0.0, theta), 6)
     assert fresh.max_history == 10 and int(fresh.active.sum()) == 2 and fresh.steps == 0
+    assert fresh.step_scale == 1.0  # a full Newton step of the summed models
     assert fresh.previous is None and fresh.predicted_improvement == 0.0
     assert fresh.k_max == 21 and fresh.events == {"failed_steps": 0, "collapses": 0,
                                                    "activations": 0}  # fmt: skip
     optimizer = run_on_quadratics([theta], n=2, steps=40)
     assert optimizer.steps == 40 and optimizer.events["collapses"] >= 5
+    assert sum(m.evaluations for m in optimizer.models) == 40  # one model update per step
     assert optimizer.basis.shape[1] <= optimizer.k_max == 9
 
 
@@ -228,3 +230,57 @@ def test_sfo_draws_from_its_own_seed_whatever_torch_drew_before():
 
     assert trajectory(1, 0) == trajectory(2, 0)
     assert trajectory(1, 0) != trajectory(1, 5)
+    grown = []  # after the active set has grown (each growth picks a subfunction at random)
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        theta = torch.zeros(30, dtype=torch.float64)
+        optimizer = run_on_quadratics([theta], n=6, steps=40)
+        grown.append((theta.tolist(), optimizer.events["activations"]))
+    assert grown[0] == grown[1] and grown[0][1] >= 2
+
+
+@pytest.mark.parametrize("selection", ["cyclic", "random"])
+def test_sfo_can_visit_its_subfunctions_in_turn_or_at_random(selection):
+    """Each active subfunction is evaluated twice first; then `cyclic` takes the active ones
+    in turn and `random` draws one from SFO's own seed (not from torch's global generator).
+    Both reach the minimiser."""
+    a, c, minimiser = quadratics(m=30, n=6)
+
+    def run(global_seed: int) -> tuple[list[int], list[float], torch.Tensor]:
+        torch.manual_seed(global_seed)
+        theta = torch.zeros(30, dtype=torch.float64)
+        theta[0] = 1.0
+
+        def subfunction(i):
+            d = theta - c[i]
+            return float(0.5 * d @ (a[i] @ d)), a[i] @ d
+
+        optimizer = SFO([theta], subfunction, 6, selection=selection, seed=3)
+        first = sorted(torch.nonzero(optimizer.active).flatten().tolist())
+        chosen = [optimizer.step()[0] for _ in range(120)]
+        assert chosen[:4] == [first[0], first[0], first[1], first[1]]
+        return chosen, theta.tolist(), theta
+
+    chosen, position, theta = run(1)
+    assert (chosen, position) == run(2)[:2]
+    assert float((theta - minimiser).norm()) < 1e-2
+    distance = SFO([theta], lambda i: (0.0, theta), 6, seed=3)
+    assert distance.selection == "distance"
+    with pytest.raises(ValueError, match="selection must be distance, cyclic or random, got 'x'"):
+        SFO([theta], lambda i: (0.0, theta), 6, selection="x")
+
+
+def test_the_three_selections_choose_differently():
+    a, c, _ = quadratics(m=30, n=6)
+    runs = {}
+    for selection in ("distance", "cyclic", "random"):
+        theta = torch.zeros(30, dtype=torch.float64)
+        theta[0] = 1.0
+
+        def subfunction(i, theta=theta):
+            d = theta - c[i]
+            return float(0.5 * d @ (a[i] @ d)), a[i] @ d
+
+        optimizer = SFO([theta], subfunction, 6, selection=selection, seed=3)
+        runs[selection] = [optimizer.step()[0] for _ in range(60)]
+    assert len({tuple(r) for r in runs.values()}) == 3
