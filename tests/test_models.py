@@ -179,3 +179,38 @@ def test_the_multilayer_network_is_relu_layers_in_order_and_drops_its_input_alon
     torch.manual_seed(0)
     dropped = net(x)
     assert not torch.allclose(dropped[0], expected)
+
+
+def test_every_layer_draws_its_own_numbers_within_torchs_bounds():
+    """Each layer of a network is seeded by (seed, its own salt): no two layers share a stream
+    (they would start from copies of the same numbers). Every weight lies within torch's
+    default bound 1/sqrt(fan_in), fan_in = in_channels x kernel^2 for a convolution, and
+    reaches close to it."""
+    from adamrepro.models.classifier import ConvolutionalNetwork
+    from adamrepro.models.layers import MemberConv2d, MemberLinear
+    from adamrepro.models.vae import VariationalAutoencoder
+
+    networks = {
+        "mlp": MultilayerNetwork(20, 10, seeds=[0], hidden=[16, 16]),
+        "cnn": ConvolutionalNetwork((3, 8, 8), 10, seeds=[0], channels=[4, 4, 8], hidden=16),
+        "vae": VariationalAutoencoder(20, seeds=[0], hidden=12, latent=3),
+    }
+    for name, net in networks.items():
+        layers = [m for m in net.modules() if isinstance(m, (MemberLinear, MemberConv2d))]
+        assert len(layers) >= 3
+        firsts = []  # each layer's first draws, as uniform numbers in [-1, 1]
+        for layer in layers:
+            w = layer.weight.detach()
+            fan_in = math.prod(w.shape[2:]) if w.dim() == 5 else w.shape[1]
+            bound = 1 / math.sqrt(fan_in)
+            assert float(w.abs().max()) <= bound and float(w.abs().max()) > 0.8 * bound, name
+            firsts.append((w.flatten()[:8] / bound).tolist())
+        for i in range(len(firsts)):
+            for j in range(i):
+                assert firsts[i] != pytest.approx(firsts[j], rel=1e-4), (name, i, j)
+    conv = networks["cnn"].convs[1]
+    assert conv.weight.shape[2:] == (4, 5, 5)  # 4 channels in, 5 x 5: fan_in 100
+    with_dropout = ConvolutionalNetwork((3, 8, 8), 10, seeds=[0], channels=[4, 4, 8], hidden=16,
+                                        dropout=True)  # fmt: skip
+    assert with_dropout.input_dropout.p == 0.2 and networks["cnn"].input_dropout.p == 0.0
+    assert networks["cnn"].weight_decay == networks["mlp"].weight_decay == 0.0  # the defaults
