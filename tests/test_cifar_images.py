@@ -280,3 +280,19 @@ def test_two_copies_with_the_same_size_and_time_never_share_a_cache_entry(tmp_pa
     load(tmp_path / "a", source="images", cache_dir=tmp_path / "cache")
     with pytest.raises(DataError, match="is a damaged archive"):
         load(tmp_path / "b", source="images", cache_dir=tmp_path / "cache")
+
+
+def test_an_exact_subset_that_disagrees_with_the_copy_is_refused(tmp_path):
+    written = make_cifar_images(tmp_path, per_class={"train": 6, "test": 4})
+    path = make_exact_subset(tmp_path, written)
+    stored = dict(np.load(path))
+    stored["train_labels"] = (stored["train_labels"] + 1) % 10
+    np.savez(path, **stored)
+    with pytest.raises(DataError) as error:
+        load(tmp_path, source="images", rows="exact")
+    assert str(error.value) == "the exact subset's labels do not match the copy's at the same rows"
+    (tmp_path / "cifar10" / "train_labels_original_order.npy").unlink()
+    with pytest.raises(DataError) as error:
+        load(tmp_path, source="images", rows="exact")
+    assert str(error.value) == ("rows=exact needs the training images in their original order: "
+                                "put train_labels_original_order.npy beside the copy")  # fmt: skip
