@@ -256,6 +256,7 @@ def drawn_axes(monkeypatch) -> dict[str, dict]:
             "texts": [t.get_text() for t in self.texts],
             "axes": [{
                 "title": ax.get_title(), "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(),
+                "position": ax.get_position().bounds,  # (left, bottom, width, height)
                 "xlim": ax.get_xlim(), "ylim": ax.get_ylim(), "yscale": ax.get_yscale(),
                 "legend": [t.get_text() for t in ax.get_legend().get_texts()]
                 if ax.get_legend() else [],

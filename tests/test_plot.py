@@ -96,9 +96,9 @@ def grid_record(label: str, settings: list[dict], seeds: tuple[int, ...], epochs
     ]  # fmt: skip
     return {"format": FORMAT, "status": status, "config": {"trainer": {"epochs": epochs}},
             "members": members, "curves": curves, "diverged": {},
-            "wall_time_s": 100.0 + len(members), "device": {"type": "cpu", "name": "EPYC"},
+            "wall_time_s": 100.03 * len(members), "device": {"type": "cpu", "name": "EPYC"},
             "threads": 2, "versions": {"torch": "2.x"}, "started": f"2026-01-0{len(members)}",
-            "code": {"commit": "abc"},
+            "code": {"commit": "abc", "branch": "main"},
             "data": {"label": data, "lossless": data == "MNIST"}}  # fmt: skip
 
 
@@ -193,6 +193,8 @@ def test_every_table_and_line_of_a_figure_follows_from_its_records(tmp_path: Pat
     figure = drawn_axes[str(out / "figure.png")]
     assert figure["texts"] == ["a note | data: MNIST"]
     (axes,) = figure["axes"]
+    left, bottom, width, height = axes["position"]
+    assert bottom > 0.04 and height > 0.6 and width > 0.6  # the axes fill the figure above the note
     assert axes["title"] == "MNIST Logistic Regression"
     assert (axes["xlabel"], axes["ylabel"]) == ("iterations over entire dataset", "training cost")
     assert axes["xlim"] == (0, 45) and axes["ylim"] == (0.2, 0.7) and axes["yscale"] == "linear"
@@ -226,10 +228,10 @@ def test_every_table_and_line_of_a_figure_follows_from_its_records(tmp_path: Pat
 
     sources = json.loads((out / "sources.json").read_text())
     assert sources == {
-        "runs": 4, "members": 9, "wall_time_s": 4 * 100.0 + 4 + 2 + 2 + 1,
+        "runs": 4, "members": 9, "wall_time_s": 900.3,  # 100.03 s a member, to 0.1 s
         "status": ["completed"], "devices": ["cpu: EPYC"], "threads": [2],
         "versions": ['{"torch": "2.x"}'], "started": "2026-01-01",
-        "code": ['{"commit": "abc"}'], "data": ["MNIST"], "lossless": True,
+        "code": ['{"branch": "main", "commit": "abc"}'], "data": ["MNIST"], "lossless": True,
         "left_out": [{"run": str(runs / "stopped"), "why": "interrupted after 4 of 4 epochs"}],
     }  # fmt: skip
 
@@ -267,6 +269,7 @@ def test_a_figure_at_the_passes_end_with_its_wall_clock_panel(tmp_path: Path, dr
     assert axes["lines"]["SFO"][0].tolist() == pytest.approx([0, 3, 6, 9, 12])
     assert wall["texts"][0].startswith("time unit: Adam's 6.0 s per pass, each run's own time | ")
     table = pd.read_csv(out / "curves_walltime.csv")
+    assert table.columns[0] == "curve"  # no index column
     sfo = table.loc[table["curve"] == "SFO", "walltime"]
     assert sfo.tolist() == pytest.approx([0, 3, 6, 9, 12])
 
@@ -278,6 +281,7 @@ def test_a_figure_at_the_passes_end_with_its_wall_clock_panel(tmp_path: Path, dr
         spec, curves, tmp_path / "timed", "n", seconds_per_pass={"Adam": 2.0, "SFO": 10.0}
     )
     timed = drawn_axes[str(tmp_path / "timed" / "figure_walltime.png")]
+    assert timed["axes"][0]["position"][3] > 0.6
     assert timed["axes"][0]["lines"]["SFO"][0].tolist() == pytest.approx([0, 5, 10, 15, 20])
     assert timed["texts"] == ["time unit: Adam's 2.0 s per pass, passes timed side by side "
                               "(Adam 2.0 s, SFO 10.0 s) | n"]  # fmt: skip
