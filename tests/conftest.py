@@ -236,6 +236,25 @@ def drawn(monkeypatch) -> dict[str, list[list[tuple[str, np.ndarray, np.ndarray]
 
 
 @pytest.fixture
+def torchvision_calls(monkeypatch):
+    """`record(name)` puts a recorder in place of torchvision's dataset class `name` and returns
+    the list that collects each call's (root, train, download)."""
+    import torchvision.datasets
+
+    def record(name: str) -> list[tuple]:
+        calls: list[tuple] = []
+
+        class Recorder:
+            def __init__(self, root: str, train: bool = True, download: bool = False) -> None:
+                calls.append((root, train, download))
+
+        monkeypatch.setattr(torchvision.datasets, name, Recorder)
+        return calls
+
+    return record
+
+
+@pytest.fixture
 def drawn_axes(monkeypatch) -> dict[str, dict]:
     """Everything a saved figure shows, read off matplotlib's objects: {path: {"texts": the
     figure's own texts, "axes": [per axes: title, labels, limits, scale, legend, lines (label,

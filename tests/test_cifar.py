@@ -205,20 +205,12 @@ def test_a_failed_download_is_one_line(tmp_path, monkeypatch):
                             "ADAMREPRO_DATA) at it")  # fmt: skip
 
 
-def test_the_download_asks_torchvision_for_the_archive_into_root(tmp_path, monkeypatch):
+def test_the_download_asks_torchvision_for_the_archive_into_root(tmp_path, torchvision_calls):
     """torchvision's CIFAR10(root, train=True, download=True) fetches and unpacks the whole
     archive (both splits) into root/cifar-10-batches-py: asked for once, with flags."""
-    import torchvision.datasets
-
     from adamrepro.data import cifar
 
-    calls = []
-
-    class Recorder:
-        def __init__(self, root: str, train: bool = True, download: bool = False) -> None:
-            calls.append((root, train, download))
-
-    monkeypatch.setattr(torchvision.datasets, "CIFAR10", Recorder)
+    calls = torchvision_calls("CIFAR10")
     cifar._download(tmp_path)
     assert calls == [(str(tmp_path), True, True)]
     assert all(type(flag) is bool for flag in calls[0][1:])

@@ -220,8 +220,8 @@ def test_a_signal_handler_that_was_there_runs_after_the_checkpoint(mnist_root, t
     """What submitit does on a cluster (SIGUSR2: requeue the job, then exit), simulated: our
     checkpoint comes first, then its handler; the requeued job continues the run."""
     from adamrepro.checkpoint import CHECKPOINT_NAME
-    from adamrepro.train import Training, train
-    from test_resume import outcome, population_config
+    from adamrepro.train import train
+    from test_resume import outcome, population_config, signal_at_step
 
     config = population_config(mnist_root)
     straight = train(config, tmp_path / "straight")
@@ -231,17 +231,9 @@ def test_a_signal_handler_that_was_there_runs_after_the_checkpoint(mnist_root, t
         seen.append((tmp_path / "run" / CHECKPOINT_NAME).is_file())
         raise SystemExit(144)  # submitit's local executor: "requeue me"
 
-    original, calls = Training._step, [0]
-
-    def step(self, *args):
-        calls[0] += 1
-        if calls[0] == 15:
-            signal.raise_signal(signal.SIGUSR2)
-        return original(self, *args)
-
     previous = signal.signal(signal.SIGUSR2, requeue)
     try:
-        monkeypatch.setattr(Training, "_step", step)
+        signal_at_step(monkeypatch, signal.SIGUSR2, 15)
         with pytest.raises(SystemExit) as exit_:
             train(config, tmp_path / "run")
         monkeypatch.undo()

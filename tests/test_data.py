@@ -215,20 +215,12 @@ def test_flat_images_and_a_label_above_nine_are_refused(tmp_path: Path):
     )
 
 
-def test_download_asks_torchvision_for_both_splits_into_root(tmp_path: Path, monkeypatch):
+def test_download_asks_torchvision_for_both_splits_into_root(tmp_path: Path, torchvision_calls):
     """`_download` hands torchvision the root as a string and asks for the training and the
     test split, each with download=True (torchvision reads `download` as a flag)."""
-    import torchvision.datasets
-
     from adamrepro.data import mnist
 
-    calls = []
-
-    class Recorder:
-        def __init__(self, root: str, train: bool = True, download: bool = False) -> None:
-            calls.append((root, train, download))
-
-    monkeypatch.setattr(torchvision.datasets, "MNIST", Recorder)
+    calls = torchvision_calls("MNIST")
     mnist._download(tmp_path)
     assert calls == [(str(tmp_path), True, True), (str(tmp_path), False, True)]
     assert all(type(flag) is bool for call in calls for flag in call[1:])

@@ -182,6 +182,19 @@ def test_a_time_budget_pauses_the_run_and_the_same_call_continues(reference, tmp
     assert [p["status"] for p in resumed["pieces"]] == ["paused", "completed"]
 
 
+def signal_at_step(patch: pytest.MonkeyPatch, signum: int, at: int) -> None:
+    """Have this process send itself `signum` just before its `at`-th training step."""
+    original, calls = Training._step, [0]
+
+    def step(self, *args):
+        calls[0] += 1
+        if calls[0] == at:
+            signal.raise_signal(signum)
+        return original(self, *args)
+
+    patch.setattr(Training, "_step", step)
+
+
 def test_ctrl_c_in_this_process_checkpoints_says_how_to_continue_and_stops(
         reference, tmp_path, monkeypatch, caplog):  # fmt: skip
     """SIGINT during step 5: the run finishes that step, checkpoints, logs how to continue and
@@ -189,18 +202,10 @@ def test_ctrl_c_in_this_process_checkpoints_says_how_to_continue_and_stops(
     continues it to the never-stopped run's curves."""
     root, expected = reference
     config = population_config(root)
-    original, calls = Training._step, [0]
-
-    def step(self, *args):
-        calls[0] += 1
-        if calls[0] == 5:
-            signal.raise_signal(signal.SIGINT)
-        return original(self, *args)
-
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with monkeypatch.context() as patch, caplog.at_level("INFO", logger="adamrepro.train"):
-            patch.setattr(Training, "_step", step)
+            signal_at_step(patch, signal.SIGINT, 5)
             with pytest.raises(KeyboardInterrupt):
                 train(config, tmp_path / "run")
     finally:
