@@ -154,7 +154,7 @@ def test_a_two_epoch_run_draws_both_panels_and_the_vhat_figure(tmp_path, drawn, 
         assert y.tolist() == pytest.approx(costs) and len(x) == 2
     assert str(out / "figure_first_epochs.png") in drawn
     steps = pd.read_csv(out / "steps.csv")
-    assert steps.columns[0] == "curve"
+    assert steps.columns[:3].tolist() == ["step", "curve", "epoch"]
     assert steps[["train_cost", "train_cost_min", "train_cost_max"]].notna().all().all()
     assert set(steps["curve"]) == {"Adam", "Adam+dropout", "SGDNesterov"}
     assert steps.groupby("curve")["step"].max().tolist() == [10, 10, 10]
