@@ -189,7 +189,7 @@ study-fig2b: venv ## Figure 2 (b): which protocol lands on the paper's Adam curv
 	$(PY) -m adamrepro.fig2b_study --data-root $(DATA_ROOT) --runs $(RUNS)/fig2b_study \
 	  --out $(RESULTS)/fig2b_mnist_mlp_deterministic/study $(STUDY_ARGS)
 
-mutation: venv ## mutation testing (mutmut) of a fixed random sample of 150 mutants in each of optim/, train.py, data/, models/, plot.py; score, interval and survivors in docs/mutation.md (about 1 h)
+mutation: venv ## mutation testing (mutmut) of a fixed random sample of 150 mutants in each of optim/, train.py, data/, models/, plot.py; score, interval and survivors in docs/mutation.md (2-3 h on 2 cores)
 	$(VENV)/bin/mutmut run "adamrepro.none" # makes mutants/ and the test map, runs no mutant
 	$(PY) scripts/mutation_sample.py --per-place 300 --out mutants/sample_300.txt
 	$(PY) scripts/mutation_sample.py --within mutants/sample_300.txt --seed 1 \

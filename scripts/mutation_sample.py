@@ -11,9 +11,9 @@ interval of about +-4 points at a score of 85%). Within a place each module gets
 the sample in proportion to its mutants; the draw depends only on the seed and the mutants'
 names, so the same code gives the same sample. `--within FILE` draws from the names of an
 earlier sample instead of from all mutants (a random part of a random sample is a random
-sample: `make mutation` draws 300 per place, then 150 of those, which fit in an hour). Writes
-one name per line; `make mutation` runs them (`mutmut run <names>`) and
-`scripts/mutation_report.py --sample` scores only them.
+sample): `make mutation` draws 300 per place, then 150 of those (the 300 did not fit in a
+session on 2 cores). Writes one name per line; `make mutation` runs them
+(`mutmut run <names>`) and `scripts/mutation_report.py --sample` scores only them.
 """
 
 from __future__ import annotations
