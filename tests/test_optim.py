@@ -532,3 +532,48 @@ def test_a_per_member_setting_takes_its_parameters_dtype_and_device():
     on_cpu = member_view(stepsizes, torch.zeros(2, 5, dtype=torch.bfloat16))
     assert on_cpu.dtype == torch.bfloat16 and on_cpu.flatten().tolist() == pytest.approx(
         [0.1, 0.2], rel=1e-2)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "cls,settings,tensors",
+    [
+        (SGD, {}, 1),
+        (SGD, {"momentum": 0.9}, 1),
+        (SGD, {"momentum": 0.9, "nesterov": True}, 2),
+        (SGD, {"momentum": 0.9, "nesterov": True, "torch_momentum_form": True}, 1),
+        (AdaGrad, {}, 1),
+        (RMSProp, {}, 2),
+        (RMSProp, {"momentum": 0.9, "nesterov": True}, 3),
+        (AdaDelta, {}, 2),
+        (Adam, {}, 1),
+        (Adam, {"averaging": True, "amsgrad": True}, 1),
+        (AdaMax, {"averaging": True}, 1),
+    ],
+)
+def test_scratch_memory_per_parameter(cls, settings, tensors):
+    """Each rule's scratch tensors (each the size of its parameter: a grid's members times a
+    layer on the GPU) are made on first use and reused; a step needs no more than these."""
+    x = torch.randn(3, 4, requires_grad=True)
+    optimizer = cls([x], **settings)
+    for _ in range(2):
+        x.grad = torch.randn(3, 4)
+        optimizer.step()
+    assert len(optimizer._work[x].tensors) == tensors
+
+
+def test_rmsprop_with_torchs_nesterov_momentum_by_hand():
+    """torch's buffer form with Nesterov on the rescaled gradient: b = mu b + d;
+    theta -= alpha (d + mu b)."""
+    b2, mu, alpha = 0.9, 0.8, 0.1
+    x = torch.zeros(1, requires_grad=True)
+    optimizer = RMSProp([x], stepsize=alpha, beta2=b2, eps=0.0, momentum=mu, nesterov=True,
+                        torch_momentum_form=True)  # fmt: skip
+    theta, v, buf = 0.0, 0.0, 0.0
+    for g in (1.0, -2.0, 0.5):
+        x.grad = torch.tensor([g])
+        optimizer.step()
+        v = b2 * v + (1 - b2) * g * g
+        d = g / math.sqrt(v)
+        buf = mu * buf + d
+        theta -= alpha * (d + mu * buf)
+        assert x.item() == pytest.approx(theta, abs=1e-12)

@@ -216,10 +216,12 @@ def momentum_step(
     momentum: Hyper,
     nesterov: bool,
     torch_momentum_form: bool,
-    scratch: tuple[Tensor, Tensor],
+    work: Work,
+    first: int,
 ) -> None:
     """theta <- theta + velocity, with velocity accumulated from `direction` (a gradient or a
-    rescaled gradient); `scratch`: two work tensors other than `direction`.
+    rescaled gradient); scratch in `work[first]`, and `work[first + 1]` for the paper's
+    Nesterov step only (neither is `direction`; a scratch tensor is made on first use).
 
     Paper form (Sutskever et al. 2013, which the Adam paper's "SGDNesterov" cites):
         v_t = mu v_{t-1} - alpha_t d_t
@@ -233,7 +235,7 @@ def momentum_step(
     constant, different under a decay such as alpha/sqrt(t)):
         b_t = mu b_{t-1} + d_t;  theta_t = theta_{t-1} - alpha_t b_t   (or (d_t + mu b_t))
     """
-    step, look_ahead = scratch
+    step = work[first]
     if "velocity" not in state:  # momentum = 0 everywhere: plain gradient step
         param.sub_(torch.mul(direction, stepsize, out=step))  # alpha_t d_t
         return
@@ -247,7 +249,7 @@ def momentum_step(
         return
     buf.mul_(momentum).sub_(torch.mul(direction, stepsize, out=step))  # v_t
     if nesterov:  # mu v_t - alpha_t d_t
-        param.add_(torch.mul(buf, momentum, out=look_ahead).sub_(step))
+        param.add_(torch.mul(buf, momentum, out=work[first + 1]).sub_(step))
     else:
         param.add_(buf)
 

@@ -51,7 +51,7 @@ class SGD(PaperOptimizer):
     def update(self, param, grad, state, t, work: Work, *, stepsize, momentum, nesterov,
                torch_momentum_form):  # fmt: skip
         momentum_step(param, grad, state, stepsize, momentum, nesterov, torch_momentum_form,
-                      (work[0], work[1]))  # fmt: skip
+                      work, first=0)  # fmt: skip
 
 
 class AdaGrad(PaperOptimizer):
@@ -110,7 +110,7 @@ class RMSProp(PaperOptimizer):
             denominator = torch.sqrt(v, out=work[0]).add_(eps)
         d = torch.div(grad, denominator, out=work[0])  # d_t = g_t / (sqrt(v_t) + eps)
         momentum_step(param, d, state, stepsize, momentum, nesterov, torch_momentum_form,
-                      (work[1], work[2]))  # fmt: skip
+                      work, first=1)  # fmt: skip
 
 
 class AdaDelta(PaperOptimizer):
