@@ -236,3 +236,31 @@ def test_a_pickle_row_is_red_then_green_then_blue_each_row_major(tmp_path):
     for c in range(3):
         for i, j in ((0, 0), (0, 31), (1, 0), (17, 5), (31, 31)):
             assert image[c, i, j] == row[1024 * c + 32 * i + j], (c, i, j)
+
+
+def test_verify_checks_the_test_batch_as_well_as_the_training_batches(cifar_root, monkeypatch):
+    import hashlib
+
+    folder = cifar_root / "cifar-10-batches-py"
+    md5s = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+    monkeypatch.setattr(cifar, "_md5s", lambda: md5s)
+    assert len(load_cifar10(cifar_root, download=False, verify=True, whitening="none").y_test)
+    md5s["test_batch"] = "0" * 32
+    with pytest.raises(DataError) as error:
+        load_cifar10(cifar_root, download=False, verify=True, whitening="none")
+    assert str(error.value).startswith(f"{folder / 'test_batch'}: md5 ")
+
+
+def test_pickle_batches_are_described_in_full_and_a_short_label_list_is_named(cifar_root):
+    import pickle
+
+    folder = cifar_root / "cifar-10-batches-py"
+    data = load_cifar10(cifar_root, download=False, verify=False, whitening="none")
+    assert data.description == {"name": "CIFAR-10", "source": "pickle batches",
+                                "path": str(folder), "lossless": True, "order": "original",
+                                "label": "CIFAR-10"}  # fmt: skip
+    batch = {b"data": np.zeros((3, 3072), dtype=np.uint8), b"labels": [1, 2]}
+    (folder / "test_batch").write_bytes(pickle.dumps(batch))
+    with pytest.raises(DataError) as error:
+        load_cifar10(cifar_root, download=False, verify=False, whitening="none")
+    assert str(error.value) == f"{folder / 'test_batch'}: 3 images but 2 labels"

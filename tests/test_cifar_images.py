@@ -264,10 +264,12 @@ def test_a_tarball_named_as_the_root_finds_its_labels_beside_it(tmp_path):
 
 
 def test_two_copies_with_the_same_size_and_time_never_share_a_cache_entry(tmp_path):
+    """Nothing beside either copy: only their paths tell them apart."""
     import os
     import shutil
 
-    make_cifar_images(tmp_path / "a", per_class={"train": 1, "test": 1}, tarball=True)
+    make_cifar_images(tmp_path / "a", per_class={"train": 1, "test": 1}, tarball=True,
+                      labels_file=False)  # fmt: skip
     first = tmp_path / "a" / "cifar10" / "cifar10-jpeg.tar.gz"
     second = tmp_path / "b" / "cifar10" / "cifar10-jpeg.tar.gz"
     second.parent.mkdir(parents=True)
@@ -296,3 +298,18 @@ def test_an_exact_subset_that_disagrees_with_the_copy_is_refused(tmp_path):
         load(tmp_path, source="images", rows="exact")
     assert str(error.value) == ("rows=exact needs the training images in their original order: "
                                 "put train_labels_original_order.npy beside the copy")  # fmt: skip
+
+
+def test_verify_checks_the_exact_subset_read_beside_an_image_copy(tmp_path, monkeypatch):
+    """rows=exact with data.verify=true checks the subset's md5 as well as the copy's counts."""
+    from adamrepro.data import cifar
+
+    written = make_cifar_images(tmp_path, per_class={"train": 2, "test": 2})
+    path = make_exact_subset(tmp_path, written, train_rows=4)
+    monkeypatch.setattr(cifar, "PER_CLASS", {"train": 2, "test": 2})
+    monkeypatch.setattr(cifar, "KNOWN_MD5", {"exact_subset.npz": "0" * 32})
+    with pytest.raises(DataError) as error:
+        load_cifar10(tmp_path, download=False, verify=True, whitening="none", source="images",
+                     rows="exact")  # fmt: skip
+    assert str(error.value).startswith(f"{path}: md5 ")
+    assert len(load(tmp_path, source="images", rows="exact").y_train) == 4

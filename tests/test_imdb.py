@@ -321,3 +321,41 @@ def test_features_are_float32_and_a_tarball_under_imdb_is_found(tmp_path: Path):
     assert train.dtype == np.float32 and test.dtype == np.float32
     archive = make_imdb(tmp_path / "imdb", per_class=2, tarball=True)
     assert find_local(tmp_path) == archive
+
+
+def test_the_hubs_copy_is_checked_for_imdbs_counts_when_verifying(tmp_path, monkeypatch):
+    """The hub's copy (asked here of a stand-in) passes with 2 x PER_LABEL reviews per split,
+    PER_LABEL positive; any other count is named in one line; verify=false takes it as it is."""
+    import datasets
+
+    from adamrepro.data import imdb
+
+    def hub(test_labels):
+        def load_dataset(name):
+            assert name == "stanfordnlp/imdb"
+            split = lambda labels: datasets.Dataset.from_dict(  # noqa: E731
+                {"text": ["review"] * len(labels), "label": labels})  # fmt: skip
+            return {"train": split([0, 1, 0, 1]), "test": split(test_labels), "unsupervised": 0}
+
+        return load_dataset
+
+    monkeypatch.setattr(imdb, "PER_LABEL", 2)
+    monkeypatch.setattr(imdb, "_hub_unreachable", lambda: None)
+    monkeypatch.setattr(datasets, "load_dataset", hub([1, 1, 0, 0]))
+    text = imdb.load_imdb_text(tmp_path, verify=True)
+    assert sorted(text) == ["test", "train"] and text["test"]["label"] == [1, 1, 0, 0]
+    for labels, held in (([1, 1, 1, 0], "4 reviews, 3"), ([1, 0, 1], "3 reviews, 2")):
+        monkeypatch.setattr(datasets, "load_dataset", hub(labels))
+        with pytest.raises(DataError) as error:
+            imdb.load_imdb_text(tmp_path, verify=True)
+        assert str(error.value) == (f"the hub's stanfordnlp/imdb test split holds {held} "
+                                    "positive, where IMDB has 4 and 2")  # fmt: skip
+        assert imdb.load_imdb_text(tmp_path, verify=False)["test"]["label"] == labels
+
+
+def test_a_data_set_of_sparse_rows_casts_their_values_and_keeps_its_labels(imdb_root):
+    data = load_imdb(imdb_root, vocab_size=12, verify=False)
+    cast = data.to("cpu", torch.float64)
+    assert cast.x_train.values.dtype == cast.x_test.values.dtype == torch.float64
+    assert cast.y_train.dtype == data.y_train.dtype and torch.equal(cast.y_test, data.y_test)
+    assert torch.equal(cast.x_train.values, data.x_train.values.double())

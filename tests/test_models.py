@@ -214,3 +214,34 @@ def test_every_layer_draws_its_own_numbers_within_torchs_bounds():
                                         dropout=True)  # fmt: skip
     assert with_dropout.input_dropout.p == 0.2 and networks["cnn"].input_dropout.p == 0.0
     assert networks["cnn"].weight_decay == networks["mlp"].weight_decay == 0.0  # the defaults
+
+
+def test_the_penalty_is_summed_on_the_parameters_device():
+    """The meta device stands in for a GPU: the (G,) penalty is made where the weights are."""
+    from adamrepro.models import LogisticRegression
+
+    model = LogisticRegression(4, 3, seeds=[0, 1], weight_decay=1e-4).to("meta")
+    penalty = model.penalty()
+    assert penalty.device.type == "meta" and penalty.shape == (2,)
+
+
+def test_one_output_gives_no_accuracy_when_none_is_asked_for():
+    from adamrepro.models import LogisticRegression
+
+    model = LogisticRegression(5, 1, seeds=[0, 1])  # the log-odds of label 1
+    x = torch.eye(5)[:3]
+    y = torch.tensor([0, 1, 1])
+    cost, accuracy = model.losses(x, y, accuracy=False)
+    assert cost.shape == (2,) and accuracy is None
+    assert model.losses(x, y)[1].shape == (2,)
+
+
+def test_each_member_reads_its_own_row_of_a_stacked_input_without_a_copy():
+    from adamrepro.models.layers import per_member
+
+    stacked = torch.randn(3, 4, 5)  # one row of examples per member
+    assert per_member(stacked, 3, example_dims=1).data_ptr() == stacked.data_ptr()
+    one_row = torch.randn(1, 3, 5)  # one row read by 3 members, 3 examples in it
+    assert torch.equal(per_member(one_row, 3, example_dims=1), one_row.expand(3, 3, 5))
+    two_rows = torch.randn(2, 4, 5)  # member g reads row g % 2
+    assert torch.equal(per_member(two_rows, 4, example_dims=1)[3], two_rows[1])
