@@ -284,3 +284,75 @@ def test_the_three_selections_choose_differently():
         optimizer = SFO([theta], subfunction, 6, selection=selection, seed=3)
         runs[selection] = [optimizer.step()[0] for _ in range(60)]
     assert len({tuple(r) for r in runs.values()}) == 3
+
+
+@pytest.mark.parametrize("max_gradient_noise,grown", [(math.inf, [6, 11, 17, 24]),
+                                                      (1.0, [4, 6, 8, 10])])  # fmt: skip
+def test_the_active_set_grows_by_the_noise_rule_or_after_a_pass_without_growth(
+    max_gradient_noise, grown
+):
+    """Only once each of the k active subfunctions has been evaluated twice (two steps for a
+    new one). With `max_gradient_noise` infinite only the pass rule grows the set: when the
+    steps since the last growth exceed k; from k = 2 (steps 1-4 evaluate each twice) that is
+    step 6, then k + 2 steps later: 11, 17, 24. With 1: after a full Newton step (no step
+    failed) the models' mean gradient, their agreement, is zero at the new point, so their
+    disagreement is all noise and the set grows as soon as it may: steps 4, 6, 8, 10."""
+    a, c, _ = quadratics(m=30, n=6)
+    theta = torch.zeros(30, dtype=torch.float64)
+    theta[0] = 1.0
+
+    def subfunction(i):
+        d = theta - c[i]
+        return float(0.5 * d @ (a[i] @ d)), a[i] @ d
+
+    optimizer = SFO([theta], subfunction, 6, selection="cyclic",
+                    max_gradient_noise=max_gradient_noise)  # fmt: skip
+    active = []
+    for _ in range(25):
+        optimizer.step()
+        active.append(int(optimizer.active.sum()))
+    assert [step for step in range(2, 26) if active[step - 1] > active[step - 2]] == grown
+    assert optimizer.events["activations"] == 4 and optimizer.events["failed_steps"] <= 2
+
+
+def test_a_first_evaluation_is_checked_again_only_when_far_above_the_others():
+    """A subfunction's first value is a failure candidate only when it lies more than three
+    standard deviations above the other models' values: on the quadratics every step makes
+    one evaluation. Raised by 1e6 (finite), the first evaluation of a newly activated one is
+    checked at the previous point, which is lower: the step failed (counted, its scale
+    halved, the parameters back at the previous point), and the model keeps both points,
+    the failed one first: one (s, y) pair after its first step."""
+    a, c, _ = quadratics(m=30, n=6)
+
+    def run(raise_first_of_new: bool):
+        theta = torch.zeros(30, dtype=torch.float64)
+        theta[0] = 1.0
+        calls: list[int] = []
+
+        def subfunction(i):
+            d = theta - c[i]
+            value = float(0.5 * d @ (a[i] @ d))
+            if raise_first_of_new and i not in calls and len(calls) >= 4:
+                value += 1e6
+            calls.append(i)
+            return value, a[i] @ d
+
+        optimizer = SFO([theta], subfunction, 6, selection="cyclic")
+        per_step = []
+        for _ in range(5):
+            before = len(calls)
+            position = theta.clone()
+            optimizer.step()
+            per_step.append(len(calls) - before)
+        return optimizer, per_step, calls, position
+
+    optimizer, per_step, _, _ = run(False)
+    assert per_step == [1] * 5 and optimizer.events["failed_steps"] == 0
+    optimizer, per_step, calls, position = run(True)
+    new = calls[-1]  # activated after step 4, evaluated at step 5, then at the previous point
+    assert per_step == [1, 1, 1, 1, 2] and calls[-2] == new
+    assert optimizer.events["failed_steps"] == 1 and optimizer.step_scale == 0.5
+    model = optimizer.models[new]
+    assert model.evaluations == 1 and len(model.history) == 1
+    assert torch.allclose(model.x, optimizer._project(optimizer.previous))
+    assert not torch.equal(optimizer.previous, position)

@@ -61,6 +61,10 @@ class _Model:
     history: list[tuple[Tensor, Tensor]] = field(default_factory=list)  # (s, y) pairs
     evaluations: int = 0
 
+    def gradient(self, at: Tensor) -> Tensor:
+        """The model's gradient at `at`: g + H (at - x)."""
+        return self.g + self.hessian @ (at - self.x)
+
 
 class SFO:
     """Minimises sum_i f_i over the flat vector of `params` (updated in place).
@@ -193,7 +197,7 @@ class SFO:
         hessian = grad = None
         for i in self._evaluated():
             m = self.models[i]
-            g = m.g + m.hessian @ (x - m.x)
+            g = m.gradient(x)
             hessian = m.hessian if hessian is None else hessian + m.hessian
             grad = g if grad is None else grad + g
         return 0.5 * (hessian + hessian.T), grad
@@ -242,8 +246,7 @@ class SFO:
             return
         x = self._project(self._flat())
         hessian, _ = self._summed(x)
-        grads = torch.stack([self.models[i].g + self.models[i].hessian @ (x - self.models[i].x)
-                             for i in active])  # fmt: skip
+        grads = torch.stack([self.models[i].gradient(x) for i in active])
         mean = grads.mean(0)
         inverse = torch.linalg.inv(hessian)
         signal = float(mean @ (inverse @ mean))
