@@ -257,8 +257,9 @@ def torchvision_calls(monkeypatch):
 @pytest.fixture
 def drawn_axes(monkeypatch) -> dict[str, dict]:
     """Everything a saved figure shows, read off matplotlib's objects: {path: {"texts": the
-    figure's own texts, "axes": [per axes: title, labels, limits, scale, legend, lines (label,
-    x, y, colour, style) and bands (colour, lower and upper y)]}}."""
+    figure's own texts, "text_styles": their (size, colour, wrap), "axes": [per axes: title,
+    labels, limits, scale, legend, lines (label, x, y, colour, style), bands (colour, lower
+    and upper y) and the bands' edge widths]}}."""
     from matplotlib.collections import PolyCollection
     from matplotlib.colors import to_hex
     from matplotlib.figure import Figure
@@ -273,6 +274,8 @@ def drawn_axes(monkeypatch) -> dict[str, dict]:
     def keep(self, fname, *args, **kwargs):
         saved[str(fname)] = {
             "texts": [t.get_text() for t in self.texts],
+            "text_styles": [(t.get_fontsize(), to_hex(t.get_color()), t.get_wrap())
+                            for t in self.texts],
             "axes": [{
                 "title": ax.get_title(), "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(),
                 "position": ax.get_position().bounds,  # (left, bottom, width, height)
@@ -284,6 +287,8 @@ def drawn_axes(monkeypatch) -> dict[str, dict]:
                                              to_hex(line.get_color()), line.get_linestyle())
                           for line in ax.get_lines()},
                 "bands": [band(c) for c in ax.collections if isinstance(c, PolyCollection)],
+                "band_edges": [float(c.get_linewidth()[0]) for c in ax.collections
+                               if isinstance(c, PolyCollection)],
             } for ax in self.axes],
         }  # fmt: skip
         return original(self, fname, *args, **kwargs)

@@ -14,6 +14,7 @@ from adamrepro.errors import DataError
 from adamrepro.models import ConvolutionalNetwork
 from adamrepro.plot import main as plot_main
 from adamrepro.plot import make_figure
+from adamrepro.records import save_record
 from adamrepro.train import train
 from conftest import hydra_config, line, make_cifar
 
@@ -183,6 +184,13 @@ def test_a_two_epoch_run_draws_both_panels_and_the_vhat_figure(tmp_path, drawn, 
     assert row["fraction_below_eps"] == pytest.approx(last["below_eps"])
     sgd = json.loads((runs / "SGDNesterov" / "record.json").read_text())
     assert sgd.get("moment_stats", []) == []  # SGD keeps no second moment
+    # a selected curve whose run logged no steps is missing from the left panel, the rest not
+    first = best["curve"].iloc[0]
+    unlogged = json.loads((runs / first / "record.json").read_text())
+    save_record({**unlogged, "step_costs": None}, runs / first)
+    make_figure("fig3_cifar10_cnn", [str(runs)], tmp_path / "unlogged")
+    steps = pd.read_csv(tmp_path / "unlogged" / "steps.csv")
+    assert set(steps["curve"]) == {"Adam", "Adam+dropout", "SGDNesterov"} - {first}
 
 
 def record_members(run):

@@ -71,7 +71,7 @@ def test_figure_2a_and_2b_from_short_runs(mnist_root, tmp_path, drawn):
 
 
 def test_figure_4_from_a_short_run_of_the_whole_grid_drawn_by_the_command(
-    mnist_root, tmp_path, drawn, capsys
+    mnist_root, tmp_path, drawn, drawn_axes, capsys
 ):
     for bias_correction in ("true", "false"):
         record = run(
@@ -96,6 +96,7 @@ def test_figure_4_from_a_short_run_of_the_whole_grid_drawn_by_the_command(
     plot_main(["fig4_vae_bias_correction", "--runs", str(tmp_path / "runs"), "--out", str(out)])
     printed = capsys.readouterr().out.splitlines()
     assert printed[-1] == f"wrote {out}/figure.png, markers.csv, compare.csv, sources.json"
+    assert drawn_axes[str(out / "figure.png")]["texts"] == ["data: MNIST"]  # the note
     comparison = pd.read_csv(out / "compare.csv")
     best = comparison.groupby(["epochs", "beta1", "beta2", "bias_correction"])[
         ["paper_loss", "our_loss"]].min()  # fmt: skip

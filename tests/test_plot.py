@@ -413,3 +413,40 @@ def test_the_command_draws_its_limits_and_shows_momentum(tmp_path: Path, capsys,
     assert header.split() == ["curve", "stepsize", "momentum", "seeds", "epochs", "final_cost",
                               "paper_rmse"]  # fmt: skip
     assert row.split()[:6] == ["SGDNesterov", "0.01", "0.9", "1", "3", "0.3"]
+
+
+def test_a_figure_is_840_by_660_pixels_with_its_note_small_grey_and_wrapped(tmp_path: Path,
+                                                                           drawn_axes):  # fmt: skip
+    """5.6 x 4.4 inches at 150 dpi; the note in 5.5-point grey (0.3) text that wraps; the seed
+    band drawn without an edge. Without a note the data alone are named; two data sets both."""
+    from PIL import Image
+
+    runs = tmp_path / "runs"
+    save_record(grid_record("Adam", [{"stepsize": 1e-3}], (0, 1), 4,
+                            lambda k, e: 0.5 + 0.1 * k - 0.01 * e), runs / "adam")  # fmt: skip
+    make_figure("fig1_mnist_logreg", [str(runs)], tmp_path / "noted", note="a note")
+    figure = drawn_axes[str(tmp_path / "noted" / "figure.png")]
+    assert Image.open(tmp_path / "noted" / "figure.png").size == (840, 660)
+    assert figure["text_styles"] == [(5.5, "#4c4c4c", True)]  # grey 0.3
+    assert figure["axes"][0]["band_edges"] == [0.0] and len(figure["axes"][0]["bands"]) == 1
+    make_figure("fig1_mnist_logreg", [str(runs)], tmp_path / "plain")
+    assert drawn_axes[str(tmp_path / "plain" / "figure.png")]["texts"] == ["data: MNIST"]
+    save_record(grid_record("AdaGrad", [{"stepsize": 1e-2}], (0,), 4, lambda k, e: 0.4,
+                            data="MNIST (a copy)"), runs / "adagrad")  # fmt: skip
+    make_figure("fig1_mnist_logreg", [str(runs)], tmp_path / "both")
+    assert drawn_axes[str(tmp_path / "both" / "figure.png")]["texts"] == [
+        "data: MNIST; MNIST (a copy)"]  # fmt: skip
+
+
+def test_a_figure_of_a_given_length_leaves_out_runs_of_another(tmp_path: Path, capsys):
+    runs = tmp_path / "runs"
+    save_record(grid_record("Adam", [{"stepsize": 1e-3}], (0,), 4, lambda k, e: 0.5),
+                runs / "short")  # fmt: skip
+    save_record(grid_record("Adam", [{"stepsize": 1e-2}], (0,), 10, lambda k, e: 0.4),
+                runs / "long")  # fmt: skip
+    best = make_figure("fig1_mnist_logreg", [str(runs)], tmp_path / "out", epochs=4)
+    assert best["stepsize"].tolist() == [1e-3]
+    assert capsys.readouterr().err == (f"left out {runs / 'long'}: completed, but with 10 "
+                                       "epochs where 4 are expected\n")  # fmt: skip
+    assert make_figure("fig1_mnist_logreg", [str(runs)], tmp_path / "out")["stepsize"].tolist() == [
+        1e-2]  # fmt: skip

@@ -134,7 +134,7 @@ def test_a_surface_model_starts_where_asked_and_adds_the_minibatchs_noise_term()
         assert str(error.value) == f"model.start must be two numbers, got {shown}"
 
 
-def test_the_plot_command_draws_a_small_problems_paths(tmp_path, capsys):
+def test_the_plot_command_draws_a_small_problems_paths(tmp_path, capsys, drawn_axes):
     from adamrepro.plot import main as plot_main
 
     cfg = hydra_config("experiment=toy", "optimizer=sgd", "sweep=none", "optimizer.stepsize=0.1",
@@ -145,5 +145,8 @@ def test_the_plot_command_draws_a_small_problems_paths(tmp_path, capsys):
     printed = capsys.readouterr().out.splitlines()
     assert printed[-1] == (f"wrote {tmp_path / 'out'}/figure.png, animation.gif, paths.csv, "
                            "metrics.csv")  # fmt: skip
+    assert drawn_axes[str(tmp_path / "out" / "figure.png")]["texts"] == [
+        "data: 2-D surface, no noise"
+    ]  # the note
     metrics = pd.read_csv(tmp_path / "out" / "metrics.csv")
     assert "path_ratio" in printed[0].split() and len(printed) == 1 + len(metrics) + 1

@@ -481,3 +481,43 @@ def test_a_restored_divergence_monitor_keeps_the_first_costs_and_its_device():
     on_meta = DivergenceMonitor(3, factor=3.0, device=torch.device("meta"))
     on_meta.load_state_dict(before.state_dict())
     assert on_meta.active.device.type == "meta" and on_meta.diverged_at.device.type == "meta"
+
+
+def test_the_wall_time_is_the_time_the_run_took(mnist_root, tmp_path):
+    import time
+
+    started = time.perf_counter()
+    record = train(tiny(mnist_root), tmp_path / "run")
+    took = time.perf_counter() - started
+    times = [row["wall_time_s"] for row in record["curves"]]
+    assert 0 < times[0] < times[1] <= record["wall_time_s"] <= took
+
+
+def test_the_progress_bar_counts_every_step_of_every_epoch(mnist_root, tmp_path, capsys):
+    """600 rows in minibatches of 32: 19 steps an epoch, 38 in two."""
+    train(tiny(mnist_root, "trainer.progress=true"), tmp_path / "run")
+    shown = capsys.readouterr().err
+    assert "38/38" in shown and "/39" not in shown
+
+
+def test_a_subset_larger_than_the_training_set_is_one_line(mnist_root, tmp_path):
+    with pytest.raises(ConfigError) as error:
+        train(mlp_tiny(mnist_root, "trainer.train_eval_subset=601"), tmp_path / "run")
+    assert str(error.value) == "trainer.train_eval_subset=601 is more than the 600 training rows"
+
+
+def test_the_subsets_rows_are_made_on_the_runs_device(mnist_root, tmp_path, monkeypatch):
+    """On a GPU the rows index data held there (IMDB's sparse rows need their index on the
+    same device): the subset is asked for on the run's device."""
+    import adamrepro.train as train_module
+
+    asked = []
+    original = train_module.evaluation_subset
+
+    def recorded(n_train, examples, seed, device):
+        asked.append((n_train, examples, seed, device))
+        return original(n_train, examples, seed, device)
+
+    monkeypatch.setattr(train_module, "evaluation_subset", recorded)
+    train(mlp_tiny(mnist_root, "trainer.train_eval_subset=50", "seed=4"), tmp_path / "run")
+    assert asked == [(600, 50, 4, torch.device("cpu"))]

@@ -265,16 +265,15 @@ def make_figure(name: str, runs: list[str], out: Path, note: str = "",
     used, left_out = usable_runs(runs, epochs)
     for skipped in left_out:
         print(f"left out {skipped['run']}: {skipped['why']}", file=sys.stderr)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sources.json").write_text(json.dumps(sources(used, left_out), indent=1) + "\n")
     note = with_data(note, used)
-    if spec["kind"] in ("markers", "moments", "trajectories"):
-        if spec["kind"] == "markers":
-            result = make_marker_figure(spec, tidy(used), out, note)
-        elif spec["kind"] == "moments":
-            result = make_moment_figure(spec, used, out, note)
-        else:
-            result = make_trajectory_figure(spec, used, out, note)
-        (out / "sources.json").write_text(json.dumps(sources(used, left_out), indent=1) + "\n")
-        return result
+    if spec["kind"] == "markers":
+        return make_marker_figure(spec, tidy(used), out, note)
+    if spec["kind"] == "moments":
+        return make_moment_figure(spec, used, out, note)
+    if spec["kind"] == "trajectories":
+        return make_trajectory_figure(spec, used, out, note)
     table = with_settings(tidy(used), spec)
     grid = summarise(table, spec)
     in_figure = grid[grid["label"].isin(list(spec["curves"]))]
@@ -288,14 +287,12 @@ def make_figure(name: str, runs: list[str], out: Path, note: str = "",
             extra[f"{_describe(closest)} (closest to paper)"] = mean_curve(
                 table, closest["setting"], spec
             )
-    out.mkdir(parents=True, exist_ok=True)
     settings_out = grid.drop(columns=["setting"]).dropna(axis=1, how="all")
     settings_out.to_csv(out / "grid.csv", index=False, float_format="%.6g")
     best.drop(columns=["setting"]).dropna(axis=1, how="all").to_csv(
         out / "selected.csv", index=False, float_format="%.6g"
     )
     pd.concat(curves.values()).to_csv(out / "curves.csv", index=False, float_format="%.6g")
-    (out / "sources.json").write_text(json.dumps(sources(used, left_out), indent=1) + "\n")
     draw(spec, curves, extra, out / "figure.png", note)
     if "walltime" in spec:
         walltime_figure(spec, curves, out, note)
