@@ -226,6 +226,23 @@ def test_a_spent_budget_starts_nothing(mnist_root, tmp_path):
     assert record["status"] == "paused" and read_record(tmp_path / "run") is None
 
 
+def test_a_budget_spent_by_the_first_step_still_takes_that_step(mnist_root, tmp_path,
+                                                                monkeypatch, caplog):  # fmt: skip
+    """A budget that runs out while the data load (after the start, before the first step):
+    each piece takes one step, then pauses once, so a short budget still progresses."""
+    monkeypatch.setattr(StopRequests, "budget_spent", lambda self: True)
+    config = population_config(mnist_root, "trainer.max_minutes=5")
+    for pieces in (1, 2):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="adamrepro.train"):
+            record = train(config, tmp_path / "run")
+        assert record["status"] == "paused"
+        assert [(p["status"], p["to_step"]) for p in record["pieces"]] == [
+            ("paused", k) for k in range(1, pieces + 1)]  # fmt: skip
+        assert caplog.messages == [f"paused (its time budget spent) at epoch 1, step {pieces} "
+                                   "of 10: run the same command to continue"]  # fmt: skip
+
+
 def test_a_completed_run_is_not_trained_again_and_other_settings_are_refused(
     mnist_root, tmp_path, monkeypatch
 ):

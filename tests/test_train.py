@@ -494,10 +494,27 @@ def test_the_wall_time_is_the_time_the_run_took(mnist_root, tmp_path):
 
 
 def test_the_progress_bar_counts_every_step_of_every_epoch(mnist_root, tmp_path, capsys):
-    """600 rows in minibatches of 32: 19 steps an epoch, 38 in two."""
+    """600 rows in minibatches of 32: 19 steps an epoch, 38 in two; the bar is titled with
+    the experiment's name (`experiment_name`, "test" here), else "train"."""
     train(tiny(mnist_root, "trainer.progress=true"), tmp_path / "run")
     shown = capsys.readouterr().err
-    assert "38/38" in shown and "/39" not in shown
+    assert "test: 100%" in shown and "38/38" in shown and "/39" not in shown
+    train(tiny(mnist_root, "trainer.progress=true", "experiment_name="), tmp_path / "unnamed")
+    assert "train: 100%" in capsys.readouterr().err
+
+
+def test_a_failed_step_is_logged_with_its_reason(mnist_root, tmp_path, monkeypatch, caplog):
+    from adamrepro.train import Training
+
+    def step(self, *args):
+        raise RuntimeError("no step here")
+
+    monkeypatch.setattr(Training, "_step", step)
+    with caplog.at_level("ERROR", logger="adamrepro.train"), pytest.raises(RuntimeError):
+        train(tiny(mnist_root), tmp_path / "run")
+    record = json.loads((tmp_path / "run" / "record.json").read_text())
+    assert record["status"] == "failed" and record["reason"] == "no step here"
+    assert caplog.messages == ["failed: no step here"]
 
 
 def test_a_subset_larger_than_the_training_set_is_one_line(mnist_root, tmp_path):
