@@ -496,11 +496,37 @@ def test_the_wall_time_is_the_time_the_run_took(mnist_root, tmp_path):
 def test_the_progress_bar_counts_every_step_of_every_epoch(mnist_root, tmp_path, capsys):
     """600 rows in minibatches of 32: 19 steps an epoch, 38 in two; the bar is titled with
     the experiment's name (`experiment_name`, "test" here), else "train"."""
-    train(tiny(mnist_root, "trainer.progress=true"), tmp_path / "run")
+    record = train(tiny(mnist_root, "trainer.progress=true"), tmp_path / "run")
     shown = capsys.readouterr().err
     assert "test: 100%" in shown and "38/38" in shown and "/39" not in shown
+    best = min(r["train_cost"] for r in record["curves"] if r["epoch"] == 2)
+    assert shown.rstrip().endswith(f"cost={best:.4f}]")  # the lowest cost of the last epoch
     train(tiny(mnist_root, "trainer.progress=true", "experiment_name="), tmp_path / "unnamed")
     assert "train: 100%" in capsys.readouterr().err
+    diverged = train(tiny(mnist_root, "trainer.progress=true", "optimizer.stepsize=1e6"),
+                     tmp_path / "diverged")  # fmt: skip
+    assert diverged["status"] == "failed" and "cost=diverged]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("minutes,before_steps", [("0", []), ("5", []),
+                                                  ("1e-9", list(range(38)))])  # fmt: skip
+def test_checkpoints_come_at_epoch_ends_and_every_so_many_minutes(mnist_root, tmp_path,
+                                                                  monkeypatch, minutes,
+                                                                  before_steps):  # fmt: skip
+    """trainer.checkpoint_minutes: 0 never by time, 5 not within this short run, 1e-9 before
+    every step; the first epoch's end (step 19) checkpoints, the last saves the record only."""
+    from adamrepro.train import Training
+
+    saved, original = [], Training.save
+
+    def save(self, checkpoint):
+        saved.append((self.progress.step, checkpoint))
+        return original(self, checkpoint)
+
+    monkeypatch.setattr(Training, "save", save)
+    train(tiny(mnist_root, f"trainer.checkpoint_minutes={minutes}"), tmp_path / "run")
+    ends = [(19, True), (38, False)]
+    assert sorted(saved) == sorted([(s, True) for s in before_steps] + ends)
 
 
 def test_a_failed_step_is_logged_with_its_reason(mnist_root, tmp_path, monkeypatch, caplog):
