@@ -175,8 +175,10 @@ def test_the_driver_records_sfo_like_any_run(mnist_root, tmp_path):
     assert (tmp_path / "fig" / "figure_walltime.png").is_file()
 
 
-def run_on_quadratics(params: list[torch.Tensor], n: int, steps: int, seed: int = 0) -> SFO:
-    """SFO over `params` (their concatenation is the 30 numbers of `quadratics`)."""
+def run_on_quadratics(params: list[torch.Tensor], n: int, steps: int, seed: int = 0,
+                      **settings) -> SFO:  # fmt: skip
+    """SFO (with `settings`) over `params` (their concatenation is the 30 numbers of
+    `quadratics`)."""
     a, c, _ = quadratics(m=30, n=n)
 
     def subfunction(i):
@@ -184,7 +186,7 @@ def run_on_quadratics(params: list[torch.Tensor], n: int, steps: int, seed: int 
         d = theta - c[i]
         return float(0.5 * d @ (a[i] @ d)), a[i] @ d
 
-    optimizer = SFO(params, subfunction, n, seed=seed)
+    optimizer = SFO(params, subfunction, n, seed=seed, **settings)
     for _ in range(steps):
         optimizer.step()
     return optimizer
@@ -297,16 +299,10 @@ def test_the_active_set_grows_by_the_noise_rule_or_after_a_pass_without_growth(
     step 6, then k + 2 steps later: 11, 17, 24. With 1: after a full Newton step (no step
     failed) the models' mean gradient, their agreement, is zero at the new point, so their
     disagreement is all noise and the set grows as soon as it may: steps 4, 6, 8, 10."""
-    a, c, _ = quadratics(m=30, n=6)
     theta = torch.zeros(30, dtype=torch.float64)
     theta[0] = 1.0
-
-    def subfunction(i):
-        d = theta - c[i]
-        return float(0.5 * d @ (a[i] @ d)), a[i] @ d
-
-    optimizer = SFO([theta], subfunction, 6, selection="cyclic",
-                    max_gradient_noise=max_gradient_noise)  # fmt: skip
+    optimizer = run_on_quadratics([theta], n=6, steps=0, selection="cyclic",
+                                  max_gradient_noise=max_gradient_noise)  # fmt: skip
     active = []
     for _ in range(25):
         optimizer.step()
