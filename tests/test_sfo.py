@@ -79,38 +79,41 @@ def test_sfo_agrees_with_full_batch_lbfgs_on_regularised_logistic_regression():
     assert (theta.detach() - reference).abs().max() < 1e-6
 
 
-@pytest.mark.parametrize("frozen", [True, False], ids=["frozen-noise", "fresh-noise"])
-def test_a_stochastic_cost_breaks_sfo_unless_its_noise_is_frozen(frozen):
+def test_a_stochastic_cost_breaks_sfo_unless_its_noise_is_frozen():
     """Claim P6, on a small problem: with dropout masks drawn afresh at every evaluation SFO
     stalls far from the optimum, failing step after step; with each minibatch's masks frozen
-    (the SFO authors' advice) it converges to that frozen objective's minimum."""
-    x, batches, _ = logistic()
+    (the SFO authors' advice) it converges to that frozen objective's minimum.
+
+    Once converged, a frozen run still counts a "failed" step now and then: two evaluations
+    at the minimum differ by rounding alone, and which of them is higher depends on the
+    machine's floating-point paths. So the failures are compared between the two runs (about
+    6x apart here), not held to a fixed count."""
+    x, batches, loss = logistic()
     gen = torch.Generator().manual_seed(1)
     masks = [(torch.rand(len(b), 10, generator=gen, dtype=torch.float64) > 0.5).double() * 2
              for b in batches]  # fmt: skip
-    theta = torch.zeros(10, dtype=torch.float64, requires_grad=True)
-    _, _, loss = logistic()
-
-    def noisy(i, theta):
-        mask = masks[i] if frozen else (
-            torch.rand(len(batches[i]), 10, generator=gen, dtype=torch.float64) > 0.5
-        ).double() * 2  # fmt: skip
-        return loss(theta, batches[i], x=_masked(x, batches[i], mask))
-
-    def subfunction(i):
-        value = noisy(i, theta)
-        return value.item(), torch.autograd.grad(value, theta)[0]
-
-    optimizer = SFO([theta], subfunction, 8)
-    for _ in range(60 * 8):
-        optimizer.step()
     target = lbfgs_minimum(lambda w: sum(loss(w, b, x=_masked(x, b, m))
                                          for b, m in zip(batches, masks, strict=True)))  # fmt: skip
-    distance = float((theta.detach() - target).norm())
-    if frozen:
-        assert distance < 1e-5 and optimizer.events["failed_steps"] < 30
-    else:
-        assert distance > 0.1 and optimizer.events["failed_steps"] > 60
+
+    def run(frozen: bool) -> tuple[float, int]:
+        theta = torch.zeros(10, dtype=torch.float64, requires_grad=True)
+
+        def subfunction(i):
+            mask = masks[i] if frozen else (
+                torch.rand(len(batches[i]), 10, generator=gen, dtype=torch.float64) > 0.5
+            ).double() * 2  # fmt: skip
+            value = loss(theta, batches[i], x=_masked(x, batches[i], mask))
+            return value.item(), torch.autograd.grad(value, theta)[0]
+
+        optimizer = SFO([theta], subfunction, 8)
+        for _ in range(60 * 8):
+            optimizer.step()
+        return float((theta.detach() - target).norm()), optimizer.events["failed_steps"]
+
+    frozen_distance, frozen_failed = run(frozen=True)
+    fresh_distance, fresh_failed = run(frozen=False)
+    assert frozen_distance < 1e-5 and fresh_distance > 0.1
+    assert fresh_failed > 60 and fresh_failed > 3 * frozen_failed
 
 
 def lbfgs_minimum(cost, max_iter: int = 1000) -> torch.Tensor:
