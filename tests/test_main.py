@@ -155,3 +155,9 @@ def test_the_summary_names_the_best_member_and_its_settings():
     record["curves"] = curves[:2]
     assert summary(record).endswith("best: member 0 (sgd, stepsize 0.1, momentum 0.9, seed 0), "
                                     "final train cost 0.25")  # fmt: skip
+
+
+def test_a_precision_that_does_not_exist_is_one_line_and_exit_2(main, tmp_path: Path):
+    code, out, err = main("precision=fp8", f"hydra.run.dir={tmp_path}")
+    assert (code, out) == (2, "")
+    assert err == "error: precision must be one of 32-true, bf16-mixed, got 'fp8'\n"

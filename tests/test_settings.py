@@ -41,11 +41,17 @@ def settings(*overrides: str) -> RunSettings:
         ("dtype=float8", "dtype must be one of float32, float64, float16, bfloat16, got 'float8'"),
         ("dtype=float16", "dtype=float16 is refused: in half precision"),
         ("resume=sometimes", "resume must be true or false, got 'sometimes'"),
+        ("precision=fp8", "precision must be one of 32-true, bf16-mixed, got 'fp8'"),
+        ("precision=bf16_mixed", "precision must be one of 32-true, bf16-mixed, got 'bf16_mixed'"),
+        (
+            "precision=bf16-mixed dtype=float64",
+            "precision=bf16-mixed keeps float32 parameters and costs: it needs dtype=float32",
+        ),
     ],
 )
 def test_a_wrong_setting_is_one_line(override, message):
     with pytest.raises(ConfigError) as error:
-        settings(override)
+        settings(*override.split())
     assert str(error.value).startswith(message) and "\n" not in str(error.value)
 
 
@@ -58,6 +64,19 @@ def test_the_defaults_and_what_may_be_asked_for_explicitly():
     assert half.dtype == torch.float16
     assert settings("trainer.max_minutes=8.5").trainer.max_minutes == 8.5
     assert settings("trainer.batch_size=64").trainer.batch_size == 64
+    assert default.precision == "32-true" and settings("precision=bf16-mixed").precision == (
+        "bf16-mixed"
+    )
+
+
+def test_bf16_mixed_computes_matmuls_in_bfloat16_and_costs_in_float32():
+    x, w = torch.randn(4, 8), torch.randn(8, 3)
+    with settings("precision=bf16-mixed").autocast():
+        product = x @ w
+        cost = torch.nn.functional.cross_entropy(product, torch.tensor([0, 1, 2, 0]))
+    assert product.dtype == torch.bfloat16 and cost.dtype == torch.float32
+    with settings().autocast():
+        assert (x @ w).dtype == torch.float32
 
 
 def test_no_cuda_is_one_line_where_there_is_none():

@@ -53,7 +53,7 @@ from omegaconf import OmegaConf
 
 from .errors import command_parser
 from .markers import make_marker_figure
-from .records import completed_runs, load_step_costs, read_records, tidy
+from .records import completed_runs, load_step_costs, read_records, run_identity, tidy
 from .trajectories import make_trajectory_figure
 from .vhat import make_moment_figure
 
@@ -229,8 +229,12 @@ def data_labels(used: Records) -> list[str]:
 
 
 def with_data(note: str, used: Records) -> str:
-    """The figure's note, ending with the data its runs read (a lossy copy says so)."""
+    """The figure's note, ending with the data its runs read (a lossy copy says so) and, where
+    any run did not compute in float32 throughout, the precisions they used."""
     data = "data: " + "; ".join(data_labels(used))
+    precisions = sorted({run_identity(r["config"])["precision"] for _, r in used})
+    if precisions != ["32-true"]:
+        data += " | precision: " + ", ".join(precisions)
     return f"{note} | {data}" if note else data
 
 

@@ -71,6 +71,7 @@ HOW_TO_RUN = frozenset({
     "allow_half_precision",
 })  # fmt: skip
 RUN_SETTINGS = ("model", "trainer")  # config groups copied into the tidy table
+ADDED_SETTINGS = {"precision": "32-true"}  # root settings newer than some records, as they ran
 
 
 def now() -> str:
@@ -153,8 +154,9 @@ def read_record(directory: Path) -> dict[str, Any] | None:
 
 
 def run_identity(config: dict[str, Any]) -> dict[str, Any]:
-    """The settings that decide what a run computes: `config` without HOW_TO_RUN."""
-    identity: dict[str, Any] = {}
+    """The settings that decide what a run computes: `config` without HOW_TO_RUN (a setting
+    added to the project later counts at its default in a record that predates it)."""
+    identity: dict[str, Any] = dict(ADDED_SETTINGS)
     for key, value in config.items():
         if key in HOW_TO_RUN:
             continue

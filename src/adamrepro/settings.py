@@ -3,6 +3,7 @@ value of the wrong type or out of range is one ConfigError line, never a silent 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -16,6 +17,10 @@ STEPSIZE_DECAYS = ("none", "sqrt_step", "sqrt_epoch")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 HALF_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 MATMUL_PRECISIONS = ("highest", "high", "medium")  # torch.set_float32_matmul_precision
+# PyTorch Lightning's names: "32-true" computes everything in the run's dtype; "bf16-mixed"
+# runs the forward matmuls and convolutions in bfloat16 (torch.autocast), while parameters,
+# gradients, optimizer states and costs stay float32.
+PRECISIONS = ("32-true", "bf16-mixed")
 
 
 def _integer(name: str, value: Any, low: int) -> int:
@@ -130,7 +135,7 @@ class TrainerSettings:
 
 @dataclass(frozen=True)
 class RunSettings:
-    """The root keys: seed, device, dtype, matmul precision, resume."""
+    """The root keys: seed, device, dtype, precision, matmul precision, resume."""
 
     seed: int
     device: torch.device
@@ -138,6 +143,14 @@ class RunSettings:
     resume: bool
     trainer: TrainerSettings
     matmul_precision: str = "highest"
+    precision: str = "32-true"
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """The block in which the model computes: bfloat16 matmuls and convolutions under
+        bf16-mixed (on the CPU and on CUDA), nothing changed under 32-true."""
+        if self.precision == "bf16-mixed":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def apply_numerics(self) -> None:
         """Float32 matmuls (and cuDNN convolutions) at the chosen precision: "highest" keeps
@@ -163,6 +176,12 @@ class RunSettings:
             raise ConfigError(
                 f"matmul_precision must be one of {', '.join(MATMUL_PRECISIONS)}, got {precision!r}"
             )
+        mixed = _choice("precision", config.get("precision", "32-true"), PRECISIONS)
+        if mixed == "bf16-mixed" and dtype_name != "float32":
+            raise ConfigError(
+                f"precision=bf16-mixed keeps float32 parameters and costs: it needs "
+                f"dtype=float32, got dtype={dtype_name}"
+            )
         return cls(
             seed=seed,
             device=resolve_device(str(config.get("device", "auto"))),
@@ -170,6 +189,7 @@ class RunSettings:
             resume=_flag("resume", config.get("resume", True)),
             trainer=TrainerSettings.from_config(config.get("trainer") or {}),
             matmul_precision=precision,
+            precision=mixed,
         )
 
 

@@ -478,8 +478,9 @@ class Training:
     def _initial_evaluation(self) -> None:
         """Epoch 0: the costs before any step (trainer.evaluate_initial)."""
         averaged = self.optimizer if self.trainer.evaluate_averaged else None
-        columns = evaluation(self.model, self.data, self.trainer.eval_batch_size, self.monitor,
-                             True, averaged, self.subset)  # fmt: skip
+        with self.settings.autocast():
+            columns = evaluation(self.model, self.data, self.trainer.eval_batch_size,
+                                 self.monitor, True, averaged, self.subset)  # fmt: skip
         for k in range(len(self.members)):
             row = {"member": k, "epoch": 0, "train_cost": math.nan}
             row.update({name: values[k] for name, values in columns.items()})
@@ -525,7 +526,8 @@ class Training:
         for group in self.optimizer.param_groups:
             initial = group["initial_stepsize"]
             group["stepsize"] = initial if factor == 1.0 else initial * factor
-        cost = self.model.cost(self.data.x_train[idx], self.data.y_train[idx])
+        with self.settings.autocast():
+            cost = self.model.cost(self.data.x_train[idx], self.data.y_train[idx])
         active = self.monitor.check(cost, p.step)
         self.optimizer.zero_grad(set_to_none=True)
         # Members are independent: each gets the gradient of its own cost only.
@@ -555,8 +557,9 @@ class Training:
         if p.step_parameters:
             record["step_parameters"]["values"].extend(torch.stack(p.step_parameters).tolist())
         averaged = self.optimizer if trainer.evaluate_averaged else None
-        columns = evaluation(self.model, self.data, trainer.eval_batch_size, self.monitor, due,
-                             averaged, self.subset)  # fmt: skip
+        with self.settings.autocast():  # evaluated as it trains (as Lightning does)
+            columns = evaluation(self.model, self.data, trainer.eval_batch_size, self.monitor,
+                                 due, averaged, self.subset)  # fmt: skip
         stepsize = self.optimizer.param_groups[0]["stepsize"]
         stepsizes = (
             stepsize.tolist() if isinstance(stepsize, Tensor) else [stepsize] * len(self.members)
