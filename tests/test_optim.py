@@ -410,7 +410,7 @@ def test_second_moment_statistics_are_those_of_vhat():
         assert row["below_eps"] == pytest.approx((magnitude < 1e-8).float().mean().item())
         assert row["eps"] == 1e-8
     assert rows[0]["below_eps"] == pytest.approx(0.3) and rows[1]["below_eps"] == 0.0
-    assert second_moments(optimizer, {x: "x"}, members=[1])[0]["member"] == 1
+    assert second_moments(optimizer, {x: "x"}, members={1: 1})[0]["member"] == 1
 
 
 def test_amsgrad_never_lets_its_second_moment_fall_and_reddis_form_has_no_correction():

@@ -278,40 +278,83 @@ def test_logged_step_costs_average_to_the_epochs_cost(mnist_root, tmp_path):
 def test_the_check_without_host_reads_gives_the_per_step_checks_numbers(mnist_root, tmp_path,
                                                                        monkeypatch):  # fmt: skip
     """Divergence is checked on the device every step and read by the host once per epoch;
-    freezing a member at once (reading every step, as a naive loop would) gives the same
-    curves, the same divergence steps and the same frozen parameters at the end."""
-    from adamrepro.train import DivergenceMonitor, Training
+    dropping a member at once (reading every step, as a naive loop would) gives the same
+    curves, the same divergence steps and the same parameters at the end."""
+    from adamrepro.train import Training
 
     grid = "+grid.stepsize=[1e-3,30.0,1e-2,1e6]"
     cfg = tiny(mnist_root, "optimizer=adam", "dtype=float64", grid, "trainer.epochs=3")
     models = {}
-    original_run = Training.run
+    original_run, original_step = Training.run, Training._step
 
     def keep_model(self):
-        models[self.out_dir.name] = self.model
+        models[self.out_dir.name] = self
         return original_run(self)
 
     monkeypatch.setattr(Training, "run", keep_model)
     deferred = train(cfg, tmp_path / "deferred")
-    original_check = DivergenceMonitor.check
-    optimizers = []
-    monkeypatch.setattr(Training, "run", lambda self: (optimizers.append(self.optimizer),
-                                                       keep_model(self))[1])  # fmt: skip
 
-    def check_and_settle(self, cost, step):
-        active = original_check(self, cost, step)
-        self.settle(optimizers[-1])  # a host read every step: frozen from the very step
-        return active
+    def step_and_settle(self, *args):
+        original_step(self, *args)
+        self.settle()  # a host read every step: the member leaves at the very step
 
-    monkeypatch.setattr(DivergenceMonitor, "check", check_and_settle)
+    monkeypatch.setattr(Training, "_step", step_and_settle)
     eager = train(cfg, tmp_path / "eager")
     assert deferred["diverged"] == eager["diverged"] and set(eager["diverged"]) == {"1", "3"}
     assert json.dumps(deferred["curves"]) == json.dumps(
         [{**row, "wall_time_s": d["wall_time_s"]} for row, d in
          zip(eager["curves"], deferred["curves"], strict=True)]
     )  # fmt: skip
-    for a, b in zip(models["deferred"].parameters(), models["eager"].parameters(), strict=True):
-        assert torch.equal(a[[0, 2]], b[[0, 2]])  # the members that went on: identical
+    assert models["deferred"].live.tolist() == models["eager"].live.tolist() == [0, 2]
+    for a, b in zip(models["deferred"].model.parameters(), models["eager"].model.parameters(),
+                    strict=True):  # fmt: skip
+        assert a.shape[0] == 2 and torch.equal(a, b)  # the members that went on: identical
+
+
+@pytest.mark.parametrize("model", ["experiment=mnist_logreg", "experiment=mnist_mlp"])
+def test_members_that_diverge_leave_and_the_others_run_as_without_them(mnist_root, tmp_path,
+                                                                      model):  # fmt: skip
+    """Two seeds, two of six members diverge in the first epoch and leave the population;
+    the four that go on give the curves of a population that never had the two (float64,
+    no dropout), and their steps no longer compute the two."""
+    from adamrepro.train import Training
+
+    common = [
+        model,
+        "model.input_dropout=0",
+        "model.hidden_dropout=0",
+        "model.hidden=[16,16]",
+        "optimizer=adam",
+        "dtype=float64",
+        "sweep.seeds=[0,1]",
+        "trainer.epochs=3",
+    ]
+    if model.endswith("logreg"):
+        common = [c for c in common if not c.startswith("model.")]
+    shapes = []
+    original_step = Training._step
+
+    def step(self, *args):
+        shapes.append(next(self.model.parameters()).shape[0])
+        return original_step(self, *args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Training, "_step", step)
+        full = train(tiny(mnist_root, *common, "+grid.stepsize=[1e-3,1e6,1e-2]"), tmp_path / "a")
+    alone = train(tiny(mnist_root, *common, "+grid.stepsize=[1e-3,1e-2]"), tmp_path / "b")
+    assert full["config"]["model"]["name"] == model.split("_")[-1]
+    assert set(full["diverged"]) == {"2", "3"} and not alone["diverged"]
+    steps = len(shapes) // 3
+    assert shapes[:steps] == [6] * steps and shapes[steps:] == [4] * (2 * steps)
+    went_on = {0: 0, 1: 1, 4: 2, 5: 3}  # member of the full population -> of the other
+    for row in full["curves"]:
+        if row["member"] in went_on:
+            other = alone["curves"][len(went_on) * (row["epoch"] - 1) + went_on[row["member"]]]
+            assert other["member"] == went_on[row["member"]]
+            for key in ("train_cost", "train_cost_full", "test_loss", "test_accuracy"):
+                assert row[key] == pytest.approx(other[key], rel=1e-10, abs=1e-12), key
+        else:
+            assert math.isnan(row["train_cost_full"])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

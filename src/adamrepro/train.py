@@ -55,7 +55,7 @@ from .checkpoint import (
 from .data import load_data
 from .errors import USER_ERRORS, ConfigError, OutputError, one_line
 from .files import check_writable
-from .models import build_model
+from .models import build_model, keep_member_rows
 from .optim import DESCRIPTIVE_KEYS, build_optimizer
 from .optim.moments import second_moments
 from .records import (
@@ -190,9 +190,9 @@ class DivergenceMonitor:
 
     The check runs on the device at every step and reads nothing back: `active` and the step
     of each member's divergence (`diverged_at`, 0: none) stay device tensors. The host reads
-    them once per epoch (`settle`), records the steps and from then on has the optimizer
-    freeze the diverged members' parameters; until then a diverged member trains on
-    unwatched (its numbers are no longer read, and members never mix).
+    them once per epoch (`settle`) and records the steps; the trainer then drops the diverged
+    members from the population. Until then a diverged member trains on unwatched (its
+    numbers are no longer read, and members never mix).
     """
 
     def __init__(self, members: int, factor: float, device: torch.device) -> None:
@@ -211,17 +211,15 @@ class DivergenceMonitor:
         self.active &= ~bad
         return self.active
 
-    def settle(self, optimizer: torch.optim.Optimizer) -> None:
+    def settle(self) -> list[int]:
         """Record the members that diverged since the last call (one read of G numbers) and
-        freeze them in the optimizer."""
+        return them."""
         fresh = [(k, s) for k, s in enumerate(self.diverged_at.tolist())
                  if s and str(k) not in self.diverged]  # fmt: skip
         for k, step in fresh:
             self.diverged[str(k)] = step
             log.info("member %d diverged at step %d", k, step)
-        if fresh:
-            for group in optimizer.param_groups:
-                group["frozen"] = ~self.active
+        return [k for k, _ in fresh]
 
     def mask(self, values: Tensor) -> Tensor:
         """`values` (one per member) with NaN for the diverged members."""
@@ -254,13 +252,24 @@ def evaluation_subset(n_train: int, examples: int, seed: int,
     return order[:examples].to(device)
 
 
+def spread(values: Tensor, live: Tensor, members: int) -> Tensor:
+    """Values of the live population (its members `live`, in its order) as rows of all
+    `members`, NaN for those that left it."""
+    if len(live) == members:
+        return values
+    full = values.new_full((members, *values.shape[1:]), math.nan)
+    full[live] = values
+    return full
+
+
 def evaluation(model: torch.nn.Module, data: Any, batch_size: int, monitor: DivergenceMonitor,
-               due: bool, optimizer: Any = None,
-               subset: Tensor | None = None) -> dict[str, list[float]]:  # fmt: skip
+               due: bool, optimizer: Any = None, subset: Tensor | None = None,
+               live: Tensor | None = None) -> dict[str, list[float]]:  # fmt: skip
     """The end-of-epoch columns of every member: full-training-set cost, test loss and test
     accuracy (NaN for the diverged members, and for all when no evaluation is `due`); with an
     `optimizer` that keeps a temporal average, the same three for the averaged parameters;
-    with a `subset` of training rows, also the cost on those (train_cost_subset)."""
+    with a `subset` of training rows, also the cost on those (train_cost_subset). The model
+    holds the members `live` (default: all)."""
     names = [*METRICS, *(f"averaged_{m}" for m in METRICS if optimizer is not None)]
     names += ["train_cost_subset"] if subset is not None else []
     if not due:
@@ -275,7 +284,9 @@ def evaluation(model: torch.nn.Module, data: Any, batch_size: int, monitor: Dive
             values["train_cost_subset"] = model.evaluate(
                 data.x_train[subset], data.y_train[subset], batch_size
             )["cost"]
-        return {prefix + k: monitor.mask(v).tolist() for k, v in values.items()}
+        members = len(monitor.active)
+        return {prefix + k: monitor.mask(v if live is None else spread(v, live, members)).tolist()
+                for k, v in values.items()}  # fmt: skip
 
     out = columns()
     if optimizer is not None:
@@ -353,6 +364,9 @@ class Training:
                                         settings.seed, self.device)  # fmt: skip
         self.monitor = DivergenceMonitor(len(self.members), self.trainer.divergence_factor,
                                          self.device)  # fmt: skip
+        # The members still in the population, in its order: a member that diverged leaves it
+        # (`keep_members`), so that its steps cost nothing; the record keeps every member.
+        self.live = torch.arange(len(self.members), device=self.device)
         self.progress = Progress()
         self.record = self._new_record()
         self.wall_before = 0.0
@@ -385,11 +399,26 @@ class Training:
         return record
 
     def flat_parameters(self) -> Tensor:
-        """Every parameter of each member in one row: (G, parameters per member)."""
-        return torch.cat([p.detach().flatten(1) for p in self.model.parameters()], 1)
+        """Every parameter of each member in one row: (G, parameters per member), NaN for the
+        members that left the population."""
+        flat = torch.cat([p.detach().flatten(1) for p in self.model.parameters()], 1)
+        return spread(flat, self.live, len(self.members))
+
+    def keep_members(self, members: Sequence[int]) -> None:
+        """Shrink the population to `members` (a subset of the live ones): the model's
+        parameters, the optimizer's state and its per-member settings keep their rows."""
+        if len(members) == len(self.live):
+            return
+        where = {int(m): k for k, m in enumerate(self.live.tolist())}
+        rows = torch.tensor([where[int(m)] for m in members], device=self.device)
+        replaced = keep_member_rows(self.model, rows)
+        self.optimizer.keep_members(replaced, rows)
+        self.parameter_names = {p: name for name, p in self.model.named_parameters()}
+        self.live = self.live[rows]
 
     def resume_from(self, checkpoint: dict[str, Any]) -> None:
         """Continue from a checkpoint: every state as it was at that step."""
+        self.keep_members(checkpoint.get("live", range(len(self.members))))
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.monitor.load_state_dict(checkpoint["monitor"])
@@ -417,6 +446,7 @@ class Training:
                 "progress": vars(p).copy(),
                 "rng": rng_state(self.device),
                 "record": self.record,
+                "live": self.live.tolist(),
             }, self.out_dir)  # fmt: skip
             self.last_checkpoint = time.monotonic()
             log.debug("checkpoint at epoch %d, step %d (%d steps done)", p.epoch, p.position,
@@ -515,6 +545,13 @@ class Training:
             if self.record["status"] != "running":
                 return
 
+    def settle(self) -> None:
+        """Once per epoch: the members that diverged are recorded and leave the population."""
+        if self.monitor.settle() and self.monitor.active.any():
+            active = self.monitor.active.tolist()
+            self.keep_members([m for m in self.live.tolist() if active[m]])
+            log.info("%d of %d members go on", len(self.live), len(self.members))
+
     def _checkpoint_due(self) -> bool:
         minutes = self.trainer.checkpoint_minutes
         return minutes > 0 and time.monotonic() - self.last_checkpoint >= 60 * minutes
@@ -526,12 +563,16 @@ class Training:
         for group in self.optimizer.param_groups:
             initial = group["initial_stepsize"]
             group["stepsize"] = initial if factor == 1.0 else initial * factor
+        members, live = len(self.members), self.live
+        if idx.dim() == 2 and len(live) < members:  # the rows of the members that are left
+            idx = idx[live % len(idx)]
         with self.settings.autocast():
-            cost = self.model.cost(self.data.x_train[idx], self.data.y_train[idx])
+            live_cost = self.model.cost(self.data.x_train[idx], self.data.y_train[idx])
+        cost = spread(live_cost, live, members)
         active = self.monitor.check(cost, p.step)
         self.optimizer.zero_grad(set_to_none=True)
         # Members are independent: each gets the gradient of its own cost only.
-        torch.where(active, cost, 0.0).sum().backward()
+        torch.where(active[live], live_cost, 0.0).sum().backward()
         self.optimizer.step()
         masked = self.monitor.mask(cost.detach().double())
         p.cost_sum += masked * idx.shape[-1]
@@ -541,8 +582,9 @@ class Training:
                 p.step_parameters.append(self.flat_parameters().clone())
         every = self.trainer.moment_stats_every
         if every and p.step % every == 0:  # a host read, every so many steps only
-            live = [k for k, a in enumerate(self.monitor.active.tolist()) if a]
-            rows = second_moments(self.optimizer, self.parameter_names, live)
+            active = self.monitor.active.tolist()
+            watched = {k: m for k, m in enumerate(self.live.tolist()) if active[m]}
+            rows = second_moments(self.optimizer, self.parameter_names, watched)
             epoch = p.epoch - 1 + p.position / self.order.steps_per_epoch
             self.record.setdefault("moment_stats", []).extend(
                 {"step": p.step, "epoch": epoch, **row} for row in rows
@@ -550,7 +592,7 @@ class Training:
 
     def _end_epoch(self, due: bool, bar: tqdm) -> None:
         p, record, trainer = self.progress, self.record, self.trainer
-        self.monitor.settle(self.optimizer)
+        self.settle()
         train_cost = (p.cost_sum / self.n_train).tolist()
         if p.step_costs:
             record["step_costs"]["cost"].extend(torch.stack(p.step_costs).tolist())
@@ -559,10 +601,12 @@ class Training:
         averaged = self.optimizer if trainer.evaluate_averaged else None
         with self.settings.autocast():  # evaluated as it trains (as Lightning does)
             columns = evaluation(self.model, self.data, trainer.eval_batch_size, self.monitor,
-                                 due, averaged, self.subset)  # fmt: skip
+                                 due, averaged, self.subset, self.live)  # fmt: skip
         stepsize = self.optimizer.param_groups[0]["stepsize"]
         stepsizes = (
-            stepsize.tolist() if isinstance(stepsize, Tensor) else [stepsize] * len(self.members)
+            spread(stepsize, self.live, len(self.members)).tolist()
+            if isinstance(stepsize, Tensor)
+            else [stepsize] * len(self.members)
         )
         elapsed = self.wall_time()
         for k in range(len(self.members)):

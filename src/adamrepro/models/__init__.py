@@ -6,7 +6,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from ..data import TensorData
 from ..errors import ConfigError, checked_call
@@ -50,6 +51,22 @@ def build_model(config: Mapping[str, Any], data: TensorData, seeds: Sequence[int
     raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
 
 
+@torch.no_grad()
+def keep_member_rows(model: nn.Module, rows: Tensor) -> dict[Tensor, nn.Parameter]:
+    """Shrink a population to the members at `rows` of its leading axis: every parameter is
+    replaced by one holding those rows, in that order (the models read G from their
+    parameters' shapes). Returns old parameter -> new, for the optimizer to follow."""
+    replaced: dict[Tensor, nn.Parameter] = {}
+    for module in model.modules():
+        for name, old in list(module._parameters.items()):
+            if old is None:
+                continue
+            new = nn.Parameter(old[rows].clone(), requires_grad=old.requires_grad)
+            module._parameters[name] = new
+            replaced[old] = new
+    return replaced
+
+
 __all__ = [
     "BagOfWordsLogisticRegression",
     "Classifier",
@@ -61,4 +78,5 @@ __all__ = [
     "SurfaceModel",
     "VariationalAutoencoder",
     "build_model",
+    "keep_member_rows",
 ]

@@ -177,6 +177,10 @@ class ConvolutionalNetwork(Classifier):
     alike, mostly in the pooling: results/bench.md).
     """
 
+    memory_format = (
+        torch.channels_last
+    )  # torch.contiguous_format: NCHW (scripts/bench_precision.py)
+
     def __init__(self, in_shape: Sequence[int], num_classes: int, seeds: Sequence[int],
                  channels: Sequence[int] = (64, 64, 128), kernel_size: int = 5,
                  hidden: int = 1000, dropout: bool = False, input_dropout: float = 0.2,
@@ -209,7 +213,7 @@ class ConvolutionalNetwork(Classifier):
             x = self.input_dropout(x)
         b = x.shape[1]
         h = x.transpose(0, 1).reshape(b, -1, *x.shape[3:])  # (B, G * C, H, W)
-        h = h.contiguous(memory_format=torch.channels_last)
+        h = h.contiguous(memory_format=self.memory_format)
         for conv in self.convs:
             h = F.max_pool2d(torch.relu(conv(h)), kernel_size=3, stride=2, padding=1)
         h = h.reshape(b, g, -1).transpose(0, 1)  # (G, B, features (C, H, W)): a copy from NHWC

@@ -118,6 +118,23 @@ class PaperOptimizer(torch.optim.Optimizer):
             for name, default in self.defaults_.items():
                 group.setdefault(name, default)
 
+    @torch.no_grad()
+    def keep_members(self, replaced: dict[Tensor, Tensor], rows: Tensor) -> None:
+        """Follow a population that shrank to the members at `rows`: each parameter is
+        `replaced[old]`, its state tensors and every per-member setting keep those rows."""
+        state = self.state
+        self.state = type(state)()
+        for group in self.param_groups:
+            for key, value in group.items():
+                if isinstance(value, Tensor) and value.dim() == 1 and key != "params":
+                    group[key] = value[rows.to(value.device)]
+            group["params"] = [replaced[p] for p in group["params"]]
+        for old, new in replaced.items():
+            if old in state:
+                self.state[new] = {k: v[rows] if isinstance(v, Tensor) and v.shape == old.shape
+                                   else v for k, v in state[old].items()}  # fmt: skip
+        self._work = {}  # scratch shaped like the old parameters
+
     # -- the pair each optimizer writes -------------------------------------------------
     def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
         raise NotImplementedError
