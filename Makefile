@@ -59,7 +59,7 @@ MUTANTS ?=
 .PHONY: help venv test lint bench reproduce-mnist reproduce-imdb imdb-nodecay study-fig1-decay \
   reproduce-mlp reproduce-mlp-cpu reproduce-bias-correction reproduce-bias-correction-cpu \
   reproduce-cifar reproduce-cifar-cpu time-cifar trajectories report reproduce-gpu figures-gpu plan-gpu \
-  study-fig2b reproduce-sfo mutation mutation-all breaks clean
+  study-fig2b reproduce-sfo mutation mutation-all breaks clean precision-check bench-precision
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-31s %s\n", $$1, $$2}'
@@ -219,6 +219,13 @@ figures-gpu: venv ## draw the figures of the complete GPU protocols (records in 
 
 plan-gpu: venv ## what each long protocol costs: FLOPs and operations per step, CPU time, H100 projection
 	$(PY) -m adamrepro.runbook --plan --measure --data-root $(DATA_ROOT)
+
+precision-check: venv ## bf16-mixed against 32-true on each long protocol's model, 3 seeds: results/precision.md (~1 h on a CPU)
+	$(PY) -m adamrepro.precision_check --data-root $(DATA_ROOT) --runs $(RUNS)/precision \
+	  --out $(RESULTS) $(if $(OVERRIDES),--override $(OVERRIDES))
+
+bench-precision: venv ## one step in 32-true and bf16-mixed, both layouts, against bare matmuls/convolutions
+	$(PY) scripts/bench_precision.py --out $(RESULTS)/bench_precision.md
 
 bench: venv ## populations vs the usual per-setting loop; our Adam step vs torch.optim
 	$(PY) scripts/bench.py --data-root $(DATA_ROOT) --epochs 2 --seeds 3 --out $(RESULTS)/bench.md

@@ -357,6 +357,58 @@ def test_members_that_diverge_leave_and_the_others_run_as_without_them(mnist_roo
             assert math.isnan(row["train_cost_full"])
 
 
+def test_halving_keeps_the_best_settings_by_mean_cost_and_they_run_as_alone(mnist_root,
+                                                                           tmp_path):  # fmt: skip
+    """sweep.halving after 1 epoch, keep 2 of 4 settings (2 seeds each): the two settings
+    with the lowest epoch-1 training cost averaged over seeds go on, exactly as a grid of
+    those two alone; the others' curves end at epoch 1 and the record names them."""
+    common = ["optimizer=adam", "dtype=float64", "sweep.seeds=[0,1]", "trainer.epochs=3"]
+    grid = "+grid.stepsize=[1e-4,3e-2,1e-2,1e-3]"
+    full = train(tiny(mnist_root, *common, grid, "+sweep.halving={after_epochs:1,keep:2}"),
+                 tmp_path / "halved")  # fmt: skip
+    first = {}
+    for row in full["curves"]:
+        if row["epoch"] == 1:
+            first.setdefault(full["members"][row["member"]]["stepsize"], []).append(
+                row["train_cost"])
+    best = sorted(first, key=lambda s: sum(first[s]) / 2)[:2]
+    kept = [k for k, m in enumerate(full["members"]) if m["stepsize"] in best]
+    assert len(kept) == 4 and set(best) != {1e-4, 1e-3}  # not simply the ends of the grid
+    assert full["pruned"] == {str(k): 1 for k in range(8) if k not in kept}
+    assert full["diverged"] == {}
+    alone = train(tiny(mnist_root, *common, f"+grid.stepsize=[{best[0]},{best[1]}]"),
+                  tmp_path / "alone")  # fmt: skip
+    other = {(m["stepsize"], m["seed"]): k for k, m in enumerate(alone["members"])}
+    for row in full["curves"]:
+        member = full["members"][row["member"]]
+        if row["member"] in kept:
+            twin = next(r for r in alone["curves"] if r["epoch"] == row["epoch"]
+                        and r["member"] == other[member["stepsize"], member["seed"]])
+            assert row["train_cost"] == pytest.approx(twin["train_cost"], rel=1e-10)
+            assert row["test_loss"] == pytest.approx(twin["test_loss"], rel=1e-10)
+        elif row["epoch"] > 1:
+            assert math.isnan(row["train_cost"]) and math.isnan(row["test_loss"])
+    from adamrepro.plot import figure_spec, summarise, with_settings
+    from adamrepro.records import tidy
+
+    spec = figure_spec("fig1_mnist_logreg")
+    grid_table = summarise(with_settings(tidy([(tmp_path / "halved", full)]), spec), spec)
+    pruned_rows = grid_table[grid_table["pruned_at_epoch"] == 1]
+    assert sorted(pruned_rows["stepsize"]) == sorted(set(first) - set(best))
+    assert (pruned_rows["final_cost"] == math.inf).all()
+    assert (grid_table["diverged_seeds"] == 0).all()
+
+
+@pytest.mark.parametrize("value,message", [
+    ("{after_epochs:0,keep:2}", "sweep.halving.after_epochs must be at least 1, got 0"),
+    ("{keep:2}", "sweep.halving must be null or {after_epochs: E, keep: k}, got {'keep': 2}"),
+])  # fmt: skip
+def test_a_wrong_halving_is_one_line(mnist_root, tmp_path, value, message):
+    with pytest.raises(ConfigError) as error:
+        train(tiny(mnist_root, f"+sweep.halving={value}"), tmp_path / "run")
+    assert str(error.value) == message
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_a_training_step_on_cuda_never_waits_for_the_host(mnist_root, tmp_path, monkeypatch):
     from adamrepro.train import Training

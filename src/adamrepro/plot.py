@@ -65,6 +65,7 @@ METRICS = ["train_cost", "train_cost_full", "test_loss", "test_accuracy"]
 # Columns of the tidy table that are not settings of a member.
 NOT_SETTINGS = {
     "run", "member", "epoch", "wall_time_s", "status", "seed", "diverged_at_step", "label",
+    "pruned_at_epoch",
     "curve", "setting", "current_stepsize", "step_time_s", "train_cost_subset", *METRICS,
     *(f"averaged_{m}" for m in METRICS[1:]),
 }  # fmt: skip
@@ -132,7 +133,8 @@ def summarise(table: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
     settings = [c for c in table.columns if c not in NOT_SETTINGS]
     for setting, group in table.groupby("setting", sort=False):
         last = group[group["epoch"] == group["epoch"].max()]
-        diverged = last["diverged_at_step"].notna() | ~np.isfinite(last[metric])
+        pruned = group["pruned_at_epoch"].dropna()  # by halving (sweep.halving): not a result
+        diverged = (last["diverged_at_step"].notna() | ~np.isfinite(last[metric])) & pruned.empty
         mean = group.groupby("epoch", as_index=False)[metric].mean().dropna()
         mean["x"] = mean["epoch"] - spec["x"]["offset"]
         points = paper_points(spec, group["curve"].iloc[0])
@@ -141,8 +143,10 @@ def summarise(table: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
             "curve": first["curve"], "label": first["label"],
             **{c: first[c] for c in settings},
             "seeds": group["seed"].nunique(), "epochs": int(group["epoch"].max()),
-            "final_cost": math.inf if diverged.any() else float(last[metric].mean()),
+            "final_cost": math.inf if diverged.any() or len(pruned) else float(
+                last[metric].mean()),
             "diverged_seeds": int(diverged.sum()),
+            "pruned_at_epoch": int(pruned.min()) if len(pruned) else math.nan,
             "paper_rmse": paper_rmse(mean, points, metric),
             "run": first["run"],
             "setting": setting,

@@ -17,6 +17,8 @@ A record is a JSON file `record.json` in the run's output directory:
                 training rows); with trainer.evaluate_initial, rows of epoch 0: the costs
                 before the first step (train_cost NaN: no minibatch yet, wall_time_s 0)
     diverged    member -> the step at which it diverged (absent: it did not)
+    pruned      (sweep.halving) member -> the epoch after which halving stopped it (absent:
+                it went on)
     step_costs  (when trainer.step_log_epochs > 0) steps_per_epoch, and cost: one list per
                 step of the first epochs, the minibatch cost of each member (NaN: diverged)
     step_parameters  (trainer.step_log_parameters, small problems) names, initial: each
@@ -242,6 +244,8 @@ def tidy(records: list[tuple[Path, dict[str, Any]]]) -> pd.DataFrame:
         members = pd.DataFrame(record["members"])
         members["member"] = range(len(members))
         members["diverged_at_step"] = [record["diverged"].get(str(k)) for k in members["member"]]
+        pruned = record.get("pruned") or {}
+        members["pruned_at_epoch"] = [pruned.get(str(k)) for k in members["member"]]
         frame = curves.merge(members, on="member", suffixes=("", "_setting"))
         for group in RUN_SETTINGS:  # the run's own settings, shared by its members
             for key, value in (record["config"].get(group) or {}).items():

@@ -134,6 +134,28 @@ class TrainerSettings:
 
 
 @dataclass(frozen=True)
+class Halving:
+    """`sweep.halving`: after `after_epochs` epochs keep the `keep` best settings of the grid
+    (by their training cost at that epoch, the mean over seeds; a setting with a diverged seed
+    ranks last) and train only those on. Pruned settings' curves end there."""
+
+    after_epochs: int
+    keep: int
+
+    @classmethod
+    def from_config(cls, sweep: Mapping[str, Any] | None) -> Halving | None:
+        value = (sweep or {}).get("halving")
+        if value is None:
+            return None
+        if not isinstance(value, Mapping) or set(value) != {"after_epochs", "keep"}:
+            raise ConfigError(
+                f"sweep.halving must be null or {{after_epochs: E, keep: k}}, got {value!r}"
+            )
+        return cls(after_epochs=_integer("sweep.halving.after_epochs", value["after_epochs"], 1),
+                   keep=_integer("sweep.halving.keep", value["keep"], 1))  # fmt: skip
+
+
+@dataclass(frozen=True)
 class RunSettings:
     """The root keys: seed, device, dtype, precision, matmul precision, resume."""
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import logging
 import math
 import os
@@ -69,7 +70,7 @@ from .records import (
     run_identity,
     save_record,
 )
-from .settings import RunSettings, TrainerSettings
+from .settings import Halving, RunSettings, TrainerSettings
 
 log = logging.getLogger("adamrepro.train")  # also when run as __main__
 COMMAND_STARTED = time.monotonic()  # trainer.max_minutes counts from the command's start
@@ -351,6 +352,7 @@ class Training:
                 "trainer.evaluate_averaged needs an optimizer that keeps the temporal average: "
                 "optimizer=adam or adamax with optimizer.averaging=true"
             )
+        self.halving = Halving.from_config(cfg.get("sweep"))
         self.n_train = len(self.data.x_train)
         width = sum(p[0].numel() for p in self.model.parameters())
         if self.trainer.step_log_parameters and width > 1000:
@@ -545,6 +547,31 @@ class Training:
             if self.record["status"] != "running":
                 return
 
+    def prune(self, train_cost: list[float]) -> None:
+        """Successive halving (`sweep.halving`): the members of all but the `keep` best
+        settings, by this epoch's training cost averaged over seeds, leave the population;
+        the record names them (`pruned`: member -> epoch)."""
+        settings: dict[str, list[int]] = {}
+        for k, member in enumerate(self.members):
+            key = json.dumps({n: v for n, v in member.items() if n != "seed"}, sort_keys=True)
+            settings.setdefault(key, []).append(k)
+
+        def rank(members: list[int]) -> float:
+            costs = [train_cost[k] for k in members]
+            return sum(costs) / len(costs) if all(map(math.isfinite, costs)) else math.inf
+
+        ranked = sorted(settings.values(), key=rank)
+        kept = {k for members in ranked[: self.halving.keep] for k in members}
+        pruned = [k for k in self.live.tolist() if k not in kept]
+        if not pruned:
+            return
+        self.monitor.active[pruned] = False  # left, not diverged
+        self.record["pruned"] = {str(k): self.progress.epoch for k in pruned}
+        self.keep_members([k for k in self.live.tolist() if k in kept])
+        log.info("halving after epoch %d: %d of %d settings go on (%d members)",
+                 self.progress.epoch, min(self.halving.keep, len(ranked)), len(ranked),
+                 len(self.live))  # fmt: skip
+
     def settle(self) -> None:
         """Once per epoch: the members that diverged are recorded and leave the population."""
         if self.monitor.settle() and self.monitor.active.any():
@@ -615,6 +642,8 @@ class Training:
             row.update(current_stepsize=float(stepsizes[k]), wall_time_s=elapsed)
             record["curves"].append(row)
         record["diverged"] = dict(self.monitor.diverged)
+        if self.halving is not None and p.epoch == self.halving.after_epochs:
+            self.prune(train_cost)
         finite = [c for c in train_cost if math.isfinite(c)]
         best = min(finite) if finite else math.nan
         log.debug("epoch %d/%d: best train cost %.6g, %d of %d diverged, %.1f s", p.epoch,
