@@ -370,7 +370,8 @@ def test_halving_keeps_the_best_settings_by_mean_cost_and_they_run_as_alone(mnis
     for row in full["curves"]:
         if row["epoch"] == 1:
             first.setdefault(full["members"][row["member"]]["stepsize"], []).append(
-                row["train_cost"])
+                row["train_cost"]
+            )
     best = sorted(first, key=lambda s: sum(first[s]) / 2)[:2]
     kept = [k for k, m in enumerate(full["members"]) if m["stepsize"] in best]
     assert len(kept) == 4 and set(best) != {1e-4, 1e-3}  # not simply the ends of the grid
@@ -382,8 +383,12 @@ def test_halving_keeps_the_best_settings_by_mean_cost_and_they_run_as_alone(mnis
     for row in full["curves"]:
         member = full["members"][row["member"]]
         if row["member"] in kept:
-            twin = next(r for r in alone["curves"] if r["epoch"] == row["epoch"]
-                        and r["member"] == other[member["stepsize"], member["seed"]])
+            twin = next(
+                r
+                for r in alone["curves"]
+                if r["epoch"] == row["epoch"]
+                and r["member"] == other[member["stepsize"], member["seed"]]
+            )
             assert row["train_cost"] == pytest.approx(twin["train_cost"], rel=1e-10)
             assert row["test_loss"] == pytest.approx(twin["test_loss"], rel=1e-10)
         elif row["epoch"] > 1:
