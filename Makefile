@@ -59,7 +59,7 @@ MUTANTS ?=
 .PHONY: help venv test lint bench reproduce-mnist reproduce-imdb imdb-nodecay study-fig1-decay \
   reproduce-mlp reproduce-mlp-cpu reproduce-bias-correction reproduce-bias-correction-cpu \
   reproduce-cifar reproduce-cifar-cpu time-cifar trajectories report reproduce-gpu figures-gpu plan-gpu \
-  study-fig2b reproduce-sfo mutation mutation-all breaks clean precision-check bench-precision
+  study-fig2b reproduce-sfo mutation mutation-all breaks clean precision-check bench-precision halving-check
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-31s %s\n", $$1, $$2}'
@@ -223,6 +223,14 @@ plan-gpu: venv ## what each long protocol costs: FLOPs and operations per step, 
 precision-check: venv ## bf16-mixed against 32-true on each long protocol's model, 3 seeds: results/precision.md (~1 h on a CPU)
 	$(PY) -m adamrepro.precision_check --data-root $(DATA_ROOT) --runs $(RUNS)/precision \
 	  --out $(RESULTS) $(if $(OVERRIDES),--override $(OVERRIDES))
+
+HALVING_RUNS ?= $(RUNS)/halving
+halving-check: venv ## which successive halving keeps the full grids' winners (Fig 1 left, Fig 2a at 10 passes): results/halving.md
+	$(MAKE) reproduce-mnist RUNS=$(HALVING_RUNS) RESULTS=$(HALVING_RUNS)/figures
+	$(HYDRA) experiment=mnist_mlp sweep=fig2_mnist_mlp trainer.epochs=10 \
+	  optimizer=adagrad,rmsprop,nesterov,adadelta,adam $(OVERRIDES) hydra.sweep.dir=$(HALVING_RUNS)/fig2a
+	$(PY) -m adamrepro.halving_check fig1_mnist_logreg --runs $(HALVING_RUNS)/fig1_mnist_logreg/grid --out $(RESULTS)
+	$(PY) -m adamrepro.halving_check fig2a_mnist_mlp --runs $(HALVING_RUNS)/fig2a --out $(RESULTS) --after 1 2 3 5
 
 bench-precision: venv ## one step in 32-true and bf16-mixed, both layouts, against bare matmuls/convolutions
 	$(PY) scripts/bench_precision.py --out $(RESULTS)/bench_precision.md

@@ -1,0 +1,127 @@
+"""Which successive halving keeps a figure's winners: results/halving.md.
+
+    python -m adamrepro.halving_check FIGURE --runs DIR [DIR ...] [--out DIR]
+        [--after 1 2 3 5 10] [--keep 1 2 3]
+
+Reads the complete runs of a figure's full grid (every member trained to the end) and asks,
+for each (E, k): had `sweep.halving={after_epochs: E, keep: k}` pruned each run after epoch E,
+keeping the k settings with the lowest epoch-E training cost averaged over seeds (a setting
+with a diverged seed ranks last: `Training.prune`'s rule), would every curve of the figure
+still have its full-grid winner (the figure's own selection: the lowest final cost)? And what
+share of the grid's member-epochs would it train?
+
+Writes `halving_<figure>.csv` (one row per E, k and curve) into --out, and rewrites
+`halving.md` there from every such table present. A setting is safe when it keeps the winner
+on every curve, and so does every later E with the same k; the long protocols use the
+cheapest safe setting.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import command_parser
+from .plot import figure_spec, summarise, usable_runs, with_settings
+from .records import tidy
+
+
+def check(figure: str, runs: list[str], after: list[int], keep: list[int]) -> pd.DataFrame:
+    spec = figure_spec(figure)
+    used, _ = usable_runs(runs)
+    table = with_settings(tidy(used), spec)
+    grid = summarise(table, spec)
+    metric = spec["metric"]
+    epochs = int(table["epoch"].max())
+    rows = []
+    for curve, settings in grid[grid["label"].isin(list(spec["curves"]))].groupby("curve"):
+        winner = settings.loc[settings["final_cost"].idxmin(), "setting"]
+        for e in (e for e in after if e < epochs):
+            at = table[(table["epoch"] == e) & table["setting"].isin(settings["setting"])]
+            by_setting = at.groupby("setting")[metric].agg(
+                lambda c: c.mean() if c.notna().all() else math.inf
+            )
+            ranked = by_setting.sort_values(kind="stable")
+            for k in keep:
+                n = len(ranked)
+                kept = list(ranked.index[:k])
+                rows.append({
+                    "figure": figure, "curve": curve, "after_epochs": e, "keep": k,
+                    "settings": n, "winner_kept": winner in kept,
+                    "winner_rank_at_E": int(list(ranked.index).index(winner)) + 1,
+                    "trained_share": (n * e + min(k, n) * (epochs - e)) / (n * epochs),
+                    "epochs": epochs,
+                })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def safe_settings(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (E, k): whether every curve keeps its winner at E and at every later E (same k),
+    and the share of member-epochs trained (summed over the curves' grids)."""
+    out = []
+    for (e, k), part in table.groupby(["after_epochs", "keep"]):
+        later = table[(table["keep"] == k) & (table["after_epochs"] >= e)]
+        trained = (part["trained_share"] * part["settings"]).sum() / part["settings"].sum()
+        out.append({"after_epochs": e, "keep": k, "every_curve": bool(part["winner_kept"].all()),
+                    "safe": bool(later["winner_kept"].all()), "trained_share": trained,
+                    "missed": ", ".join(part.loc[~part["winner_kept"], "curve"])})  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def report(out: Path) -> str:
+    lines = [
+        "# Successive halving: which (E, k) keeps the full grid's winners",
+        "",
+        "Written by `python -m adamrepro.halving_check` (see its docstring) from complete "
+        "full-grid runs. `winner kept`: the figure's selected setting (lowest final cost) "
+        "is among the k best settings by the epoch-E training cost averaged over seeds. "
+        "`safe`: kept on every curve at E and at every later E with the same k. "
+        "`trained`: the share of the full grid's member-epochs that halving trains.",
+        "",
+    ]
+    for path in sorted(out.glob("halving_*.csv")):
+        table = pd.read_csv(path)
+        figure, epochs = table["figure"].iloc[0], int(table["epochs"].iloc[0])
+        sizes = table.groupby("curve")["settings"].first()
+        grids = ", ".join(f"{curve} {n}" for curve, n in sizes.items())
+        lines += [f"## {figure} ({epochs} epochs; settings per curve: {grids})", "",
+                  "| E | k | every curve keeps its winner | safe | trained | missed |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
+        for _, row in safe_settings(table).iterrows():
+            lines.append(f"| {row['after_epochs']} | {row['keep']} "
+                         f"| {'yes' if row['every_curve'] else 'no'} "
+                         f"| {'yes' if row['safe'] else 'no'} | {row['trained_share']:.0%} "
+                         f"| {row['missed']} |")  # fmt: skip
+        ranks = table.groupby(["curve", "after_epochs"])["winner_rank_at_E"].first().unstack()
+        lines += ["", "The winner's rank at epoch E, per curve:", "",
+                  "| curve | " + " | ".join(f"E={e}" for e in ranks.columns) + " |",
+                  "|---|" + "---|" * len(ranks.columns)]  # fmt: skip
+        for curve, row in ranks.iterrows():
+            lines.append(f"| {curve} | " + " | ".join(str(int(v)) for v in row) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = command_parser("halving_check", __doc__)
+    parser.add_argument("figure")
+    parser.add_argument("--runs", nargs="+", required=True)
+    parser.add_argument("--out", type=Path, default=Path("results"))
+    parser.add_argument("--after", nargs="+", type=int, default=[1, 2, 3, 5, 10, 20])
+    parser.add_argument("--keep", nargs="+", type=int, default=[1, 2, 3])
+    args = parser.parse_args(argv)
+    try:
+        table = check(args.figure, args.runs, args.after, args.keep)
+    except FileNotFoundError as error:
+        sys.exit(f"error: {error}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out / f"halving_{args.figure}.csv", index=False, float_format="%.4g")
+    (args.out / "halving.md").write_text(report(args.out))
+    print(safe_settings(table).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""The two studies behind the CPU speed-ups: the curve check of bf16-mixed against 32-true
+(`precision_check`) and the halving check (`halving_check`), on generated data, their tables
+recomputed from the records they read."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from adamrepro import halving_check, precision_check
+from adamrepro.records import read_record
+from adamrepro.train import train
+from conftest import hydra_config
+
+TINY = ["data.verify=false", "data.download=false", "trainer.batch_size=50"]
+
+
+def test_the_precision_check_compares_each_seed_across_precisions(mnist_root: Path,
+                                                                   tmp_path: Path):  # fmt: skip
+    runs, out = tmp_path / "runs", tmp_path / "results"
+    precision_check.main(["--data-root", str(mnist_root), "--runs", str(runs), "--out", str(out),
+                          "--only", "mlp_dropout", "--override", "model.hidden=[16,16]",
+                          "trainer.epochs=2", *TINY])  # fmt: skip
+    full, mixed = (read_record(runs / "mlp_dropout" / p) for p in ("32-true", "bf16-mixed"))
+    assert full["config"]["precision"] == "32-true" and mixed["config"]["precision"] == (
+        "bf16-mixed"
+    )
+    assert [m["seed"] for m in full["members"]] == [0, 1, 2]
+    table = pd.read_csv(out / "precision.csv")
+    assert list(table["epoch"]) == [1, 1, 2, 2]
+    for _, row in table.iterrows():
+        a = [r[row["column"]] for r in full["curves"] if r["epoch"] == row["epoch"]]
+        b = [r[row["column"]] for r in mixed["curves"] if r["epoch"] == row["epoch"]]
+        assert row["largest_difference"] == pytest.approx(max(abs(x - y) for x, y in zip(a, b)),
+                                                          rel=1e-5)  # fmt: skip
+        assert row["seed_spread"] == pytest.approx(max(a) - min(a), rel=1e-5)
+        assert row["inside"] == (row["largest_difference"] <= row["seed_spread"])
+    text = (out / "precision.md").read_text()
+    assert "| mlp_dropout | Figure 2 (a) |" in text and (out / "precision.png").is_file()
+    verdict = "bf16-mixed allowed" if table["inside"].all() else "stays 32-true"
+    assert f"- **mlp_dropout** (Figure 2 (a), MNIST): {verdict}" in text
+    # complete runs are read back, not trained again
+    pieces = len(full["pieces"])
+    precision_check.main(["--data-root", str(mnist_root), "--runs", str(runs), "--out", str(out),
+                          "--only", "mlp_dropout", "--override", "model.hidden=[16,16]",
+                          "trainer.epochs=2", *TINY])  # fmt: skip
+    assert len(read_record(runs / "mlp_dropout" / "32-true")["pieces"]) == pieces
+
+
+def test_the_halving_check_finds_the_winner_by_the_rule_of_the_training_loop(
+    mnist_root: Path, tmp_path: Path
+):
+    cfg = hydra_config("experiment=mnist_logreg", f"data.root={mnist_root}", *TINY,
+                       "optimizer=adam", "+grid.stepsize=[1e-4,1e-3,1e-2,1.0]",
+                       "sweep.seeds=[0,1]", "trainer.epochs=4")  # fmt: skip
+    record = train(cfg, tmp_path / "runs" / "adam")
+    out = tmp_path / "results"
+    halving_check.main(["fig1_mnist_logreg", "--runs", str(tmp_path / "runs"), "--out",
+                        str(out), "--after", "1", "2", "4", "--keep", "1", "2"])  # fmt: skip
+    table = pd.read_csv(out / "halving_fig1_mnist_logreg.csv")
+    assert sorted(zip(table["after_epochs"], table["keep"])) == [(1, 1), (1, 2), (2, 1), (2, 2)]
+
+    def mean_cost(epoch: int) -> dict[float, float]:
+        costs: dict[float, list[float]] = {}
+        for row in record["curves"]:
+            if row["epoch"] == epoch:
+                stepsize = record["members"][row["member"]]["stepsize"]
+                costs.setdefault(stepsize, []).append(row["train_cost"])
+        return {s: sum(c) / 2 if all(map(math.isfinite, c)) else math.inf
+                for s, c in costs.items()}  # fmt: skip
+
+    final = mean_cost(4)
+    winner = min(final, key=final.get)
+    for _, row in table.iterrows():
+        at = mean_cost(row["after_epochs"])
+        ranked = sorted(at, key=at.get)
+        assert row["winner_rank_at_E"] == ranked.index(winner) + 1
+        assert row["winner_kept"] == (winner in ranked[: row["keep"]])
+        e, k = row["after_epochs"], row["keep"]
+        assert row["trained_share"] == pytest.approx((4 * e + k * (4 - e)) / 16)
+    text = (out / "halving.md").read_text()
+    assert "## fig1_mnist_logreg (4 epochs; settings per curve: Adam 4)" in text
+    assert "| 1 | 1 |" in text and "| 2 | 2 |" in text
