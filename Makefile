@@ -59,7 +59,8 @@ MUTANTS ?=
 .PHONY: help venv test lint bench reproduce-mnist reproduce-imdb imdb-nodecay study-fig1-decay \
   reproduce-mlp reproduce-mlp-cpu reproduce-bias-correction reproduce-bias-correction-cpu \
   reproduce-cifar reproduce-cifar-cpu time-cifar trajectories report reproduce-gpu figures-gpu plan-gpu \
-  study-fig2b reproduce-sfo mutation mutation-all breaks clean precision-check bench-precision halving-check
+  study-fig2b reproduce-sfo mutation mutation-all breaks clean precision-check bench-precision halving-check \
+  long-runs long-runs-status long-runs-figures
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-31s %s\n", $$1, $$2}'
@@ -223,6 +224,17 @@ plan-gpu: venv ## what each long protocol costs: FLOPs and operations per step, 
 precision-check: venv ## bf16-mixed against 32-true on each long protocol's model, 3 seeds: results/precision.md (~1 h on a CPU)
 	$(PY) -m adamrepro.precision_check --data-root $(DATA_ROOT) --runs $(RUNS)/precision \
 	  --out $(RESULTS) $(if $(OVERRIDES),--override $(OVERRIDES))
+
+# The long half of the paper on a CPU (python -m adamrepro.long_runs): one unit per call.
+LONG_ARGS ?=
+long-runs: venv ## the next unit of the long protocols (Fig 4 100 epochs, Fig 2a 200 passes, Fig 3 46): niced; repeat
+	nice -n 19 $(PY) -m adamrepro.long_runs --data-root $(DATA_ROOT) --work $(RUNS)/long --results $(RESULTS) $(LONG_ARGS)
+
+long-runs-status: venv ## the long protocols' units: done, to do, CPU-hours left
+	$(PY) -m adamrepro.long_runs --status --results $(RESULTS)
+
+long-runs-figures: venv ## draw each long protocol's figure whose units are all in results/
+	$(PY) -m adamrepro.long_runs --figures --results $(RESULTS)
 
 HALVING_RUNS ?= $(RUNS)/halving
 halving-check: venv ## which successive halving keeps the full grids' winners (Fig 1 left, Fig 2a at 10 passes): results/halving.md

@@ -1,0 +1,231 @@
+"""The long half of the paper on a CPU, in units that survive: Figure 2 (a) at 200 passes,
+Figure 4's 100-epoch block, Figure 3 at 46 passes.
+
+    python -m adamrepro.long_runs [--data-root DIR] [--minutes 100] [--commit]
+    python -m adamrepro.long_runs --status
+    python -m adamrepro.long_runs --figures
+
+A *unit* is one whole run (one population of the training loop) that completes in at most
+about 100 minutes on two idle cores. The moment it completes, its record (record.json and
+train.log, a few hundred kB) is copied into `results/<figure>/runs/<protocol>/<unit>/`; its
+checkpoints stay in --work (default outputs/long), out of git.
+
+Without --status or --figures the command takes the first unit whose record is not under
+results/ yet, continues it (from its checkpoint when the work folder is still there, else from
+its start) and trains it to its end, or until --minutes are spent (exit 75: the same command
+continues). `--commit` then commits the record at once (`git add` and `git commit` of that
+folder, with the command and the wall time in the message). A unit that ends failed (every
+member diverged) is recorded too: that is its result. `--status` prints every unit, done or
+to do, with the CPU-hours left (each unit's own estimate until units of its protocol are done,
+then their mean wall time); `--figures` draws each figure whose units are all in.
+
+Each protocol's settings and why are beside its units below; `make long-runs` runs this
+niced, so that other work on the machine comes first.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import USER_ERRORS, command_parser
+from .records import RECORD_NAME, read_record
+
+RESULTS = Path("results")
+
+
+@dataclass(frozen=True)
+class Unit:
+    protocol: str  # its folder under results/<figure>/runs/
+    figure: str
+    name: str
+    overrides: tuple[str, ...]
+    minutes: float  # estimated on two idle cores (results/bench.md), until measured
+
+
+# Figure 4: both blocks from one 100-epoch run per panel (beta1 x beta2) and bias correction,
+# the paper's six marker stepsizes (72 members in 12 units of 6), float32 as the 10-epoch block
+# that is committed, so that epoch 10 of these runs can be set beside it.
+FIG4_STEPSIZES = "[3.0e-5,1.0e-4,3.0e-4,1.0e-3,3.0e-3,1.0e-2]"
+FIG4 = [
+    Unit("fig4", "fig4_vae_bias_correction", f"bc_{bc}_beta1_{b1}_beta2_{b2}",
+         ("experiment=mnist_vae", "sweep=fig4_vae_bias_correction", "optimizer=adam",
+          f"optimizer.bias_correction={bc}", f"sweep.grids.Adam.stepsize={FIG4_STEPSIZES}",
+          f"sweep.grids.Adam.beta1=[{b1}]", f"sweep.grids.Adam.beta2=[{b2}]",
+          "trainer.epochs=100"), 45.0)
+    for bc in ("true", "false") for b1 in ("0.0", "0.9") for b2 in ("0.99", "0.999", "0.9999")
+]  # fmt: skip
+# Figure 2 (a): each optimizer's grid (configs/sweep/fig2_mnist_mlp.yaml) pruned by the
+# halving that results/halving.md finds safe, one seed, evaluated every 10 passes (the figure
+# draws the training cost over each pass).
+FIG2A_HALVING = "{after_epochs:3,keep:1}"
+FIG2A_PRECISION = "32-true"
+FIG2A = [
+    Unit("fig2a", "fig2a_mnist_mlp", optimizer,
+         ("experiment=mnist_mlp", "sweep=fig2_mnist_mlp", f"optimizer={optimizer}",
+          "trainer.epochs=201", "sweep.seeds=[0]", f"sweep.halving={FIG2A_HALVING}",
+          "trainer.eval_every=10", f"precision={FIG2A_PRECISION}"), 35.0)
+    for optimizer in ("adam", "rmsprop", "adagrad", "nesterov", "adadelta")
+]  # fmt: skip
+# Figure 3: each curve at the best stepsize of its grid on the exact 4,000 images
+# (results/fig3_cifar10_cnn/jpeg_check/selected.json), 46 passes, v-hat logged every 50 steps.
+FIG3_STEPSIZES = {"AdaGrad": ("adagrad", 3e-3), "SGDNesterov": ("nesterov", 3e-2),
+                  "Adam": ("adam", 3e-4)}  # fmt: skip
+FIG3_PRECISION = "bf16-mixed"
+FIG3 = [
+    Unit("fig3", "fig3_cifar10_cnn", label + ("+dropout" if dropout else ""),
+         ("experiment=cifar_cnn", f"optimizer={optimizer}",
+          f"optimizer.label={label}{'+dropout' if dropout else ''}",
+          f"optimizer.stepsize={stepsize}", f"model.dropout={str(dropout).lower()}",
+          "trainer.epochs=46", "trainer.eval_every=5", "trainer.moment_stats_every=50",
+          f"precision={FIG3_PRECISION}"), 45.0)
+    for label, (optimizer, stepsize) in FIG3_STEPSIZES.items() for dropout in (False, True)
+]  # fmt: skip
+UNITS = [*FIG4, *FIG2A, *FIG3]
+
+
+def record_folder(unit: Unit, results: Path = RESULTS) -> Path:
+    return results / unit.figure / "runs" / unit.protocol / unit.name
+
+
+def done(unit: Unit, results: Path = RESULTS) -> dict | None:
+    """The unit's record under results/, when it is there and ended (completed or failed)."""
+    record = read_record(record_folder(unit, results))
+    return record if record is not None and record["status"] in ("completed", "failed") else None
+
+
+def run_unit(unit: Unit, work: Path, data_root: str, minutes: float | None,
+             extra: list[str]) -> dict:  # fmt: skip
+    from .runbook import run_log
+    from .train import compose_config, train
+
+    overrides = [*unit.overrides, f"data.root={data_root}", "trainer.progress=false",
+                 f"experiment_name={unit.protocol}", "trainer.checkpoint_minutes=5",
+                 *([f"trainer.max_minutes={minutes}"] if minutes else []), *extra]  # fmt: skip
+    folder = work / unit.protocol / unit.name
+    with run_log(folder):
+        return train(compose_config(overrides), folder)
+
+
+def keep_record(unit: Unit, work: Path, results: Path) -> Path:
+    target = record_folder(unit, results)
+    target.mkdir(parents=True, exist_ok=True)
+    for name in (RECORD_NAME, "train.log"):
+        source = work / unit.protocol / unit.name / name
+        if source.is_file():
+            shutil.copyfile(source, target / name)
+    return target
+
+
+def commit(folder: Path, unit: Unit, record: dict, command: str) -> None:
+    minutes = record["wall_time_s"] / 60
+    message = (f"long-run unit {unit.protocol}/{unit.name}: {record['status']}, "
+               f"{minutes:.0f} min of training ({command})")  # fmt: skip
+    subprocess.run(["git", "add", str(folder)], check=True)
+    subprocess.run(["git", "commit", "-q", "-m", message, "--", str(folder)], check=True)
+
+
+def status(results: Path = RESULTS) -> str:
+    lines, left = [], 0.0
+    for protocol in dict.fromkeys(u.protocol for u in UNITS):
+        units = [u for u in UNITS if u.protocol == protocol]
+        records = {u: done(u, results) for u in units}
+        walls = [r["wall_time_s"] / 60 for r in records.values() if r is not None]
+        per_unit = sum(walls) / len(walls) if walls else None
+        todo = [u for u in units if records[u] is None]
+        hours = sum(per_unit or u.minutes for u in todo) / 60
+        left += hours
+        lines.append(f"{protocol:6s} {len(units) - len(todo)}/{len(units)} units done, "
+                     f"{hours:.1f} CPU-hours left ("
+                     + (f"{per_unit:.0f} min per unit measured" if per_unit else "estimated")
+                     + ")")  # fmt: skip
+        for u in units:
+            record = records[u]
+            state = (f"{record['status']}, {record['wall_time_s'] / 60:.0f} min" if record
+                     else "to do")  # fmt: skip
+            lines.append(f"  {u.name:32s} {state}")
+    lines.append(f"total: {left:.1f} CPU-hours left")
+    return "\n".join(lines)
+
+
+def figures(results: Path = RESULTS) -> list[str]:
+    from .plot import make_figure
+
+    drawn = []
+    for figure in dict.fromkeys(u.figure for u in UNITS):
+        units = [u for u in UNITS if u.figure == figure]
+        if any(done(u, results) is None for u in units):
+            continue
+        runs = results / figure / "runs"
+        make_figure(figure, [str(runs)], results / figure, note=NOTES[figure])
+        drawn.append(figure)
+    return drawn
+
+
+NOTES = {
+    "fig4_vae_bias_correction": "ours: real MNIST (grey levels as Bernoulli targets), 100 "
+    "passes, the paper's 6 marker stepsizes (72 members), minibatch 100, 1 seed, float32; loss "
+    "= mean -ELBO over the pass; both blocks read from the same runs",
+    "fig2a_mnist_mlp": "ours: real MNIST, 200 passes, each optimizer's grid "
+    f"(configs/sweep/fig2_mnist_mlp.yaml) pruned by halving {FIG2A_HALVING} "
+    "(results/halving.md), 1 seed, dropout 20%/50%, no decay",
+    "fig3_cifar10_cnn": "ours: CIFAR-10 JPEG-75 copy, ZCA (eps 0.01), 46 passes, each curve at "
+    "the best stepsize of a 3-value grid on 4,000 exact images, 1 seed, dropout 20%/50%",
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = command_parser("long_runs", __doc__)
+    parser.add_argument("--data-root", default=None, help="default: ADAMREPRO_DATA, else data")
+    parser.add_argument("--work", type=Path, default=Path("outputs/long"))
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--minutes", type=float, default=None, help="time budget of this call")
+    parser.add_argument("--only", nargs="+", help="these protocols only (fig4, fig2a, fig3)")
+    parser.add_argument("--override", nargs="+", default=[], help="Hydra overrides for a unit")
+    parser.add_argument("--commit", action="store_true", help="git commit each finished unit")
+    parser.add_argument("--status", action="store_true")
+    parser.add_argument("--figures", action="store_true")
+    args = parser.parse_args(argv)
+    import os
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("adamrepro").setLevel(logging.DEBUG)  # train.log gets all
+    logging.getLogger().handlers[0].setLevel(logging.INFO)
+    if args.status:
+        print(status(args.results))
+        return
+    if args.figures:
+        print(f"drew {', '.join(figures(args.results)) or 'nothing (no figure is complete)'}")
+        return
+    data_root = args.data_root or os.environ.get("ADAMREPRO_DATA", "data")
+    todo = [u for u in UNITS if done(u, args.results) is None
+            and (not args.only or u.protocol in args.only)]  # fmt: skip
+    if not todo:
+        print("all units done")
+        return
+    unit = todo[0]
+    print(f"unit {unit.protocol}/{unit.name} (about {unit.minutes:.0f} min)", flush=True)
+    started = time.monotonic()
+    try:
+        record = run_unit(unit, args.work, data_root, args.minutes, args.override)
+    except USER_ERRORS as error:
+        sys.exit(f"error: {error}")
+    if record["status"] not in ("completed", "failed"):
+        print(f"{unit.protocol}/{unit.name}: {record['status']}; the same command continues it")
+        sys.exit(75)
+    folder = keep_record(unit, args.work, args.results)
+    command = "python -m adamrepro.long_runs " + " ".join(argv or sys.argv[1:])
+    print(f"{unit.protocol}/{unit.name}: {record['status']} in "
+          f"{(time.monotonic() - started) / 60:.1f} min; record in {folder}")  # fmt: skip
+    if args.commit:
+        commit(folder, unit, record, command.strip())
+    print(f"{len(todo) - 1} units left: run the same command for the next")
+
+
+if __name__ == "__main__":
+    main()
