@@ -106,7 +106,8 @@ def run_unit(unit: Unit, work: Path, data_root: str, minutes: float | None,
 
     overrides = [*unit.overrides, f"data.root={data_root}", "trainer.progress=false",
                  f"experiment_name={unit.protocol}", "trainer.checkpoint_minutes=5",
-                 *([f"trainer.max_minutes={minutes}"] if minutes else []), *extra]  # fmt: skip
+                 *([f"trainer.max_minutes={minutes}"] if minutes is not None else []),
+                 *extra]  # fmt: skip
     folder = work / unit.protocol / unit.name
     with run_log(folder):
         return train(compose_config(overrides), folder)

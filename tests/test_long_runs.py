@@ -1,0 +1,78 @@
+"""The long protocols in units (`python -m adamrepro.long_runs`): one whole run per call, its
+record kept under results/ the moment it completes, what is there never trained again."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from adamrepro import long_runs
+from adamrepro.long_runs import Unit
+from adamrepro.records import read_record
+
+TINY = ("experiment=mnist_logreg", "optimizer=adam", "trainer.epochs=2", "data.verify=false",
+        "data.download=false")  # fmt: skip
+
+
+@pytest.fixture
+def units(monkeypatch) -> list[Unit]:
+    made = [Unit("toy", "fig1_mnist_logreg", f"stepsize_{s}", (*TINY, f"optimizer.stepsize={s}"),
+                 5.0) for s in ("1e-3", "1e-2")]  # fmt: skip
+    monkeypatch.setattr(long_runs, "UNITS", made)
+    return made
+
+
+def test_each_call_trains_the_next_unit_and_keeps_its_record(units, mnist_root: Path,
+                                                              tmp_path: Path, capsys):  # fmt: skip
+    args = ["--data-root", str(mnist_root), "--work", str(tmp_path / "work"), "--results",
+            str(tmp_path / "results")]  # fmt: skip
+    long_runs.main(args)
+    first = tmp_path / "results" / "fig1_mnist_logreg" / "runs" / "toy" / "stepsize_1e-3"
+    record = read_record(first)
+    assert record["status"] == "completed" and (first / "train.log").is_file()
+    assert not list(first.glob("*.pt"))  # no checkpoint in results
+    assert read_record(first.parent / "stepsize_1e-2") is None
+    out = capsys.readouterr().out
+    assert "toy/stepsize_1e-3: completed" in out and "1 units left" in out
+    text = long_runs.status(tmp_path / "results")
+    assert "toy    1/2 units done" in text and "stepsize_1e-2                    to do" in text
+    long_runs.main(args)
+    assert read_record(first.parent / "stepsize_1e-2")["status"] == "completed"
+    assert len(read_record(first)["pieces"]) == 1  # the first was not trained again
+    long_runs.main(args)
+    assert capsys.readouterr().out.endswith("all units done\n")
+    assert "total: 0.0 CPU-hours left" in long_runs.status(tmp_path / "results")
+
+
+def test_a_spent_budget_stops_the_call_and_the_same_call_continues(units, mnist_root: Path,
+                                                                       tmp_path: Path):  # fmt: skip
+    args = ["--data-root", str(mnist_root), "--work", str(tmp_path / "work"), "--results",
+            str(tmp_path / "results")]  # fmt: skip
+    with pytest.raises(SystemExit) as paused:
+        long_runs.main([*args, "--minutes", "0"])
+    assert paused.value.code == 75  # the budget was spent before the unit could start
+    assert long_runs.done(units[0], tmp_path / "results") is None
+    long_runs.main(args)
+    record = read_record(tmp_path / "results/fig1_mnist_logreg/runs/toy/stepsize_1e-3")
+    assert record["status"] == "completed"
+
+
+def test_commit_commits_the_units_folder_alone(units, tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q"], check=True)
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "t")
+    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "t@t")
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "t")
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "t@t")
+    folder = Path("results/fig1_mnist_logreg/runs/toy/stepsize_1e-3")
+    folder.mkdir(parents=True)
+    (folder / "record.json").write_text("{}")
+    Path("other.txt").write_text("not this")
+    long_runs.commit(folder, units[0], {"status": "completed", "wall_time_s": 125.0}, "cmd")
+    shown = subprocess.run([*git, "show", "--stat", "--format=%s"], capture_output=True,
+                           text=True, check=True).stdout  # fmt: skip
+    assert shown.startswith("long-run unit toy/stepsize_1e-3: completed, 2 min of training (cmd)")
+    assert "record.json" in shown and "other.txt" not in shown
