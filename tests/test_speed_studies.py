@@ -34,8 +34,8 @@ def test_the_precision_check_compares_each_seed_across_precisions(mnist_root: Pa
     for _, row in table.iterrows():
         a = [r[row["column"]] for r in full["curves"] if r["epoch"] == row["epoch"]]
         b = [r[row["column"]] for r in mixed["curves"] if r["epoch"] == row["epoch"]]
-        assert row["largest_difference"] == pytest.approx(max(abs(x - y) for x, y in zip(a, b)),
-                                                          rel=1e-5)  # fmt: skip
+        largest = max(abs(x - y) for x, y in zip(a, b, strict=True))
+        assert row["largest_difference"] == pytest.approx(largest, rel=1e-5)
         assert row["seed_spread"] == pytest.approx(max(a) - min(a), rel=1e-5)
         assert row["inside"] == (row["largest_difference"] <= row["seed_spread"])
     text = (out / "precision.md").read_text()
@@ -61,7 +61,8 @@ def test_the_halving_check_finds_the_winner_by_the_rule_of_the_training_loop(
     halving_check.main(["fig1_mnist_logreg", "--runs", str(tmp_path / "runs"), "--out",
                         str(out), "--after", "1", "2", "4", "--keep", "1", "2"])  # fmt: skip
     table = pd.read_csv(out / "halving_fig1_mnist_logreg.csv")
-    assert sorted(zip(table["after_epochs"], table["keep"])) == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    pairs = sorted(zip(table["after_epochs"], table["keep"], strict=True))
+    assert pairs == [(1, 1), (1, 2), (2, 1), (2, 2)]
 
     def mean_cost(epoch: int) -> dict[float, float]:
         costs: dict[float, list[float]] = {}
