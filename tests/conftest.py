@@ -13,7 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# Real data for the tests that use it: ADAMREPRO_DATA where set, else the shared copy beside
+# the clone where there is one; a test that needs it skips where neither has it.
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED_DATA = Path(os.environ.get("ADAMREPRO_DATA") or SHARED / "data")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -57,7 +60,7 @@ def mnist_root(tmp_path: Path) -> Path:
 @pytest.fixture
 def shared_mnist() -> Path:
     if not (SHARED_DATA / "mnist" / "train-images-idx3-ubyte.gz").is_file():
-        pytest.skip("../shared/data/mnist is not here")
+        pytest.skip(f"no real MNIST in {SHARED_DATA} (ADAMREPRO_DATA, else ../shared/data)")
     return SHARED_DATA
 
 
@@ -133,7 +136,7 @@ def cifar_root(tmp_path: Path) -> Path:
 @pytest.fixture
 def shared_imdb() -> Path:
     if not (SHARED_DATA / "imdb" / "aclImdb_labeled_text.tar.gz").is_file():
-        pytest.skip("../shared/data/imdb is not here")
+        pytest.skip(f"no real IMDB in {SHARED_DATA} (ADAMREPRO_DATA, else ../shared/data)")
     return SHARED_DATA
 
 

@@ -150,7 +150,7 @@ def test_real_cifar_jpeg_copy_matches_the_exact_rows(tmp_path):
     from conftest import SHARED_DATA
 
     if not (SHARED_DATA / "cifar10" / "cifar10-jpeg.tar.gz").is_file():
-        pytest.skip("../shared/data/cifar10 is not here")
+        pytest.skip(f"no CIFAR-10 copy in {SHARED_DATA} (ADAMREPRO_DATA, else ../shared/data)")
     exact = load_cifar10(SHARED_DATA, whitening="none", source="exact")
     copy = load_cifar10(SHARED_DATA, whitening="none", rows="exact", cache_dir=tmp_path)
     assert copy.description["label"] == "CIFAR-10 (JPEG-75 copy), exact subset's rows"

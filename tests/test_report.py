@@ -13,7 +13,7 @@ import pytest
 
 from adamrepro import report
 from adamrepro.report import FAILS, HOLDS, OPEN, Results
-from conftest import REPO, SHARED_DATA
+from conftest import REPO, SHARED
 
 
 def curves(root: Path, folder: str, values: dict[str, list[float]]) -> Results:
@@ -141,7 +141,7 @@ def test_the_report_decides_every_claim_and_is_the_same_twice(tmp_path):
     again, _ = report.build(REPO / "results")
     assert first == again and status in first
     ids = [c["id"] for c in report.load_claims()]
-    shared = SHARED_DATA.parent / "paper" / "claims.md"
+    shared = SHARED / "paper" / "claims.md"
     if shared.is_file():  # every checkable claim of the brief is in the project
         listed = re.findall(r"^\| ([PS]\d+) \|", shared.read_text(), re.M)
         assert sorted(listed) == sorted(ids)

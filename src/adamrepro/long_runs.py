@@ -168,6 +168,57 @@ def figures(results: Path = RESULTS) -> list[str]:
     return drawn
 
 
+def plan(results: Path = RESULTS) -> str:
+    """Each unit's cost on this CPU: its step timed in its precision (on random inputs, as
+    `runbook.measure_cpu`), times its steps, the population halved where the unit halves it,
+    and its evaluations (one forward pass over the training and test sets, counted as a
+    third of a training step per minibatch); beside it the wall time of the units done.
+    Members that diverge leave the population: not counted in advance."""
+    import math
+
+    from .runbook import TRAINING_SET, measure_cpu
+    from .settings import Halving
+    from .train import compose_config, population
+
+    lines = ["| protocol | unit | members | precision | s/step | estimate (min) | measured (min) |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    totals: dict[str, list[float]] = {}
+    for unit in UNITS:
+        config = compose_config(list(unit.overrides))
+        cfg = config.trainer
+        members = len(population(config))
+        n = TRAINING_SET[config.data.name]
+        steps = math.ceil(n / cfg.batch_size)
+        full = measure_cpu(config)
+        halving = Halving.from_config(config.sweep)
+        seconds = full * steps * cfg.epochs
+        shown = f"{members}"
+        if halving is not None and halving.keep * len(config.sweep.seeds) < members:
+            kept = halving.keep * len(config.sweep.seeds)
+            after = measure_cpu(config, members=kept)
+            seconds = steps * (
+                full * halving.after_epochs + after * (cfg.epochs - halving.after_epochs)
+            )
+            shown = f"{members} -> {kept} after {halving.after_epochs}"
+        evaluations = math.ceil(cfg.epochs / cfg.eval_every)
+        seconds += evaluations * (n + 10_000) / cfg.batch_size * full / 3
+        record = done(unit, results)
+        measured = record["wall_time_s"] / 60 if record else math.nan
+        totals.setdefault(unit.protocol, [0.0, 0.0])
+        totals[unit.protocol][0] += seconds / 60
+        totals[unit.protocol][1] += 0.0 if math.isnan(measured) else measured
+        lines.append(f"| {unit.protocol} | {unit.name} | {shown} | {config.precision} "
+                     f"| {full:.3g} | {seconds / 60:.0f} | "
+                     + ("" if math.isnan(measured) else f"{measured:.0f}") + " |")  # fmt: skip
+    lines.append("")
+    for protocol, (estimate, measured) in totals.items():
+        lines.append(f"- {protocol}: {estimate / 60:.1f} CPU-hours estimated; "
+                     f"{measured / 60:.1f} measured over the units done")  # fmt: skip
+    total = sum(e for e, _ in totals.values()) / 60
+    lines.append(f"- all: {total:.1f} CPU-hours estimated")
+    return "\n".join(lines)
+
+
 NOTES = {
     "fig4_vae_bias_correction": "ours: real MNIST (grey levels as Bernoulli targets), 100 "
     "passes, the paper's 6 marker stepsizes (72 members), minibatch 100, 1 seed, float32; loss "
@@ -191,6 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--commit", action="store_true", help="git commit each finished unit")
     parser.add_argument("--status", action="store_true")
     parser.add_argument("--figures", action="store_true")
+    parser.add_argument("--plan", action="store_true", help="each unit's cost, timed here")
     args = parser.parse_args(argv)
     import os
 
@@ -199,6 +251,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger().handlers[0].setLevel(logging.INFO)
     if args.status:
         print(status(args.results))
+        return
+    if args.plan:
+        print(plan(args.results))
         return
     if args.figures:
         print(f"drew {', '.join(figures(args.results)) or 'nothing (no figure is complete)'}")

@@ -313,19 +313,23 @@ def step_cost(config) -> dict[str, float]:
             "ops": float(ops), "parameters": float(parameters)}  # fmt: skip
 
 
-def measure_cpu(config, steps: int = 3) -> float:
+def measure_cpu(config, steps: int = 3, members: int | None = None) -> float:
     """Seconds per training step of the run's population on this CPU (after one warm-up), on
-    random inputs of the data's shape: the cost of a step does not depend on the values."""
+    random inputs of the data's shape, in the run's precision: the cost of a step does not
+    depend on the values. `members` times the first that many members only (a population
+    after halving)."""
     import torch
     from omegaconf import OmegaConf
 
     from .data import TensorData
     from .models import build_model
     from .optim import build_optimizer
+    from .settings import RunSettings
     from .train import population, stack_settings
 
     cfg = OmegaConf.to_container(config, resolve=True)
-    members = population(cfg)
+    autocast = RunSettings.from_config({**cfg, "device": "cpu"}).autocast
+    members = population(cfg)[:members]
     shape = INPUT_SHAPES[cfg["data"]["name"]]
     batch = int(cfg["trainer"]["batch_size"])
     x, y = torch.rand(batch, *shape), torch.randint(0, 10, (batch,))
@@ -333,7 +337,8 @@ def measure_cpu(config, steps: int = 3) -> float:
     optimizer = build_optimizer(model.parameters(), stack_settings(members))
 
     def step() -> None:
-        cost = model.cost(x, y)
+        with autocast():
+            cost = model.cost(x, y)
         optimizer.zero_grad(set_to_none=True)
         cost.sum().backward()
         optimizer.step()
