@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import pickle
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -272,3 +275,37 @@ def test_pickle_batches_are_described_in_full_and_a_short_label_list_is_named(ci
     with pytest.raises(DataError) as error:
         load_cifar10(cifar_root, download=False, verify=False, whitening="none")
     assert str(error.value) == f"{folder / 'test_batch'}: 3 images but 2 labels"
+
+
+class _Payload:
+    """What a crafted file would make pickle call: here it only leaves a mark."""
+
+    def __reduce__(self):
+        return (Path.touch, (Path(os.environ["ADAMREPRO_TEST_MARK"]),))
+
+
+def test_a_crafted_pickle_batch_is_refused_not_run(tmp_path, monkeypatch):
+    from adamrepro.data.cifar import read_batch
+
+    mark = tmp_path / "ran"
+    monkeypatch.setenv("ADAMREPRO_TEST_MARK", str(mark))
+    crafted = tmp_path / "data_batch_1"
+    crafted.write_bytes(pickle.dumps({b"data": _Payload(), b"labels": [0]}, protocol=2))
+    with pytest.raises(DataError) as error:
+        read_batch(crafted, verify=False)
+    assert str(error.value).startswith(f"{crafted} is not a CIFAR-10 pickle batch (")
+    assert "refused to load " in str(error.value) and not mark.exists()
+
+
+def test_a_crafted_checkpoint_is_refused_not_run(tmp_path, monkeypatch):
+    import torch
+
+    from adamrepro.checkpoint import CHECKPOINT_NAME, load_checkpoint
+
+    mark = tmp_path / "ran"
+    monkeypatch.setenv("ADAMREPRO_TEST_MARK", str(mark))
+    torch.save({"model": _Payload()}, tmp_path / CHECKPOINT_NAME)
+    with pytest.raises(DataError) as error:
+        load_checkpoint(tmp_path, torch.device("cpu"))
+    assert str(error.value).startswith(f"{tmp_path / CHECKPOINT_NAME} cannot be read (")
+    assert not mark.exists()

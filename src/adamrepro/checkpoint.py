@@ -3,9 +3,10 @@ random number generators' states, and the requests to stop (a signal, a time bud
 
 A checkpoint is one `torch.save`d dict in `checkpoint.pt` beside the run's record, written to a
 temporary file, flushed to disk and renamed (`files.write_atomic`); the training loop decides
-what goes in it (`train.py`). Stopping is cooperative: a signal only sets a flag, and the loop
-looks at it between two steps, where its state is whole, checkpoints, and then does what the
-signal would have done without us (`StopRequests.finish`).
+what goes in it (`train.py`): tensors, numbers, strings and containers, read back with
+`weights_only=True`, so that a crafted checkpoint cannot run code. Stopping is cooperative: a
+signal only sets a flag, and the loop looks at it between two steps, where its state is whole,
+checkpoints, and then does what the signal would have done without us (`StopRequests.finish`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from types import FrameType
 from typing import Any
 
 import torch
+from torch.torch_version import TorchVersion
 
 from .errors import DataError, one_line
 from .files import write_atomic
@@ -44,7 +46,10 @@ def load_checkpoint(directory: Path, device: torch.device) -> dict[str, Any] | N
     if not path.is_file():
         return None
     try:
-        return torch.load(path, map_location=device, weights_only=False)
+        # tensors and plain containers only: a checkpoint from elsewhere never runs code
+        # (TorchVersion, a str, is in checkpoints written before records held a plain str)
+        with torch.serialization.safe_globals([TorchVersion]):
+            return torch.load(path, map_location=device, weights_only=True)
     except Exception as error:  # a damaged file: say so rather than start afresh silently
         raise DataError(
             f"{path} cannot be read ({one_line(error)}); delete it to start the run afresh"

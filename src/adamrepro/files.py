@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
+import platform
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -21,7 +24,10 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> Path:
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as file:
+        # a unique name: two writers of one folder never write into each other's file
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        tmp = Path(name)
+        with os.fdopen(fd, "wb") as file:
             write(file)
             file.flush()
             os.fsync(file.fileno())
@@ -70,3 +76,37 @@ def check_writable(directory: Path) -> None:
             else ""
         )
         raise OutputError(f"cannot write into {directory}: {reason}{where}") from None
+
+
+LOCK_NAME = ".lock"
+
+
+@contextlib.contextmanager
+def exclusive(folder: Path) -> Iterator[None]:
+    """One process at a time in `folder`: an exclusive lock (fcntl) on folder/.lock, held for
+    the block and released when the process ends however it ends. Another process is refused
+    in one OutputError line that names the holder (its pid, host and start, written into the
+    lock file)."""
+    folder = Path(folder)
+    path = folder / LOCK_NAME
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        reason = os.strerror(error.errno) if error.errno else one_line(error)
+        raise OutputError(f"cannot lock {folder} ({reason})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 300, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise OutputError(
+            f"{folder} is in use by {holder}: wait for it to end, or choose another output folder"
+        ) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"process {os.getpid()} on {platform.node()} since "
+                      f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)  # fmt: skip
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

@@ -129,7 +129,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "versions": {
             "adamrepro": adamrepro.__version__,
             "python": sys.version.split()[0],
-            "torch": torch.__version__,
+            "torch": str(torch.__version__),  # a plain str: checkpoints load weights_only
         },
         "device": described,
         "threads": torch.get_num_threads(),

@@ -55,7 +55,7 @@ from .checkpoint import (
 )
 from .data import load_data
 from .errors import USER_ERRORS, ConfigError, OutputError, one_line
-from .files import check_writable
+from .files import check_writable, exclusive
 from .models import build_model, keep_member_rows
 from .optim import DESCRIPTIVE_KEYS, build_optimizer
 from .optim.moments import second_moments
@@ -691,6 +691,11 @@ def train(config: DictConfig | Mapping[str, Any], out_dir: str | Path,
         else dict(config)
     )  # type: ignore[assignment]
     out_dir = Path(out_dir)
+    with exclusive(out_dir):  # one process per output folder
+        return _train(cfg, out_dir, started)
+
+
+def _train(cfg: dict[str, Any], out_dir: Path, started: float | None) -> dict[str, Any]:
     try:
         settings = RunSettings.from_config(cfg)
         budget = settings.trainer.max_minutes

@@ -23,6 +23,7 @@ mean and standard deviation of the training set) or "none" (pixels in [0, 1]).
 from __future__ import annotations
 
 import hashlib
+import io
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,20 @@ def _md5s() -> dict[str, str]:
     return dict(CIFAR10.train_list + CIFAR10.test_list)
 
 
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles what a CIFAR-10 batch holds (dicts, lists, bytes, numbers and numpy arrays)
+    and nothing else: a crafted file that names any other callable is refused, not run."""
+
+    ARRAYS = {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),  # bytes, protocol 2
+              *((f"numpy.{core}.multiarray", name) for core in ("core", "_core")
+                for name in ("_reconstruct", "scalar"))}  # fmt: skip
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self.ARRAYS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused to load {module}.{name}: not an array")
+
+
 def read_batch(path: Path, verify: bool) -> tuple[np.ndarray, np.ndarray]:
     """(images uint8 (n, 3, 32, 32), labels int64 (n,)) of one pickle batch."""
     raw = path.read_bytes()
@@ -87,7 +102,7 @@ def read_batch(path: Path, verify: bool) -> tuple[np.ndarray, np.ndarray]:
             "different file; set data.verify=false to use it anyway)"
         )
     try:
-        batch = pickle.loads(raw, encoding="bytes")
+        batch = _BatchUnpickler(io.BytesIO(raw), encoding="bytes").load()
         data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, *SHAPE)
         labels = np.asarray(batch[b"labels"], dtype=np.int64)
     except (pickle.UnpicklingError, KeyError, ValueError, EOFError) as error:
