@@ -161,3 +161,21 @@ def test_a_precision_that_does_not_exist_is_one_line_and_exit_2(main, tmp_path: 
     code, out, err = main("precision=fp8", f"hydra.run.dir={tmp_path}")
     assert (code, out) == (2, "")
     assert err == "error: precision must be one of 32-true, bf16-mixed, got 'fp8'\n"
+
+
+def test_a_second_process_in_one_output_folder_is_one_line(main, tmp_path: Path):
+    import os
+
+    from adamrepro.files import exclusive
+
+    with exclusive(tmp_path):  # as another process holds it
+        code, out, err = main("optimizer.stepsize=1e-3", f"hydra.run.dir={tmp_path}")
+    assert (code, out) == (2, "")
+    assert re.fullmatch(
+        rf"error: {re.escape(str(tmp_path))} is in use by process {os.getpid()} on \S+ since "
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d: wait for it to end, or choose another output folder\n",
+        err,
+    ), err
+    assert read_record(tmp_path) is None  # the holder's folder is left as it was
+    code, out, err = main("optimizer.stepsize=1e-3", f"hydra.run.dir={tmp_path}")
+    assert code == 0 and out.startswith("completed: 1 members")  # free again: it runs
