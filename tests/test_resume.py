@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from adamrepro.checkpoint import CHECKPOINT_NAME, StopRequests
-from adamrepro.errors import ConfigError, OutputError
+from adamrepro.errors import ConfigError, DataError, OutputError
 from adamrepro.files import write_atomic
 from adamrepro.records import read_record
 from adamrepro.train import Training, train
@@ -361,3 +362,65 @@ def test_a_bf16_mixed_run_resumes_exactly_after_kills_and_stays_near_float32(ref
                 assert abs(mixed[key] - full[key]) < 0.02 * full[key], (key, mixed, full)
             elif mixed["member"] < 4:
                 assert math.isfinite(mixed[key])
+
+
+def paused_after_one_step(config: dict, folder: Path) -> dict:
+    """A run that took one step and paused, with its checkpoint: every budget spent at once."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(StopRequests, "budget_spent", lambda self: True)
+        record = train({**config, "trainer": {**config["trainer"], "max_minutes": 5}}, folder)
+    assert record["status"] == "paused" and (folder / CHECKPOINT_NAME).is_file()
+    return record
+
+
+def test_a_checkpoint_of_another_run_is_one_line(mnist_root, tmp_path):
+    config = population_config(mnist_root, "trainer.epochs=1")
+    paused_after_one_step(config, tmp_path / "adam")
+    other = population_config(mnist_root, "trainer.epochs=1", "optimizer=adagrad")
+    paused_after_one_step(other, tmp_path / "adagrad")
+    shutil.copyfile(tmp_path / "adagrad" / CHECKPOINT_NAME, tmp_path / "adam" / CHECKPOINT_NAME)
+    with pytest.raises(DataError) as error:
+        train(config, tmp_path / "adam")
+    text = str(error.value)
+    assert text.startswith(f"{tmp_path / 'adam' / CHECKPOINT_NAME} does not fit this run (")
+    assert "(it is a run with other settings: " in text and "\n" not in text
+    assert text.endswith("): delete it to start the run afresh")
+
+
+def test_a_damaged_record_beside_its_checkpoint_continues_from_the_checkpoint(mnist_root,
+                                                                             tmp_path):  # fmt: skip
+    config = population_config(mnist_root, "trainer.epochs=1")
+    straight = train(config, tmp_path / "straight")
+    paused_after_one_step(config, tmp_path / "run")
+    (tmp_path / "run" / "record.json").write_text('{"format": 1, "status": "run')  # cut short
+    record = train(config, tmp_path / "run")
+    assert record["status"] == "completed" and len(record["pieces"]) == 2
+    assert outcome(record) == outcome(straight)
+
+
+def test_a_run_continues_on_its_own_data_only(mnist_root, tmp_path):
+    from conftest import make_mnist
+
+    config = population_config(mnist_root, "trainer.epochs=1")
+    paused_after_one_step(config, tmp_path / "run")
+    other = make_mnist(tmp_path / "other_copy", seed=1)
+    moved = {**config, "data": {**config["data"], "root": str(other)}}
+    with pytest.raises(ConfigError) as error:
+        train(moved, tmp_path / "run")
+    assert str(error.value).startswith(f"{tmp_path / 'run'} holds a run on other data (MNIST at ")
+    assert str(error.value).endswith("choose another output folder, or add resume=false to "
+                                     "replace it")  # fmt: skip
+    # the same copy at another path is the same data: the run continues
+    copy = tmp_path / "same_copy"
+    shutil.copytree(mnist_root, copy)
+    again = train({**config, "data": {**config["data"], "root": str(copy)}}, tmp_path / "run")
+    assert again["status"] == "completed"
+
+
+def test_a_run_that_could_not_start_leaves_its_folder_free(mnist_root, tmp_path):
+    config = population_config(mnist_root, "trainer.epochs=1")
+    bad = {**config, "optimizer": {**config["optimizer"], "beta1": 1.5}}
+    with pytest.raises(ConfigError):
+        train(bad, tmp_path / "run")
+    assert read_record(tmp_path / "run")["status"] == "failed"
+    assert train(config, tmp_path / "run")["status"] == "completed"

@@ -33,7 +33,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ from .checkpoint import (
     set_rng_state,
 )
 from .data import load_data
-from .errors import USER_ERRORS, ConfigError, OutputError, one_line
+from .errors import USER_ERRORS, ConfigError, DataError, OutputError, one_line
 from .files import check_writable, exclusive
 from .models import build_model, keep_member_rows
 from .optim import DESCRIPTIVE_KEYS, build_optimizer
@@ -339,7 +339,10 @@ class Training:
         seeds = [m["seed"] for m in self.members]
         stacked = {k: v.to(self.device) if isinstance(v, Tensor) else v  # on the device, once
                    for k, v in stack_settings(self.members).items()}  # fmt: skip
-        self.data = load_data(cfg["data"]).to(self.device, settings.dtype)
+        data = load_data(cfg["data"])
+        self.data = replace(data, description={**data.description,
+                                               "fingerprint": data.fingerprint()}
+                            ).to(self.device, settings.dtype)  # fmt: skip
         self.model = build_model(cfg["model"], self.data, seeds).to(self.device, settings.dtype)
         self.optimizer = build_optimizer(self.model.parameters(), stacked)
         self.parameter_names = {p: name for name, p in self.model.named_parameters()}
@@ -709,12 +712,23 @@ def _train(cfg: dict[str, Any], out_dir: Path, started: float | None) -> dict[st
                         budget, out_dir)  # fmt: skip
             return existing or {"status": "paused", "curves": [], "members": []}
         training = Training(cfg, settings, out_dir, deadline)
+        if existing is not None:
+            _check_same_data(existing, training.data.description, out_dir)
     except USER_ERRORS as error:
         _record_failure(cfg, out_dir, error)
         raise
     checkpoint = load_checkpoint(out_dir, settings.device) if existing is not None else None
     if checkpoint is not None:
-        training.resume_from(checkpoint)
+        try:  # a checkpoint says which run it is (the record inside it)
+            changed = differences(run_identity(checkpoint["record"]["config"]), run_identity(cfg))
+            if changed:
+                raise ValueError("it is a run with other settings: " + "; ".join(changed[:3]))
+            training.resume_from(checkpoint)
+        except (KeyError, RuntimeError, ValueError, IndexError, TypeError) as error:
+            raise DataError(
+                f"{out_dir / CHECKPOINT_NAME} does not fit this run ({one_line(error)[:200]}): "
+                "delete it to start the run afresh"
+            ) from None
     elif existing is not None:
         log.info("%s holds no checkpoint: starting the run from its beginning", out_dir)
     return training.run()
@@ -725,8 +739,18 @@ def _existing_run(cfg: dict[str, Any], settings: RunSettings,
     """The record of the run already in `out_dir` that this one continues; None for a fresh
     start (nothing there, or `resume=false`, which clears the folder's run)."""
     existing = read_record(out_dir)
+    if existing is None and (out_dir / RECORD_NAME).is_file():
+        if (out_dir / CHECKPOINT_NAME).is_file() and settings.resume:
+            log.warning("%s cannot be read: the run continues from its checkpoint's copy of it",
+                        out_dir / RECORD_NAME)  # fmt: skip
+            existing = load_checkpoint(out_dir, torch.device("cpu"))["record"]  # type: ignore[index]
+        else:
+            log.warning("%s cannot be read and there is no checkpoint: the run starts afresh",
+                        out_dir / RECORD_NAME)  # fmt: skip
     if existing is None:
         return None
+    if existing.get("status") == "failed" and not existing.get("members"):
+        return None  # a run that could not start: nothing to continue, its folder is free
     if not settings.resume:
         log.info("resume=false: the run in %s is started afresh", out_dir)
         for name in (RECORD_NAME, CHECKPOINT_NAME):
@@ -740,6 +764,19 @@ def _existing_run(cfg: dict[str, Any], settings: RunSettings,
             "or add resume=false to replace it"
         )
     return existing
+
+
+def _check_same_data(existing: dict[str, Any], data: dict[str, Any], out_dir: Path) -> None:
+    """A run continues on the data it started on: another copy (another fingerprint) is one
+    ConfigError line. Records older than the fingerprint are not checked."""
+    before = (existing.get("data") or {}).get("fingerprint")
+    if before is not None and before != data.get("fingerprint"):
+        raise ConfigError(
+            f"{out_dir} holds a run on other data ({existing['data'].get('label')} at "
+            f"{existing['data'].get('path', '?')}, fingerprint {before}; now {data.get('label')} "
+            f"at {data.get('path', '?')}, {data.get('fingerprint')}): choose another output "
+            "folder, or add resume=false to replace it"
+        )
 
 
 def _record_failure(cfg: dict[str, Any], out_dir: Path, error: Exception) -> None:
