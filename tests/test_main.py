@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -179,3 +180,29 @@ def test_a_second_process_in_one_output_folder_is_one_line(main, tmp_path: Path)
     assert read_record(tmp_path) is None  # the holder's folder is left as it was
     code, out, err = main("optimizer.stepsize=1e-3", f"hydra.run.dir={tmp_path}")
     assert code == 0 and out.startswith("completed: 1 members")  # free again: it runs
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["optimizer=adamw"], "error: In 'train': Could not find 'optimizer/adamw' (choose one "
+         "of: adadelta, adagrad, adam, adamax, amsgrad, momentum, nesterov, rmsprop, sgd)"),
+        (["trainer.epoch=3"], "error: Could not override 'trainer.epoch'. To append to your "
+         "config use +trainer.epoch=3 (Key 'epoch' is not in struct)"),
+        (["seed=1e20"], "error: seed must be at most 2^63 - 1, got 1e+20"),
+        (["sweep.seeds=[0,x]"], "error: sweep.seeds must be an integer, got 'x'"),
+        (["optimizer.stepsize=1e300"],
+         "error: stepsize must be at most 3.403e+38 for torch.float32 parameters, got 1e+300"),
+        (["-m", "hydra/launcher=submitit_slurm"], "error: hydra/launcher=submitit_slurm needs a "
+         "SLURM cluster (no srun on this machine): run the sweep here with the default launcher "
+         "or hydra/launcher=joblib"),
+    ],
+    ids=["unknown-choice", "key-without-plus", "huge-seed", "seed-not-a-number",
+         "stepsize-beyond-float32", "slurm-without-slurm"],
+)  # fmt: skip
+def test_mistakes_on_the_command_line_are_one_line_and_exit_2(main, tmp_path: Path, args,
+                                                              message):  # fmt: skip
+    if "submitit_slurm" in args[-1] and shutil.which("srun"):
+        pytest.skip("this machine has SLURM")
+    code, out, err = main(*args, f"hydra.run.dir={tmp_path}", f"hydra.sweep.dir={tmp_path}")
+    assert (code, out, err) == (2, "", message + "\n")

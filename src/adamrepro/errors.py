@@ -45,3 +45,17 @@ def command_parser(module: str, doc: str | None) -> argparse.ArgumentParser:
         description=doc,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+
+
+def hydra_line(error: BaseException) -> str:
+    """A mistake that Hydra catches before our code (an unknown config choice, a key that does
+    not exist) on one line: Hydra's message without its config search path, and its cause."""
+    options = getattr(error, "options", None)
+    head = str(error).split("\n\n")[0]
+    text = " ".join(head.split())
+    if options:
+        text += f" (choose one of: {', '.join(options)})"
+    cause = error.__cause__
+    if cause is not None and str(cause).strip():
+        text += f" ({str(cause).strip().splitlines()[0]})"
+    return text or type(error).__name__

@@ -385,6 +385,9 @@ def main(argv: list[str] | None = None) -> None:
                            args.epochs)  # fmt: skip
     except FileNotFoundError as error:
         sys.exit(f"error: {error}")
+    except OSError as error:  # an --out that cannot be written (read-only, full)
+        where = f" ({error.filename})" if error.filename else ""
+        sys.exit(f"error: cannot write the figure into {args.out}: {error.strerror}{where}")
     if "path_ratio" in best.columns:  # a small problem: the selected path of each optimizer
         print(best.to_string(index=False))
         print(f"wrote {args.out}/figure.png, animation.gif, paths.csv, metrics.csv")

@@ -23,6 +23,17 @@ MATMUL_PRECISIONS = ("highest", "high", "medium")  # torch.set_float32_matmul_pr
 PRECISIONS = ("32-true", "bf16-mixed")
 
 
+MAX_SEED = 2**63 - 1  # what torch's generators take
+
+
+def seed_setting(name: str, value: Any) -> int:
+    """A seed: an integer in [0, 2^63 - 1], else one ConfigError line."""
+    seed = _integer(name, value, 0)
+    if seed > MAX_SEED:
+        raise ConfigError(f"{name} must be at most 2^63 - 1, got {value!r}")
+    return seed
+
+
 def _integer(name: str, value: Any, low: int) -> int:
     integral = (
         (isinstance(value, int) and not isinstance(value, bool))
@@ -182,7 +193,7 @@ class RunSettings:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> RunSettings:
-        seed = _integer("seed", config.get("seed", 0), 0)
+        seed = seed_setting("seed", config.get("seed", 0))
         dtype_name = str(config.get("dtype", "float32"))
         allow_half = _flag("allow_half_precision", config.get("allow_half_precision", False))
         if dtype_name in HALF_DTYPES and not allow_half:

@@ -30,6 +30,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -54,7 +55,7 @@ from .checkpoint import (
     set_rng_state,
 )
 from .data import load_data
-from .errors import USER_ERRORS, ConfigError, DataError, OutputError, one_line
+from .errors import USER_ERRORS, ConfigError, DataError, OutputError, hydra_line, one_line
 from .files import check_writable, exclusive
 from .models import build_model, keep_member_rows
 from .optim import DESCRIPTIVE_KEYS, build_optimizer
@@ -70,7 +71,7 @@ from .records import (
     run_identity,
     save_record,
 )
-from .settings import Halving, RunSettings, TrainerSettings
+from .settings import Halving, RunSettings, TrainerSettings, seed_setting
 
 log = logging.getLogger("adamrepro.train")  # also when run as __main__
 COMMAND_STARTED = time.monotonic()  # trainer.max_minutes counts from the command's start
@@ -103,7 +104,7 @@ def population(config: DictConfig | Mapping[str, Any]) -> list[dict[str, Any]]:
             f"grid names {', '.join(unknown)}, which optimizer "
             f"{optimizer.get('name')!r} does not have"
         )
-    seeds = list(sweep.get("seeds") or [config["seed"]])
+    seeds = [seed_setting("sweep.seeds", s) for s in sweep.get("seeds") or [config["seed"]]]
     values = [v if isinstance(v, (list, tuple)) else [v] for v in grid.values()]
     return [
         {**optimizer, **dict(zip(grid, combination, strict=True)), "seed": int(seed)}
@@ -805,7 +806,7 @@ def compose_config(overrides: Sequence[str]) -> DictConfig:
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
             return compose("train", overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as error:
-        raise ConfigError(one_line(error)) from None
+        raise ConfigError(hydra_line(error)) from None
 
 
 class JobFailed(CompactHydraException):
@@ -879,7 +880,24 @@ def main() -> None:
         print(f"{job}{summary(record)}; record: {out_dir / RECORD_NAME}")
         return objective(record)
 
-    _run()
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    # Hydra's errors reach us whole (not printed over several lines with exit 1): a mistake in
+    # the command line is one line and exit 2, like every other bad setting.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        _run()
+    except JobFailed as failed:  # a sweep whose jobs (each reported above) did not all complete
+        print(f"error: {one_line(failed)}", file=sys.stderr)
+        sys.exit(1)
+    except (HydraException, OmegaConfBaseException) as error:
+        print(f"error: {hydra_line(error)}", file=sys.stderr)
+        sys.exit(EXIT["config"])
+    except OSError as error:  # Hydra's own files (.hydra/config.yaml) on a full or read-only disk
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"error: cannot write the run's files: {error.strerror}{where}", file=sys.stderr)
+        sys.exit(EXIT["config"])
 
 
 class CheckOutputFolder(Callback):
@@ -898,6 +916,12 @@ class CheckOutputFolder(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check(config.hydra.sweep.dir)
+        launcher = str(config.hydra.launcher.get("_target_", ""))
+        if "SlurmLauncher" in launcher and shutil.which("srun") is None:
+            print("error: hydra/launcher=submitit_slurm needs a SLURM cluster (no srun on this "
+                  "machine): run the sweep here with the default launcher or "
+                  "hydra/launcher=joblib", file=sys.stderr)  # fmt: skip
+            sys.exit(EXIT["config"])
 
 
 if __name__ == "__main__":

@@ -110,6 +110,15 @@ class PaperOptimizer(torch.optim.Optimizer):
         for name, default in self.defaults_.items():
             if isinstance(default, bool) and not isinstance(group[name], bool):
                 raise ConfigError(f"{name} must be true or false, got {group[name]!r}")
+        params = [p for p in group["params"] if p.is_floating_point()]
+        if not params:
+            return
+        largest = torch.finfo(params[0].dtype).max
+        for name in self.ranges:
+            value = group[name]
+            if value is not None and any(abs(v) > largest for v in _values(value)):
+                raise ConfigError(f"{name} must be at most {largest:.4g} for {params[0].dtype} "
+                                  f"parameters, got {max(_values(value), key=abs):g}")  # fmt: skip
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's, with settings that an older state dict lacks taken from the defaults."""
