@@ -424,3 +424,17 @@ def test_a_run_that_could_not_start_leaves_its_folder_free(mnist_root, tmp_path)
         train(bad, tmp_path / "run")
     assert read_record(tmp_path / "run")["status"] == "failed"
     assert train(config, tmp_path / "run")["status"] == "completed"
+
+
+def test_files_written_whole_have_the_usual_permissions(tmp_path):
+    """Written through a unique temporary file (mkstemp makes it private), the file ends as
+    open() would have made it: readable by others under the usual umask."""
+    umask = os.umask(0o022)
+    try:
+        path = write_atomic(tmp_path / "record.json", lambda f: f.write(b"{}"))
+    finally:
+        os.umask(umask)
+    from adamrepro import files
+
+    assert (path.stat().st_mode & 0o777) == 0o666 & ~files._UMASK
+    assert not list(tmp_path.glob(".*.tmp"))

@@ -15,6 +15,9 @@ from typing import IO
 
 from .errors import OutputError, one_line
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> Path:
     """Write `path` through `write(file)`: into a temporary file beside it, flushed to disk
@@ -27,6 +30,7 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> Path:
         # a unique name: two writers of one folder never write into each other's file
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         tmp = Path(name)
+        os.fchmod(fd, 0o666 & ~_UMASK)  # as open() would make it (mkstemp makes it private)
         with os.fdopen(fd, "wb") as file:
             write(file)
             file.flush()
