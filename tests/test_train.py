@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -593,9 +594,14 @@ def test_the_wall_time_is_the_time_the_run_took(mnist_root, tmp_path):
     assert 0 < times[0] < times[1] <= record["wall_time_s"] <= took
 
 
-def test_the_progress_bar_counts_every_step_of_every_epoch(mnist_root, tmp_path, capsys):
+def test_the_progress_bar_counts_every_step_of_every_epoch(mnist_root, tmp_path, capsys,
+                                                            monkeypatch):  # fmt: skip
     """600 rows in minibatches of 32: 19 steps an epoch, 38 in two; the bar is titled with
-    the experiment's name (`experiment_name`, "test" here), else "train"."""
+    the experiment's name (`experiment_name`, "test" here), else "train". It shows on a
+    terminal only: into a file it writes nothing."""
+    train(tiny(mnist_root, "trainer.progress=true"), tmp_path / "into_a_file")
+    assert "38/38" not in capsys.readouterr().err
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     record = train(tiny(mnist_root, "trainer.progress=true"), tmp_path / "run")
     shown = capsys.readouterr().err
     assert "test: 100%" in shown and "38/38" in shown and "/39" not in shown

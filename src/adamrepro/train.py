@@ -488,7 +488,7 @@ class Training:
             initial=self.progress.step,
             desc=str(self.record["experiment"] or "train"),
             unit="step",
-            disable=not self.trainer.progress,
+            disable=not (self.trainer.progress and sys.stderr.isatty()),  # quiet into a file
             file=sys.stderr,
             dynamic_ncols=True,
         )
