@@ -138,11 +138,16 @@ def test_every_table_and_line_of_a_figure_follows_from_its_records(tmp_path: Pat
                 runs / "other_label")  # fmt: skip
     save_record(grid_record("Adam", [{"stepsize": 0.1}], (0,), 4, lambda k, e: 0.01,
                             status="interrupted"), runs / "stopped")  # fmt: skip
+    (runs / "half_written").mkdir()
+    (runs / "half_written" / "record.json").write_text('{"format": 1, "curves": [')
 
     best = make_figure("fig1_mnist_logreg", [str(runs)], out, note="a note")
 
-    assert capsys.readouterr().err == (f"left out {runs / 'stopped'}: interrupted after 4 of 4 "
-                                       "epochs\n")  # fmt: skip
+    assert capsys.readouterr().err == (
+        f"left out {runs / 'stopped'}: interrupted after 4 of 4 epochs\n"
+        f"left out {runs / 'half_written'}: its record.json cannot be read (half-written or "
+        "damaged)\n"
+    )
     xs = list(range(epochs))  # pass k+1 drawn at x = k
     mean = {s: [sum(adam(k, e) for k in ks) / 2 for e in range(1, epochs + 1)]
             for s, ks in ((1e-3, (0, 1)), (1e-2, (2, 3)))}  # fmt: skip
@@ -232,7 +237,9 @@ def test_every_table_and_line_of_a_figure_follows_from_its_records(tmp_path: Pat
         "status": ["completed"], "devices": ["cpu: EPYC"], "threads": [2],
         "versions": ['{"torch": "2.x"}'], "started": "2026-01-01",
         "code": ['{"branch": "main", "commit": "abc"}'], "data": ["MNIST"], "lossless": True,
-        "left_out": [{"run": str(runs / "stopped"), "why": "interrupted after 4 of 4 epochs"}],
+        "left_out": [{"run": str(runs / "stopped"), "why": "interrupted after 4 of 4 epochs"},
+                     {"run": str(runs / "half_written"),
+                      "why": "its record.json cannot be read (half-written or damaged)"}],
     }  # fmt: skip
 
 

@@ -53,7 +53,14 @@ from omegaconf import OmegaConf
 
 from .errors import command_parser
 from .markers import make_marker_figure
-from .records import completed_runs, load_step_costs, read_records, run_identity, tidy
+from .records import (
+    completed_runs,
+    find_records,
+    load_step_costs,
+    read_records,
+    run_identity,
+    tidy,
+)
 from .trajectories import make_trajectory_figure
 from .vhat import make_moment_figure
 
@@ -244,10 +251,14 @@ def with_data(note: str, used: Records) -> str:
 
 def usable_runs(runs: list[str], epochs: int | None = None) -> tuple[Records, list[dict]]:
     """The completed runs of the expected length under `runs`, and what was left out (why)."""
+    paths = find_records(runs)
     records = read_records(runs)
     if not records:
         raise FileNotFoundError(f"no record.json found under {', '.join(map(str, runs))}")
     used, left_out = completed_runs(records, epochs)
+    read = {path for path, _ in records}
+    left_out += [{"run": str(path.parent), "why": "its record.json cannot be read (half-written "
+                  "or damaged)"} for path in paths if path not in read]  # fmt: skip
     if not used:
         reasons = "; ".join(f"{r['run']}: {r['why']}" for r in left_out[:3])
         raise FileNotFoundError(f"no completed run under {', '.join(map(str, runs))} ({reasons})")
