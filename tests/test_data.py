@@ -92,6 +92,11 @@ def test_a_failed_download_says_why_in_full_and_leaves_no_folder(tmp_path: Path,
         "point data.root (or ADAMREPRO_DATA) at them"
     )
     assert not (tmp_path / "typo").exists()  # a mistyped root is not made into a tree
+    empty = tmp_path / "empty"  # an existing root keeps what it had, and gets nothing new
+    (empty / "mine").mkdir(parents=True)
+    with pytest.raises(DataError):
+        load_mnist(empty, download=True)
+    assert [p.name for p in empty.iterdir()] == ["mine"]
 
 
 def test_images_and_labels_must_agree(tmp_path: Path):

@@ -33,11 +33,18 @@ def find_or_download(root: Path, find: Callable[[Path], Found | None],
     found = find(root)
     if found is None and download is not None:
         created = _first_missing(root)
+        before = set(root.iterdir()) if created is None and root.is_dir() else set()
         try:
             download(root)
         except BaseException:
             if created is not None:
                 shutil.rmtree(created, ignore_errors=True)
+            elif root.is_dir():  # an existing root: what the download began in it goes too
+                for entry in set(root.iterdir()) - before:
+                    if entry.is_dir():
+                        shutil.rmtree(entry, ignore_errors=True)
+                    else:
+                        entry.unlink(missing_ok=True)
             raise
         found = find(root)
     if found is None:
