@@ -238,3 +238,15 @@ def test_a_file_that_is_not_idx_is_named_with_the_reason(tmp_path: Path):
         load_mnist(tmp_path, download=False, verify=False)
     path = tmp_path / "t10k-images-idx3-ubyte"
     assert str(error.value) == f"{path}: not an IDX file (bad magic number)"
+
+
+def test_the_data_check_says_one_line_either_way(mnist_root: Path, tmp_path: Path, capsys):
+    from adamrepro.data.__main__ import main
+
+    main(["mnist", "--root", str(mnist_root), "data.verify=false"])
+    assert capsys.readouterr().out == f"MNIST: 600 training and 200 test rows ({mnist_root})\n"
+    with pytest.raises(SystemExit) as stopped:
+        main(["mnist", "--root", str(tmp_path / "none"), "data.download=false"])
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and err.startswith("error: MNIST not found: looked in ")
+    assert err.count("\n") == 1
