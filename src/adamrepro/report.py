@@ -352,7 +352,7 @@ def data_of(results: Results, figure: Figure) -> str:
     if sources.get("data"):
         return "; ".join(sources["data"])
     if results.sources(figure.folder) and figure.dataset:
-        return f"{figure.dataset} (the record of its copy predates this report)"
+        return f"{figure.dataset} (which copy: not in its records, which are older than that field)"
     return "not run"
 
 
@@ -364,7 +364,9 @@ def protocol_of(results: Results, figure: Figure) -> str:
         settings = grid.groupby("curve").size()
         seeds = int(selected["seeds"].max())
         passes = int(selected["epochs"].max())
-        return (f"{passes} passes, {settings.min()}-{settings.max()} settings per curve, "
+        counts = (f"{settings.min()}" if settings.min() == settings.max()
+                  else f"{settings.min()}-{settings.max()}")  # fmt: skip
+        return (f"{passes} passes, {counts} settings per curve, "
                 f"{seeds} seed{'s' if seeds > 1 else ''}")  # fmt: skip
     markers = results.table(figure.folder, "markers.csv")
     if markers is not None:
