@@ -206,3 +206,35 @@ def test_mistakes_on_the_command_line_are_one_line_and_exit_2(main, tmp_path: Pa
         pytest.skip("this machine has SLURM")
     code, out, err = main(*args, f"hydra.run.dir={tmp_path}", f"hydra.sweep.dir={tmp_path}")
     assert (code, out, err) == (2, "", message + "\n")
+
+
+def test_a_full_disk_under_hydras_own_files_is_one_line(main, tmp_path: Path, monkeypatch):
+    import errno
+
+    import hydra.core.utils
+
+    def full(cfg, filename, output_dir):
+        path = Path(output_dir) / filename
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(hydra.core.utils, "_save_config", full)
+    code, out, err = main("optimizer.stepsize=1e-3", f"hydra.run.dir={tmp_path}")
+    assert (code, out) == (2, "")
+    assert err == ("error: cannot write the run's files: No space left on device "
+                   f"({tmp_path / '.hydra' / 'config.yaml'})\n")  # fmt: skip
+
+
+def test_a_figure_that_cannot_be_written_is_one_line(mnist_root: Path, tmp_path: Path):
+    from adamrepro.plot import main as plot_main
+    from adamrepro.train import train
+    from conftest import hydra_config
+
+    train(hydra_config("experiment=mnist_logreg", f"data.root={mnist_root}", *TINY[1:],
+                       "optimizer=adam"), tmp_path / "runs" / "a")  # fmt: skip
+    (tmp_path / "in_the_way").write_text("a file, not a folder")
+    with pytest.raises(SystemExit) as stopped:
+        plot_main(["fig1_mnist_logreg", "--runs", str(tmp_path / "runs"), "--out",
+                   str(tmp_path / "in_the_way" / "figure")])  # fmt: skip
+    assert str(stopped.value.code).startswith(
+        f"error: cannot write the figure into {tmp_path / 'in_the_way' / 'figure'}: "
+    )
