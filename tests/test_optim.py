@@ -273,18 +273,31 @@ def test_per_member_hyperparameters_equal_separate_runs(cls, hp):
         _assert_same_path([p[k] for p in together], alone)
 
 
-def test_frozen_members_are_left_untouched():
+@pytest.mark.parametrize("cls", [Adam, SGD, RMSProp, AdaGrad, AdaDelta])
+def test_a_population_that_shrinks_goes_on_as_its_members_would(cls):
+    """After 3 steps of 3 members, member 1 leaves (`keep_members`): the two that are left
+    take the next steps exactly as they do in the population of three."""
     x0, loss = _problem(seed=1, members=3)
-    x = x0.clone().requires_grad_(True)
-    opt = Adam([x], stepsize=torch.tensor([0.1, 0.1, 0.1]))
-    opt.param_groups[0]["frozen"] = torch.tensor([False, True, False])
-    for _ in range(5):
-        opt.zero_grad()
-        loss(x).backward()
-        opt.step()
-    assert torch.equal(x[1], x0[1])
-    assert torch.equal(opt.state[x]["m"][1], torch.zeros_like(x0[1]))
-    assert not torch.equal(x[0], x0[0])
+    hp = dict(momentum=0.9) if cls in (SGD, RMSProp) else {}
+    stepsizes = torch.tensor([0.1, 0.2, 0.05], dtype=torch.float64)
+    full = x0.clone().requires_grad_(True)
+    opt_full = cls([full], stepsize=stepsizes, **hp)
+    part = x0.clone().requires_grad_(True)
+    opt_part = cls([part], stepsize=stepsizes, **hp)
+    for step in range(6):
+        if step == 3:
+            rows = torch.tensor([0, 2])
+            shrunk = torch.nn.Parameter(part.detach()[rows].clone())
+            opt_part.keep_members({part: shrunk}, rows)
+            part = shrunk
+        for x, opt in ((full, opt_full), (part, opt_part)):
+            opt.zero_grad()
+            loss(x).backward()  # the members' terms are independent
+            opt.step()
+    assert torch.equal(part.detach(), full.detach()[[0, 2]])
+    assert opt_part.param_groups[0]["stepsize"].tolist() == [0.1, 0.05]
+    assert all(v.shape[0] == 2 for v in opt_part.state[part].values()
+               if isinstance(v, torch.Tensor) and v.dim())  # fmt: skip
 
 
 @pytest.mark.parametrize("cls", [Adam, AdaMax, SGD, RMSProp, AdaGrad, AdaDelta])

@@ -221,7 +221,7 @@ def _member_costs(record, k):
     [("adam", [1e-3, 1e6, 1e-2], 1), ("sgd", [0.1, 0.3, 1e308], 2)],
     ids=["past-the-bound", "nan"],
 )
-def test_a_diverging_member_is_frozen_and_cannot_touch_the_others(
+def test_a_diverging_member_leaves_and_cannot_touch_the_others(
     mnist_root, tmp_path, optimizer, stepsizes, bad
 ):
     grid = "+grid.stepsize=[" + ",".join(map(str, stepsizes)) + "]"

@@ -74,8 +74,8 @@ class PaperOptimizer(torch.optim.Optimizer):
     (name -> (low, high), checked for every param group) and implement `init_state` and `update`.
     The per-parameter state carries `step`, the t of the paper's equations (starting at 1).
 
-    Members listed in a group's `frozen` (a bool tensor of shape (G,)) are left untouched by
-    `step`, parameters and state alike: the training loop freezes a member that diverged.
+    `keep_members` follows a population that shrank (the training loop drops the members that
+    diverge): state tensors and per-member settings keep the rows of the members that are left.
     """
 
     defaults_: ClassVar[dict[str, Any]] = {}
@@ -163,7 +163,6 @@ class PaperOptimizer(torch.optim.Optimizer):
             self._work: dict[Tensor, Work] = {}
         for group in self.param_groups:
             hyper = {k: group[k] for k in self.defaults_}
-            frozen = group.get("frozen")  # set by the trainer once members have diverged
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -172,46 +171,23 @@ class PaperOptimizer(torch.optim.Optimizer):
                     state["step"] = 0
                     state.update(self.init_state(p, group))
                 work = self._work.setdefault(p, Work(p))
-                if frozen is not None:
-                    work.keep(p, state)
                 state["step"] += 1
                 hp = {k: member_view(v, p) for k, v in hyper.items()}
                 self.update(p, p.grad, state, state["step"], work, **hp)
-                if frozen is not None:
-                    work.restore(p, state, frozen)
         return loss
 
 
 class Work:
-    """Scratch tensors shaped like one parameter, made on first use and reused every step;
-    and the copies that keep frozen members as they were (`keep`, then `restore`)."""
+    """Scratch tensors shaped like one parameter, made on first use and reused every step."""
 
     def __init__(self, like: Tensor) -> None:
         self.like = like
         self.tensors: list[Tensor] = []
-        self.kept: dict[str, Tensor] = {}
 
     def __getitem__(self, k: int) -> Tensor:
         while len(self.tensors) <= k:
             self.tensors.append(torch.empty_like(self.like))
         return self.tensors[k]
-
-    def keep(self, param: Tensor, state: dict[str, Any]) -> None:
-        for name, tensor in _member_tensors(param, state):
-            if name not in self.kept:
-                self.kept[name] = torch.empty_like(tensor)
-            self.kept[name].copy_(tensor)
-
-    def restore(self, param: Tensor, state: dict[str, Any], frozen: Tensor) -> None:
-        """Frozen members back as they were: a masked select on the device, no host sync."""
-        for name, tensor in _member_tensors(param, state):
-            mask = frozen.view(-1, *([1] * (tensor.dim() - 1)))
-            torch.where(mask, self.kept[name], tensor, out=tensor)
-
-
-def _member_tensors(param: Tensor, state: dict[str, Any]) -> list[tuple[str, Tensor]]:
-    tensors = [(k, v) for k, v in state.items() if isinstance(v, Tensor) and v.dim()]
-    return [("__param__", param), *tensors]
 
 
 # -- pieces shared by several rules ---------------------------------------------------------
