@@ -29,6 +29,7 @@ import pandas as pd
 
 from .errors import USER_ERRORS, command_parser
 from .records import read_record
+from .runbook import run_log
 from .settings import PRECISIONS
 from .train import compose_config, train
 
@@ -59,7 +60,8 @@ def run(name: str, precision: str, data_root: str, runs: Path, extra: list[str])
     folder = runs / name / precision
     record = read_record(folder)
     if record is None or record["status"] != "completed":
-        record = train(compose_config(overrides), folder)
+        with run_log(folder):
+            record = train(compose_config(overrides), folder)
     return record
 
 
