@@ -294,7 +294,10 @@ def test_a_population_that_shrinks_goes_on_as_its_members_would(cls):
             opt.zero_grad()
             loss(x).backward()  # the members' terms are independent
             opt.step()
-    assert torch.equal(part.detach(), full.detach()[[0, 2]])
+    # the same arithmetic, member by member (batched products of 2 or 3 members may round
+    # alike or not, by the machine's kernels)
+    assert torch.allclose(part.detach(), full.detach()[[0, 2]], rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(part.detach(), x0[[0, 2]], rtol=1e-3, atol=1e-3)  # it moved
     assert opt_part.param_groups[0]["stepsize"].tolist() == [0.1, 0.05]
     assert all(v.shape[0] == 2 for v in opt_part.state[part].values()
                if isinstance(v, torch.Tensor) and v.dim())  # fmt: skip
