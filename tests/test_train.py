@@ -302,14 +302,16 @@ def test_the_check_without_host_reads_gives_the_per_step_checks_numbers(mnist_ro
     monkeypatch.setattr(Training, "_step", step_and_settle)
     eager = train(cfg, tmp_path / "eager")
     assert deferred["diverged"] == eager["diverged"] and set(eager["diverged"]) == {"1", "3"}
-    assert json.dumps(deferred["curves"]) == json.dumps(
-        [{**row, "wall_time_s": d["wall_time_s"]} for row, d in
-         zip(eager["curves"], deferred["curves"], strict=True)]
-    )  # fmt: skip
+    # the same numbers up to float64 rounding (populations of 4 and of 2 go through batched
+    # kernels that may round alike or not, by machine)
+    for a, b in zip(deferred["curves"], eager["curves"], strict=True):
+        assert a["member"] == b["member"] and a["epoch"] == b["epoch"]
+        for key in ("train_cost", "train_cost_full", "test_loss", "test_accuracy"):
+            assert a[key] == pytest.approx(b[key], rel=1e-12, nan_ok=True), key
     assert models["deferred"].live.tolist() == models["eager"].live.tolist() == [0, 2]
     for a, b in zip(models["deferred"].model.parameters(), models["eager"].model.parameters(),
                     strict=True):  # fmt: skip
-        assert a.shape[0] == 2 and torch.equal(a, b)  # the members that went on: identical
+        assert a.shape[0] == 2 and torch.allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("model", ["experiment=mnist_logreg", "experiment=mnist_mlp"])
