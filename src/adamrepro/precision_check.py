@@ -106,14 +106,15 @@ def figure(table: pd.DataFrame, path: Path) -> None:
         ax.set_title(f"{CHECKS[name][0]}: {name}", fontsize=8)
         ax.set_xlabel("epoch")
         ax.set_xticks(list(part["epoch"]))
-    axes[0][0].set_ylabel("training cost (mean over the pass)")
+    axes[0][0].set_ylabel("training cost: difference or spread")
     axes[0][0].legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def report(table: pd.DataFrame, records: dict[str, dict[str, dict]], command: str) -> str:
+def report(table: pd.DataFrame, records: dict[str, dict[str, dict]], command: str,
+           note: str = "") -> str:  # fmt: skip
     lines = [
         "# bf16-mixed against 32-true: the curve check",
         "",
@@ -147,6 +148,12 @@ def report(table: pd.DataFrame, records: dict[str, dict[str, dict]], command: st
             + f"; wall time 32-true {walls['32-true'] / 60:.1f} min, bf16-mixed "
             f"{walls['bf16-mixed'] / 60:.1f} min ({walls['32-true'] / walls['bf16-mixed']:.2f}x)"
         )
+    missing = [name for name in CHECKS if name not in records]
+    if missing:
+        lines.append(f"- Not run yet: {', '.join(missing)} (`{command}` runs them; the runs "
+                     "above are read back, not trained again).")  # fmt: skip
+    if note:
+        lines += ["", note]
     lines += ["", "![precision check](precision.png)", ""]
     return "\n".join(lines)
 
@@ -160,6 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--override", nargs="+", default=[], help="Hydra overrides for every run")
     parser.add_argument("--command", default="make precision-check",
                         help="the command written into the report")  # fmt: skip
+    parser.add_argument("--note", default="", help="a line added to the report")
     args = parser.parse_args(argv)
     try:
         records = {name: {p: run(name, p, args.data_root, args.runs, args.override)
@@ -174,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out / "precision.csv", index=False, float_format="%.6g")
     figure(table, args.out / "precision.png")
-    (args.out / "precision.md").write_text(report(table, records, args.command))
+    (args.out / "precision.md").write_text(report(table, records, args.command, args.note))
     print(table.to_string(index=False))
 
 

@@ -111,6 +111,10 @@ def code_version() -> dict[str, Any]:
     return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
 
 
+code_version()  # taken once, at import: the commit this process's code came from, even if
+#                the work tree moves on while a long run goes
+
+
 def environment(device: torch.device) -> dict[str, Any]:
     """Where and with what a run (or a piece of it) ran: versions, device, numerics, code."""
     import adamrepro
