@@ -186,7 +186,7 @@ def plan(results: Path = RESULTS) -> str:
              "|---|---|---|---|---|---|---|"]  # fmt: skip
     totals: dict[str, list[float]] = {}
     for unit in UNITS:
-        config = compose_config(list(unit.overrides))
+        config = compose_config([*unit.overrides, f"experiment_name={unit.protocol}"])
         cfg = config.trainer
         members = len(population(config))
         n = TRAINING_SET[config.data.name]
