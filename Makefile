@@ -90,7 +90,7 @@ restart-%: ## reproduce-% afresh: delete its runs (RUNS/...), then run it
 	$(MAKE) reproduce-$*
 
 reproduce-mnist: venv ## Figure 1 (left): logistic regression on MNIST, full grid protocol
-	@$(PY) -m adamrepro.data mnist --root $(DATA_ROOT)
+	@$(PY) -m adamrepro.data mnist --root $(DATA_ROOT) $(filter data.%,$(OVERRIDES))
 	$(HYDRA) experiment=mnist_logreg sweep=fig1_mnist_logreg optimizer=adagrad,nesterov,adam \
 	  $(OVERRIDES) hydra.sweep.dir=$(RUNS_mnist)/grid
 	$(HYDRA) experiment=mnist_logreg sweep=fig1_mnist_logreg optimizer=adagrad \
@@ -100,7 +100,7 @@ reproduce-mnist: venv ## Figure 1 (left): logistic regression on MNIST, full gri
 	  --out $(RESULTS)/fig1_mnist_logreg --note "$(FIG1_NOTE)"
 
 reproduce-imdb: venv ## Figure 1 (right): IMDB bag-of-words logistic regression + dropout, full grids
-	@$(PY) -m adamrepro.data imdb --root $(DATA_ROOT)
+	@$(PY) -m adamrepro.data imdb --root $(DATA_ROOT) $(filter data.%,$(OVERRIDES))
 	$(HYDRA) experiment=imdb_bow sweep=fig1_imdb_bow optimizer=adagrad,rmsprop,nesterov,adam \
 	  $(OVERRIDES) hydra.sweep.dir=$(RUNS_imdb)/grid
 	$(MAKE) imdb-nodecay
@@ -116,7 +116,7 @@ imdb-nodecay: venv ## Figure 1 (right): AdaGrad and Adam without decay, measured
 	  --out $(RESULTS)/fig1_imdb_bow --note "$(IMDB_NOTE)"
 
 reproduce-mlp: venv ## Figure 2 (a, b): the 2x1000 ReLU network on MNIST (GPU: hours on a CPU)
-	@$(PY) -m adamrepro.data mnist --root $(DATA_ROOT)
+	@$(PY) -m adamrepro.data mnist --root $(DATA_ROOT) $(filter data.%,$(OVERRIDES))
 	$(HYDRA) experiment=mnist_mlp sweep=$(MLP_SWEEP) trainer.epochs=$(MLP_EPOCHS) \
 	  optimizer=adagrad,rmsprop,nesterov,adadelta,adam $(OVERRIDES) hydra.sweep.dir=$(MLP_RUNS)/dropout
 	$(HYDRA) experiment=mnist_mlp_deterministic sweep=fig2_mnist_mlp_deterministic optimizer=adam \
@@ -136,7 +136,7 @@ reproduce-mlp-cpu: ## Figure 2 shortened for a CPU: (a) 10 passes, 2 stepsizes e
 	  MLP_NOTE="SHORTENED CPU RUN: real MNIST, 10 of the paper's 200 passes, best of 2 stepsizes per optimizer (configs/sweep/fig2_mnist_mlp_cpu.yaml), 1 seed, dropout 20%/50%, no decay"
 
 reproduce-bias-correction: venv ## Figure 4: VAE, Adam with/without bias correction, 108 members (GPU)
-	@$(PY) -m adamrepro.data mnist --root $(DATA_ROOT)
+	@$(PY) -m adamrepro.data mnist --root $(DATA_ROOT) $(filter data.%,$(OVERRIDES))
 	$(HYDRA) experiment=mnist_vae sweep=fig4_vae_bias_correction optimizer=adam \
 	  optimizer.bias_correction=true,false trainer.epochs=$(VAE_EPOCHS) $(VAE_SPLIT) \
 	  $(OVERRIDES) hydra.sweep.dir=$(VAE_RUNS)
