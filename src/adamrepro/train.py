@@ -603,7 +603,8 @@ class Training:
         active = self.monitor.check(cost, p.step)
         self.optimizer.zero_grad(set_to_none=True)
         # Members are independent: each gets the gradient of its own cost only.
-        torch.where(active[live], live_cost, 0.0).sum().backward()
+        watched = active if len(live) == members else active[live]
+        torch.where(watched, live_cost, 0.0).sum().backward()
         self.optimizer.step()
         masked = self.monitor.mask(cost.detach().double())
         p.cost_sum += masked * idx.shape[-1]
