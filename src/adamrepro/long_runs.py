@@ -101,18 +101,25 @@ def done(unit: Unit, results: Path = RESULTS) -> dict | None:
     return record if record is not None and record["status"] in ("completed", "failed") else None
 
 
+def unit_config(unit: Unit, *extra: str):
+    """The unit's composed config: its overrides, named after its protocol, then `extra`."""
+    from .train import compose_config
+
+    return compose_config([*unit.overrides, f"experiment_name={unit.protocol}", *extra])
+
+
 def run_unit(unit: Unit, work: Path, data_root: str, minutes: float | None,
              extra: list[str]) -> dict:  # fmt: skip
     from .runbook import run_log
-    from .train import compose_config, train
+    from .train import train
 
-    overrides = [*unit.overrides, f"data.root={data_root}", "trainer.progress=false",
-                 f"experiment_name={unit.protocol}", "trainer.checkpoint_minutes=5",
-                 *([f"trainer.max_minutes={minutes}"] if minutes is not None else []),
-                 *extra]  # fmt: skip
+    config = unit_config(unit, f"data.root={data_root}", "trainer.progress=false",
+                         "trainer.checkpoint_minutes=5",
+                         *([f"trainer.max_minutes={minutes}"] if minutes is not None else []),
+                         *extra)  # fmt: skip
     folder = work / unit.protocol / unit.name
     with run_log(folder):
-        return train(compose_config(overrides), folder)
+        return train(config, folder)
 
 
 def keep_record(unit: Unit, work: Path, results: Path) -> Path:
@@ -180,13 +187,13 @@ def plan(results: Path = RESULTS) -> str:
 
     from .runbook import TRAINING_SET, measure_cpu
     from .settings import Halving
-    from .train import compose_config, population
+    from .train import population
 
     lines = ["| protocol | unit | members | precision | s/step | estimate (min) | measured (min) |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
     totals: dict[str, list[float]] = {}
     for unit in UNITS:
-        config = compose_config([*unit.overrides, f"experiment_name={unit.protocol}"])
+        config = unit_config(unit)
         cfg = config.trainer
         members = len(population(config))
         n = TRAINING_SET[config.data.name]
