@@ -19,8 +19,9 @@ member diverged) is recorded too: that is its result. `--status` prints every un
 to do, with the CPU-hours left (each unit's own estimate until units of its protocol are done,
 then their mean wall time); `--figures` draws each figure whose units are all in.
 
-Each protocol's settings and why are beside its units below; `make long-runs` runs this
-niced, so that other work on the machine comes first.
+The units are the runs of each protocol's `units` variant (configs/protocol/<figure>.yaml says
+their settings and why); `make long-runs` runs this niced, so that other work on the machine
+comes first.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import USER_ERRORS, command_parser
+from .protocol import Protocol, every_variant, run_log
 from .records import RECORD_NAME, read_record
 
 RESULTS = Path("results")
@@ -41,54 +43,28 @@ RESULTS = Path("results")
 
 @dataclass(frozen=True)
 class Unit:
-    protocol: str  # its folder under results/<figure>/runs/
+    protocol: str  # its folder under results/<figure>/runs/ (the variant's name)
     figure: str
     name: str
     overrides: tuple[str, ...]
     minutes: float  # estimated on two idle cores (results/bench.md), until measured
 
 
-# Figure 4: both blocks from one 100-epoch run per panel (beta1 x beta2) and bias correction,
-# the paper's six marker stepsizes (72 members in 12 units of 6), float32 as the 10-epoch block
-# that is committed, so that epoch 10 of these runs can be set beside it.
-FIG4_STEPSIZES = "[3.0e-5,1.0e-4,3.0e-4,1.0e-3,3.0e-3,1.0e-2]"
-FIG4 = [
-    Unit("fig4", "fig4_vae_bias_correction", f"bc_{bc}_beta1_{b1}_beta2_{b2}",
-         ("experiment=mnist_vae", "sweep=fig4_vae_bias_correction", "optimizer=adam",
-          f"optimizer.bias_correction={bc}", f"sweep.grids.Adam.stepsize={FIG4_STEPSIZES}",
-          f"sweep.grids.Adam.beta1=[{b1}]", f"sweep.grids.Adam.beta2=[{b2}]",
-          "trainer.epochs=100"), 45.0)
-    for bc in ("true", "false") for b1 in ("0.0", "0.9") for b2 in ("0.99", "0.999", "0.9999")
-]  # fmt: skip
-# Figure 2 (a): each optimizer's grid (configs/sweep/fig2_mnist_mlp.yaml) pruned by the
-# cheapest halving that results/halving.md finds safe at 10 passes (keep 2 after epoch 2), one
-# seed, evaluated every 10 passes (the figure draws the training cost over each pass). float32:
-# the precision check allows bf16-mixed for this MLP, but it covers costs down to 0.16, and the
-# figure's go down to about 6e-3.
-FIG2A_HALVING = "{after_epochs:2,keep:2}"
-FIG2A_PRECISION = "32-true"
-FIG2A = [
-    Unit("fig2a", "fig2a_mnist_mlp", optimizer,
-         ("experiment=mnist_mlp", "sweep=fig2_mnist_mlp", f"optimizer={optimizer}",
-          "trainer.epochs=201", "sweep.seeds=[0]", f"sweep.halving={FIG2A_HALVING}",
-          "trainer.eval_every=10", f"precision={FIG2A_PRECISION}"), 50.0)
-    for optimizer in ("adam", "rmsprop", "adagrad", "nesterov", "adadelta")
-]  # fmt: skip
-# Figure 3: each curve at the best stepsize of its grid on the exact 4,000 images
-# (results/fig3_cifar10_cnn/jpeg_check/selected.json), 46 passes, v-hat logged every 50 steps.
-FIG3_STEPSIZES = {"AdaGrad": ("adagrad", 3e-3), "SGDNesterov": ("nesterov", 3e-2),
-                  "Adam": ("adam", 3e-4)}  # fmt: skip
-FIG3_PRECISION = "32-true"  # results/precision.md: the CNN's difference leaves the seed spread
-FIG3 = [
-    Unit("fig3", "fig3_cifar10_cnn", label + ("+dropout" if dropout else ""),
-         ("experiment=cifar_cnn", f"optimizer={optimizer}",
-          f"optimizer.label={label}{'+dropout' if dropout else ''}",
-          f"optimizer.stepsize={stepsize}", f"model.dropout={str(dropout).lower()}",
-          "trainer.epochs=46", "trainer.eval_every=5", "trainer.moment_stats_every=50",
-          f"precision={FIG3_PRECISION}"), 80.0)
-    for label, (optimizer, stepsize) in FIG3_STEPSIZES.items() for dropout in (False, True)
-]  # fmt: skip
-UNITS = [*FIG4, *FIG2A, *FIG3]
+# The protocols' `units` variants (configs/protocol/*.yaml say each one's settings and why),
+# in the order they run: Figure 4 first (its 10-epoch block is set beside the committed one).
+ORDER = ("fig4", "fig2a", "fig3")
+
+
+def _protocols() -> dict[str, Protocol]:
+    variants = {p.name: p for p in every_variant() if p.units}
+    return {n: variants[n] for n in [*[n for n in ORDER if n in variants],
+                                     *sorted(set(variants) - set(ORDER))]}  # fmt: skip
+
+
+PROTOCOLS = _protocols()
+UNITS = [Unit(name, protocol.figure, run.name, tuple(protocol.overrides(run)),
+              run.minutes or 100.0)
+         for name, protocol in PROTOCOLS.items() for run in protocol.runs]  # fmt: skip
 
 
 def record_folder(unit: Unit, results: Path = RESULTS) -> Path:
@@ -102,15 +78,15 @@ def done(unit: Unit, results: Path = RESULTS) -> dict | None:
 
 
 def unit_config(unit: Unit, *extra: str):
-    """The unit's composed config: its overrides, named after its protocol, then `extra`."""
+    """The unit's composed config: its overrides (named after its protocol), then `extra`."""
+    from .protocol import merge
     from .train import compose_config
 
-    return compose_config([*unit.overrides, f"experiment_name={unit.protocol}", *extra])
+    return compose_config(merge([f"experiment_name={unit.protocol}"], unit.overrides, extra))
 
 
 def run_unit(unit: Unit, work: Path, data_root: str, minutes: float | None,
              extra: list[str]) -> dict:  # fmt: skip
-    from .runbook import run_log
     from .train import train
 
     config = unit_config(unit, f"data.root={data_root}", "trainer.progress=false",
@@ -164,16 +140,19 @@ def status(results: Path = RESULTS) -> str:
 
 
 def figures(results: Path = RESULTS) -> list[str]:
+    """Draw the figures of each protocol whose units are all in, from their records."""
     from .plot import make_figure
 
     drawn = []
-    for figure in dict.fromkeys(u.figure for u in UNITS):
-        units = [u for u in UNITS if u.figure == figure]
+    for name, protocol in PROTOCOLS.items():
+        units = [u for u in UNITS if u.protocol == name]
         if any(done(u, results) is None for u in units):
             continue
-        runs = results / figure / "runs"
-        make_figure(figure, [str(runs)], results / figure, note=NOTES[figure])
-        drawn.append(figure)
+        runs = results / protocol.figure / "runs" / name
+        for drawing in protocol.draws:
+            make_figure(drawing.figure, [str(runs)], results / drawing.out, drawing.note,
+                        drawing.xlim, drawing.ylim)  # fmt: skip
+            drawn.append(drawing.out)
     return drawn
 
 
@@ -226,18 +205,6 @@ def plan(results: Path = RESULTS) -> str:
     total = sum(e for e, _ in totals.values()) / 60
     lines.append(f"- all: {total:.1f} CPU-hours estimated")
     return "\n".join(lines)
-
-
-NOTES = {
-    "fig4_vae_bias_correction": "ours: real MNIST (grey levels as Bernoulli targets), 100 "
-    "passes, the paper's 6 marker stepsizes (72 members), minibatch 100, 1 seed, float32; loss "
-    "= mean -ELBO over the pass; both blocks read from the same runs",
-    "fig2a_mnist_mlp": "ours: real MNIST, 200 passes, each optimizer's grid "
-    f"(configs/sweep/fig2_mnist_mlp.yaml) pruned by halving {FIG2A_HALVING} "
-    "(results/halving.md), 1 seed, dropout 20%/50%, no decay",
-    "fig3_cifar10_cnn": "ours: CIFAR-10 JPEG-75 copy, ZCA (eps 0.01), 46 passes, each curve at "
-    "the best stepsize of a 3-value grid on 4,000 exact images, 1 seed, dropout 20%/50%",
-}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -28,8 +28,8 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import USER_ERRORS, command_parser
+from .protocol import run_log
 from .records import read_record
-from .runbook import run_log
 from .settings import PRECISIONS
 from .train import compose_config, train
 

@@ -64,9 +64,11 @@ FORMATS = ("adamrepro.record/1", FORMAT)  # /1: before run states and resume
 STATUSES = ("running", "paused", "interrupted", "failed", "completed")
 RECORD_NAME = "record.json"
 # Settings that say how a run is carried out, not what it computes: the pieces of one run may
-# differ in them (another machine, another data path, another time budget), and they are not
+# differ in them (another machine, another data path, another time budget, another name: a
+# run started by `python -m adamrepro.train -m` continues under a protocol), and they are not
 # columns of the tidy table.
 HOW_TO_RUN = frozenset({
+    "experiment_name",
     "trainer.progress", "trainer.eval_batch_size", "trainer.checkpoint_every",
     "trainer.checkpoint_minutes", "trainer.max_minutes", "trainer.keep_checkpoint",
     "data.root", "data.cache_dir", "data.download", "data.verify", "device", "resume",

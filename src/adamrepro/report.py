@@ -44,20 +44,27 @@ class Figure:
     dataset: str = ""  # for results whose records did not yet say which copy they read
 
 
-FIGURES = (
-    Figure("fig1_mnist_logreg", "Figure 1 (left): logistic regression, MNIST", "45 passes",
-           (1, 10, 45), "MNIST"),
-    Figure("fig1_imdb_bow", "Figure 1 (right): logistic regression, IMDB bag of words + dropout",
-           "175 passes", (10, 50, 175), "IMDB"),
-    Figure("fig2a_mnist_mlp", "Figure 2 (a): 2x1000 ReLU MLP + dropout, MNIST", "200 passes",
-           (1, 9, 50, 200), "MNIST"),
-    Figure("fig2b_mnist_mlp_deterministic", "Figure 2 (b): the same MLP, deterministic",
-           "25 passes", (1, 5, 10, 25), "MNIST"),
-    Figure("fig3_cifar10_cnn", "Figure 3: c64-c64-c128-1000 CNN, CIFAR-10", "45 passes",
-           (1, 2, 10, 45)),
-    Figure("fig4_vae_bias_correction", "Figure 4: VAE, bias correction", "10 and 100 epochs",
-           (), "MNIST"),
-)  # fmt: skip
+LEGACY_DATA = {"mnist": "MNIST", "imdb": "IMDB"}  # records older than their data's label
+
+
+def _figures() -> tuple[Figure, ...]:
+    """The figures with a protocol (configs/protocol/), in the paper's order; what the paper
+    ran from each one's experiments/<figure>/figure.yaml."""
+    from omegaconf import OmegaConf
+
+    from .protocol import files, load
+
+    out = []
+    for name in files():
+        protocol = load(name)
+        paper = OmegaConf.load(EXPERIMENTS / name / "figure.yaml")["paper_run"]
+        out.append(Figure(name, protocol.title, str(paper["passes"]),
+                          tuple(float(x) for x in paper["checkpoints"]),
+                          LEGACY_DATA.get(protocol.data, "")))  # fmt: skip
+    return tuple(out)
+
+
+FIGURES = _figures()
 
 
 @dataclass(frozen=True)

@@ -28,13 +28,11 @@ import math
 import sys
 import tarfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from .errors import USER_ERRORS, DataError, command_parser
+from .protocol import Protocol, Run, every_variant, run_log, variant_overrides
 from .records import RECORD_NAME, read_record
 
 # What --plan assumes of one H100 for a projection (replaced by measurements once one is lent):
@@ -47,79 +45,26 @@ INPUT_SHAPES = {"mnist": (784,), "cifar10": (3, 32, 32)}
 TRAINING_SET = {"mnist": 60_000, "cifar10": 50_000}
 
 
-@dataclass
-class Run:
-    name: str  # its folder under the protocol's
-    overrides: list[str]
+# The GPU runbook's protocols (the variants of configs/protocol/*.yaml that name a `gpu`), in
+# order of value: Figure 2 (a) at 200 passes, Figure 4's both blocks, Adam's band of 3 seeds
+# for Figure 2 (a), Figure 3.
+ORDER = ("fig2a", "fig4", "fig2a_3seeds", "fig3")
 
 
-@dataclass
-class Protocol:
-    """One figure's long protocol: its runs, and how its figure is drawn from them."""
-
-    name: str
-    figure: str
-    runs: list[Run]
-    note: str
-    tiny: list[str] = field(default_factory=list)  # overrides that make it a toy
-    plot: dict[str, Any] = field(default_factory=dict)
+def _protocols() -> list[Protocol]:
+    found = {p.gpu: replace(p, name=p.gpu) for p in every_variant() if p.gpu}
+    return [found[n] for n in [*[n for n in ORDER if n in found], *sorted(set(found) - set(ORDER))]]
 
 
-def _mlp_runs(seeds: str) -> list[Run]:
-    common = ["experiment=mnist_mlp", "sweep=fig2_mnist_mlp", "trainer.epochs=201"]
-    return [
-        Run(optimizer, [*common, f"optimizer={optimizer}", f"sweep.seeds={seeds}"])
-        for optimizer in ("adagrad", "rmsprop", "nesterov", "adadelta", "adam")
-    ]
-
-
-def _vae_runs() -> list[Run]:
-    common = ["experiment=mnist_vae", "sweep=fig4_vae_bias_correction", "optimizer=adam"]
-    return [
-        Run(f"bias_correction_{flag}", [*common, f"optimizer.bias_correction={flag}",
-                                        "trainer.epochs=100"])
-        for flag in ("true", "false")
-    ]  # fmt: skip
-
-
-MLP_TINY = ["trainer.epochs=3", "model.hidden=[16,16]", "data.verify=false"]
-PROTOCOLS = [
-    Protocol("fig2a", "fig2a_mnist_mlp", _mlp_runs("[0]"),
-             "ours: real MNIST, 200 passes (the paper's length), best of the grid in "
-             "configs/sweep/fig2_mnist_mlp.yaml by final cost, 1 seed, dropout 20%/50%, no decay",
-             tiny=MLP_TINY),
-    Protocol("fig4", "fig4_vae_bias_correction",
-             _vae_runs(),
-             "ours: real MNIST (grey levels as Bernoulli targets), minibatch 100, 1 seed, both "
-             "blocks (10 and 100 passes), 108 members; loss = mean -ELBO over the pass",
-             tiny=["trainer.epochs=2", "model.hidden=8", "model.latent=2", "data.verify=false"]),
-    Protocol("fig2a_3seeds", "fig2a_mnist_mlp", _mlp_runs("[0,1,2]"),
-             "ours: real MNIST, 200 passes, best of the grid in configs/sweep/fig2_mnist_mlp.yaml "
-             "by final mean cost, mean and min-max of 3 seeds, dropout 20%/50%, no decay",
-             tiny=MLP_TINY),
-    Protocol("fig3", "fig3_cifar10_cnn",
-             [Run(f"{label}{'+dropout' if dropout else ''}",
-                  ["experiment=cifar_cnn", "sweep=fig3_cifar10_cnn", f"optimizer={optimizer}",
-                   f"model.dropout={str(dropout).lower()}",
-                   *([f"optimizer.label={label}+dropout"] if dropout else [])])
-              for optimizer, label in (("adagrad", "AdaGrad"), ("nesterov", "SGDNesterov"),
-                                       ("adam", "Adam"))
-              for dropout in (False, True)],
-             "ours: CIFAR-10, ZCA-whitened (eps 0.01), 46 passes, best of 4 stepsizes per curve "
-             "by final cost, 1 seed, dropout 20% input / 50% fc",
-             tiny=["trainer.epochs=2", "model.channels=[4,4,8]", "model.hidden=16",
-                   "data.verify=false", "data.whitening=standardize"]),
-]  # fmt: skip
+PROTOCOLS = _protocols()
 BY_NAME = {p.name: p for p in PROTOCOLS}
 
 
 def compose_run(protocol: Protocol, run: Run, data_root: str, extra: list[str], tiny: bool):
-    from .train import compose_config
-
-    overrides = [*run.overrides, f"data.root={data_root}", "trainer.progress=false",
-                 f"experiment_name={protocol.name}"]  # fmt: skip
-    overrides += [*(protocol.tiny if tiny else []), *extra]
-    return compose_config(overrides)
+    """The run's config: `tiny` adds the overrides of its protocol's `tiny` variant."""
+    small = variant_overrides(protocol.figure, "tiny") if tiny else []
+    return protocol.compose(run, f"data.root={data_root}", "trainer.progress=false", *small,
+                            *extra)  # fmt: skip
 
 
 def run_folder(runs: Path, protocol: Protocol, run: Run) -> Path:
@@ -225,21 +170,6 @@ def run_pieces(runs: Path, data_root: str, minutes: float, only: list[str] | Non
     return done and not skipped
 
 
-@contextmanager
-def run_log(folder: Path) -> Iterator[None]:
-    """The run's train.log, as a Hydra run writes it: every message of the loop, appended."""
-    folder.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(folder / "train.log")
-    handler.setFormatter(logging.Formatter("[%(asctime)s][%(levelname)s] %(message)s"))
-    logger = logging.getLogger("adamrepro")
-    logger.addHandler(handler)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        handler.close()
-
-
 def collect(runs: Path, target: Path) -> int:
     """Pack the records and logs (not the checkpoints) of every run into one .tar.gz."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -264,12 +194,14 @@ def figures(runs: Path, results: Path) -> list[str]:
         if any(s != "completed" for _, s, _, _ in states):
             continue
         drawn[protocol.figure] = protocol
-    for figure, protocol in drawn.items():
+    for protocol in drawn.values():
         records = [read_record(run_folder(runs, protocol, r)) for r in protocol.runs]
         devices = sorted({r["device"]["name"] for r in records})
         seconds = sum(r["wall_time_s"] for r in records)
-        note = f"{protocol.note}; {', '.join(devices)}, {seconds / 60:.0f} min of training"
-        make_figure(figure, [str(runs / protocol.name)], results / figure, note, **protocol.plot)
+        for drawing in protocol.draws:
+            note = f"{drawing.note}; {', '.join(devices)}, {seconds / 60:.0f} min of training"
+            make_figure(drawing.figure, [str(runs / protocol.name)], results / drawing.out, note,
+                        drawing.xlim, drawing.ylim)  # fmt: skip
     return list(drawn)
 
 

@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = command_parser("sfo_study", __doc__)
     parser.add_argument("--data-root", required=True)
     parser.add_argument(
-        "--adam-runs", type=Path, default=Path("outputs/fig2_mnist_mlp/deterministic")
+        "--adam-runs", type=Path, default=Path("outputs/fig2b_mnist_mlp_deterministic/paper")
     )
     parser.add_argument("--runs", type=Path, default=Path("outputs/sfo"))
     parser.add_argument("--out", type=Path, default=Path("results") / FIGURE)
