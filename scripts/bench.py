@@ -35,7 +35,7 @@ from adamrepro.models import build_model
 from adamrepro.optim import Adam
 from adamrepro.records import cpu_name
 from adamrepro.runbook import plan
-from adamrepro.train import CONFIG_DIR, train
+from adamrepro.training import CONFIG_DIR, train
 from bench_steps import table as step_table
 
 OPTIMIZERS = {  # our config -> the torch.optim optimizer of the usual loop, given a member

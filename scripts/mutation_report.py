@@ -28,7 +28,7 @@ from pathlib import Path
 
 PLACES = {
     "adamrepro.optim": "optim/",
-    "adamrepro.train": "train.py",
+    "adamrepro.train": "train.py, training/",
     "adamrepro.data": "data/",
     "adamrepro.models": "models/",
     "adamrepro.plot": "plot.py",

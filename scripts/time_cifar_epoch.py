@@ -23,7 +23,7 @@ import torch
 from adamrepro.models import ConvolutionalNetwork
 from adamrepro.optim import build_optimizer
 from adamrepro.settings import resolve_device
-from adamrepro.train import MinibatchOrder
+from adamrepro.training.population import MinibatchOrder
 
 
 def sync(device: torch.device) -> None:

@@ -142,7 +142,7 @@ def shared_imdb() -> Path:
 
 def hydra_config(*overrides: str):
     """The project's Hydra config with overrides, composed as the command line would."""
-    from adamrepro.train import compose_config
+    from adamrepro.training import compose_config
 
     return compose_config(["trainer.progress=false", "experiment_name=test", *overrides])
 

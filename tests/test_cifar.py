@@ -18,7 +18,7 @@ from adamrepro.models import ConvolutionalNetwork
 from adamrepro.plot import main as plot_main
 from adamrepro.plot import make_figure
 from adamrepro.records import save_record
-from adamrepro.train import train
+from adamrepro.training import train
 from conftest import hydra_config, line, make_cifar
 
 

@@ -206,7 +206,7 @@ def test_a_signal_handler_that_was_there_runs_after_the_checkpoint(mnist_root, t
     """What submitit does on a cluster (SIGUSR2: requeue the job, then exit), simulated: our
     checkpoint comes first, then its handler; the requeued job continues the run."""
     from adamrepro.checkpoint import CHECKPOINT_NAME
-    from adamrepro.train import train
+    from adamrepro.training import train
     from test_resume import outcome, population_config, signal_at_step
 
     config = population_config(mnist_root)

@@ -10,7 +10,7 @@ import pytest
 
 from adamrepro.plot import EXPERIMENTS, make_figure
 from adamrepro.plot import main as plot_main
-from adamrepro.train import train
+from adamrepro.training import train
 from conftest import hydra_config, line
 
 

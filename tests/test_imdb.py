@@ -9,7 +9,7 @@ import torch
 from adamrepro.data import DataError, SparseRows, load_imdb
 from adamrepro.data.imdb import bag_of_words, load_imdb_text
 from adamrepro.models import BagOfWordsLogisticRegression
-from adamrepro.train import train
+from adamrepro.training import train
 from conftest import hydra_config, make_imdb
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from adamrepro.models import MultilayerNetwork, VariationalAutoencoder, build_model
-from adamrepro.train import population
+from adamrepro.training import population
 from conftest import hydra_config
 
 

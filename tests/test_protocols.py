@@ -17,7 +17,7 @@ from adamrepro import protocol
 from adamrepro.errors import ConfigError
 from adamrepro.protocol import Run, load, merge, resolve
 from adamrepro.records import read_record
-from adamrepro.train import compose_config, population
+from adamrepro.training import compose_config, population
 from conftest import REPO
 
 LOGREG = {"AdaGrad": 30, "SGDNesterov": 60, "Adam": 30, "AdaGrad-nodecay": 30}

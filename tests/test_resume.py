@@ -20,7 +20,8 @@ from adamrepro.checkpoint import CHECKPOINT_NAME, StopRequests
 from adamrepro.errors import ConfigError, DataError, OutputError
 from adamrepro.files import write_atomic
 from adamrepro.records import read_record
-from adamrepro.train import Training, train
+from adamrepro.training import train
+from adamrepro.training.loop import Training
 from conftest import REPO, hydra_config
 
 # Runs `train` on the config in argv[1] into argv[2]; with argv[3] = "SIGNAL:N", the process
@@ -28,7 +29,8 @@ from conftest import REPO, hydra_config
 # hard kill, no chance to save anything).
 KILLER = textwrap.dedent("""
     import json, os, signal, sys
-    from adamrepro.train import Training, train
+    from adamrepro.training import train
+    from adamrepro.training.loop import Training
     # as a terminal's Ctrl-C finds it, even when the tests run in the background (where the
     # shell starts processes with SIGINT ignored)
     signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -142,7 +142,7 @@ def _masked(x, rows, mask):
 def test_the_driver_records_sfo_like_any_run(mnist_root, tmp_path):
     from adamrepro.plot import make_figure
     from adamrepro.sfo_run import run_sfo
-    from adamrepro.train import train
+    from adamrepro.training import train
     from conftest import hydra_config
 
     common = ["experiment=mnist_mlp_deterministic", f"data.root={mnist_root}", "data.verify=false",

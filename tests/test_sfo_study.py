@@ -11,7 +11,7 @@ from adamrepro.sfo_study import compare, dropout_verdict, linear_fit, log_interp
 
 def test_every_part_runs_and_the_verdicts_follow_from_the_tables(mnist_root, tmp_path):
     from adamrepro.sfo_study import main
-    from adamrepro.train import compose_config, train
+    from adamrepro.training import compose_config, train
 
     small = ["data.verify=false", "data.download=false", "model.hidden=[16,16]"]
     train(compose_config(["experiment=mnist_mlp_deterministic", f"data.root={mnist_root}",

@@ -11,7 +11,7 @@ import torch
 
 from adamrepro.models.surfaces import SURFACES
 from adamrepro.small_problems import main, project
-from adamrepro.train import train
+from adamrepro.training import train
 from conftest import hydra_config
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from adamrepro import halving_check, precision_check
 from adamrepro.records import read_record
-from adamrepro.train import train
+from adamrepro.training import train
 from conftest import hydra_config
 
 TINY = ["data.verify=false", "data.download=false", "trainer.batch_size=50"]

@@ -10,7 +10,7 @@ import torch
 
 from adamrepro.errors import ConfigError
 from adamrepro.models import build_model
-from adamrepro.train import population, stack_settings, train
+from adamrepro.training import population, stack_settings, train
 from conftest import cli, hydra_config, line
 
 
@@ -281,7 +281,7 @@ def test_the_check_without_host_reads_gives_the_per_step_checks_numbers(mnist_ro
     """Divergence is checked on the device every step and read by the host once per epoch;
     dropping a member at once (reading every step, as a naive loop would) gives the same
     curves, the same divergence steps and the same parameters at the end."""
-    from adamrepro.train import Training
+    from adamrepro.training.loop import Training
 
     grid = "+grid.stepsize=[1e-3,30.0,1e-2,1e6]"
     cfg = tiny(mnist_root, "optimizer=adam", "dtype=float64", grid, "trainer.epochs=3")
@@ -320,7 +320,7 @@ def test_members_that_diverge_leave_and_the_others_run_as_without_them(mnist_roo
     """Two seeds, two of six members diverge in the first epoch and leave the population;
     the four that go on give the curves of a population that never had the two (float64,
     no dropout), and their steps no longer compute the two."""
-    from adamrepro.train import Training
+    from adamrepro.training.loop import Training
 
     common = [
         model,
@@ -419,7 +419,7 @@ def test_a_wrong_halving_is_one_line(mnist_root, tmp_path, value, message):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_a_training_step_on_cuda_never_waits_for_the_host(mnist_root, tmp_path, monkeypatch):
-    from adamrepro.train import Training
+    from adamrepro.training.loop import Training
 
     original = Training._step
     steps = {"n": 0}
@@ -480,7 +480,7 @@ def test_the_initial_evaluation_matches_the_models_own_evaluation(mnist_root, tm
 
 
 def test_a_fixed_order_visits_the_same_minibatches_every_epoch():
-    from adamrepro.train import MinibatchOrder
+    from adamrepro.training.population import MinibatchOrder
 
     device = torch.device("cpu")
     fixed = MinibatchOrder([3, 4], n=50, batch_size=8, fixed=True)
@@ -571,7 +571,7 @@ def test_a_restored_divergence_monitor_keeps_the_first_costs_and_its_device():
     """Divergence is judged against the first step's costs: a monitor restored from a
     checkpoint keeps them (a fresh one would take the resumed step's costs instead), and puts
     its flags on its own device (the meta device stands in for a GPU)."""
-    from adamrepro.train import DivergenceMonitor
+    from adamrepro.training.evaluation import DivergenceMonitor
 
     cpu = torch.device("cpu")
     before = DivergenceMonitor(3, factor=3.0, device=cpu)
@@ -623,7 +623,7 @@ def test_checkpoints_come_at_epoch_ends_and_every_so_many_minutes(mnist_root, tm
                                                                   before_steps):  # fmt: skip
     """trainer.checkpoint_minutes: 0 never by time, 5 not within this short run, 1e-9 before
     every step; the first epoch's end (step 19) checkpoints, the last saves the record only."""
-    from adamrepro.train import Training
+    from adamrepro.training.loop import Training
 
     saved, original = [], Training.save
 
@@ -638,7 +638,7 @@ def test_checkpoints_come_at_epoch_ends_and_every_so_many_minutes(mnist_root, tm
 
 
 def test_a_failed_step_is_logged_with_its_reason(mnist_root, tmp_path, monkeypatch, caplog):
-    from adamrepro.train import Training
+    from adamrepro.training.loop import Training
 
     def step(self, *args):
         raise RuntimeError("no step here")
@@ -660,15 +660,15 @@ def test_a_subset_larger_than_the_training_set_is_one_line(mnist_root, tmp_path)
 def test_the_subsets_rows_are_made_on_the_runs_device(mnist_root, tmp_path, monkeypatch):
     """On a GPU the rows index data held there (IMDB's sparse rows need their index on the
     same device): the subset is asked for on the run's device."""
-    import adamrepro.train as train_module
+    import adamrepro.training.loop as loop_module
 
     asked = []
-    original = train_module.evaluation_subset
+    original = loop_module.evaluation_subset
 
     def recorded(n_train, examples, seed, device):
         asked.append((n_train, examples, seed, device))
         return original(n_train, examples, seed, device)
 
-    monkeypatch.setattr(train_module, "evaluation_subset", recorded)
+    monkeypatch.setattr(loop_module, "evaluation_subset", recorded)
     train(mlp_tiny(mnist_root, "trainer.train_eval_subset=50", "seed=4"), tmp_path / "run")
     assert asked == [(600, 50, 4, torch.device("cpu"))]

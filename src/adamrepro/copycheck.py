@@ -84,7 +84,7 @@ def training(data_root: str, runs: Path, epochs: int, extra: list[str]) -> Any:
     """Every (optimizer, stepsize, copy) curve: one population per optimizer and copy."""
     import pandas as pd
 
-    from .train import compose_config, train
+    from .training import compose_config, train
 
     frames = []
     for optimizer, (label, stepsizes) in GRIDS.items():

@@ -105,7 +105,7 @@ def paper_adam() -> Any:
 
 def run_variant(variant: Variant, data_root: str, runs: Path, extra: list[str],
                 passes: int | None) -> dict[str, Any]:  # fmt: skip
-    from .train import compose_config, train
+    from .training import compose_config, train
 
     grid = f"+grid.stepsize=[{','.join(f'{s:g}' for s in variant.stepsizes)}]"
     overrides = [

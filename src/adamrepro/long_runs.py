@@ -80,14 +80,14 @@ def done(unit: Unit, results: Path = RESULTS) -> dict | None:
 def unit_config(unit: Unit, *extra: str):
     """The unit's composed config: its overrides (named after its protocol), then `extra`."""
     from .protocol import merge
-    from .train import compose_config
+    from .training import compose_config
 
     return compose_config(merge([f"experiment_name={unit.protocol}"], unit.overrides, extra))
 
 
 def run_unit(unit: Unit, work: Path, data_root: str, minutes: float | None,
              extra: list[str]) -> dict:  # fmt: skip
-    from .train import train
+    from .training import train
 
     config = unit_config(unit, f"data.root={data_root}", "trainer.progress=false",
                          "trainer.checkpoint_minutes=5",
@@ -166,7 +166,7 @@ def plan(results: Path = RESULTS) -> str:
 
     from .runbook import TRAINING_SET, measure_cpu
     from .settings import Halving
-    from .train import population
+    from .training import population
 
     lines = ["| protocol | unit | members | precision | s/step | estimate (min) | measured (min) |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip

@@ -31,7 +31,7 @@ from .errors import USER_ERRORS, command_parser
 from .protocol import run_log
 from .records import read_record
 from .settings import PRECISIONS
-from .train import compose_config, train
+from .training import compose_config, train
 
 SEEDS = "[0,1,2]"
 COLUMNS = ("train_cost", "test_loss")

@@ -96,7 +96,7 @@ class Protocol:
         return merge(run.overrides, (f"experiment_name={self.name}",), self.extra, extra)
 
     def compose(self, run: Run, *extra: str):
-        from .train import compose_config
+        from .training import compose_config
 
         return compose_config(self.overrides(run, *extra))
 
@@ -284,7 +284,7 @@ def train_runs(protocol: Protocol, runs: Path, data_root: str, minutes: float | 
     """Train (or continue) the protocol's runs in order; True when every one has ended."""
     import shutil
 
-    from .train import train
+    from .training import train
 
     started = time.monotonic() if started is None else started
     budget = [f"trainer.max_minutes={minutes}"] if minutes is not None else []

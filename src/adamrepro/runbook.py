@@ -109,7 +109,7 @@ def train_one(protocol_name: str, run_name: str, runs: Path, data_root: str, ext
               tiny: bool, clock: float) -> tuple[str, str | None, bool]:  # fmt: skip
     """Train (or continue) one run, here or in a worker process: its status, the reason its
     data is missing (or None), and whether it trained at all."""
-    from .train import train
+    from .training import train
 
     protocol = BY_NAME[protocol_name]
     run = next(r for r in protocol.runs if r.name == run_name)
@@ -216,7 +216,7 @@ def step_cost(config) -> dict[str, float]:
 
     from .data import TensorData
     from .models import build_model
-    from .train import population
+    from .training import population
 
     cfg = OmegaConf.to_container(config, resolve=True)
     members = population(cfg)
@@ -257,7 +257,7 @@ def measure_cpu(config, steps: int = 3, members: int | None = None) -> float:
     from .models import build_model
     from .optim import build_optimizer
     from .settings import RunSettings
-    from .train import population, stack_settings
+    from .training import population, stack_settings
 
     cfg = OmegaConf.to_container(config, resolve=True)
     autocast = RunSettings.from_config({**cfg, "device": "cpu"}).autocast

@@ -34,7 +34,7 @@ from .errors import USER_ERRORS, ConfigError
 from .models import build_model
 from .optim.sfo import SFO
 from .records import FORMAT, environment, now, save_record
-from .train import DivergenceMonitor, evaluation, evaluation_subset
+from .training.evaluation import DivergenceMonitor, evaluation, evaluation_subset
 
 
 def subfunction_batches(n: int, count: int, seed: int) -> list[torch.Tensor]:
@@ -145,7 +145,7 @@ def main() -> None:
     import hydra
     from hydra.core.hydra_config import HydraConfig
 
-    from .train import CONFIG_DIR
+    from .training import CONFIG_DIR
 
     @hydra.main(config_path=CONFIG_DIR, config_name="train", version_base="1.3")
     def _run(cfg: DictConfig) -> None:

@@ -55,7 +55,7 @@ from .errors import USER_ERRORS, ConfigError, command_parser
 from .plot import figure_spec, make_figure, walltime_figure
 from .records import read_record
 from .sfo_run import run_sfo
-from .train import compose_config, train
+from .training import compose_config, train
 
 FIGURE = "fig2b_mnist_mlp_deterministic"
 EXPERIMENT = ["experiment=mnist_mlp_deterministic", "experiment_name=mnist_mlp_deterministic"]

@@ -42,7 +42,7 @@ STEPS = {"bowl": 500, "valley": 1000, "saddle": 600, "rosenbrock": 3000, "beale"
 # -- 1. the surfaces, through the training loop ----------------------------------------------
 def run_surfaces(runs: Path, out: Path, surfaces: list[str], steps_scale: float = 1.0) -> dict:
     from .plot import make_figure
-    from .train import compose_config, train
+    from .training import compose_config, train
 
     selected = {}
     for surface in surfaces:

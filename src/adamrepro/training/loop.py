@@ -1,0 +1,443 @@
+"""The one training loop of the project: a population trained epoch by epoch, its record and
+checkpoints kept, stopped and continued exactly."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from ..checkpoint import (
+    CHECKPOINT_NAME,
+    StopRequests,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from ..data import load_data
+from ..errors import ConfigError, OutputError, one_line
+from ..models import build_model, keep_member_rows
+from ..optim import build_optimizer
+from ..optim.moments import second_moments
+from ..records import (
+    FORMAT,
+    environment,
+    epochs_done,
+    now,
+    save_record,
+)
+from ..settings import Halving, RunSettings, TrainerSettings
+from .evaluation import DivergenceMonitor, evaluation, evaluation_subset
+from .population import MinibatchOrder, population, spread, stack_settings
+
+log = logging.getLogger("adamrepro.train")  # one name for the loop's messages, in every module
+
+
+def stepsize_factor(decay: str, step: int, epoch: int) -> float:
+    """alpha_t / alpha for the decays of section 6.1: 1, 1/sqrt(step) or 1/sqrt(epoch)."""
+    if decay == "sqrt_step":
+        return 1.0 / math.sqrt(step)
+    if decay == "sqrt_epoch":
+        return 1.0 / math.sqrt(epoch)
+    return 1.0
+
+
+@contextlib.contextmanager
+def _console_beside_the_bar() -> Iterator[None]:
+    """Console log lines written through tqdm, so that they do not break the progress bar
+    (tqdm's redirection drops the console handler's level: it is put back)."""
+    levels = [h.level for h in logging.root.handlers if type(h) is logging.StreamHandler]
+    with logging_redirect_tqdm():
+        redirected = [h for h in logging.root.handlers if type(h).__name__ == "_TqdmLoggingHandler"]
+        for handler, level in zip(redirected, levels, strict=False):
+            handler.setLevel(level)
+        yield
+
+
+@dataclass
+class Progress:
+    """Where the loop is: the epoch in progress, its steps done (`position`), all steps done,
+    and what the epoch has summed so far; `order` holds the minibatch generators' states from
+    before this epoch's draw."""
+
+    epoch: int = 1
+    position: int = 0
+    step: int = 0
+    order: dict[int, Tensor] = field(default_factory=dict)
+    cost_sum: Tensor | None = None
+    step_costs: list[Tensor] = field(default_factory=list)
+    step_parameters: list[Tensor] = field(default_factory=list)
+
+
+class Training:
+    """One run: its population, data, optimizer and record, trained to its end or until it is
+    asked to stop. `run()` returns the record."""
+
+    def __init__(self, cfg: dict[str, Any], settings: RunSettings, out_dir: Path,
+                 deadline: float | None) -> None:  # fmt: skip
+        self.cfg, self.settings, self.out_dir = cfg, settings, out_dir
+        self.trainer: TrainerSettings = settings.trainer
+        self.deadline = deadline
+        self.device = settings.device
+        settings.apply_numerics()
+        torch.manual_seed(settings.seed)
+        self.members = population(cfg)
+        seeds = [m["seed"] for m in self.members]
+        stacked = {k: v.to(self.device) if isinstance(v, Tensor) else v  # on the device, once
+                   for k, v in stack_settings(self.members).items()}  # fmt: skip
+        data = load_data(cfg["data"])
+        self.data = replace(data, description={**data.description,
+                                               "fingerprint": data.fingerprint()}
+                            ).to(self.device, settings.dtype)  # fmt: skip
+        self.model = build_model(cfg["model"], self.data, seeds).to(self.device, settings.dtype)
+        self.optimizer = build_optimizer(self.model.parameters(), stacked)
+        self.parameter_names = {p: name for name, p in self.model.named_parameters()}
+        for group in self.optimizer.param_groups:
+            group["initial_stepsize"] = group["stepsize"]
+        if self.trainer.evaluate_averaged and not all(
+            g.get("averaging") for g in self.optimizer.param_groups
+        ):
+            raise ConfigError(
+                "trainer.evaluate_averaged needs an optimizer that keeps the temporal average: "
+                "optimizer=adam or adamax with optimizer.averaging=true"
+            )
+        self.halving = Halving.from_config(cfg.get("sweep"))
+        self.n_train = len(self.data.x_train)
+        width = sum(p[0].numel() for p in self.model.parameters())
+        if self.trainer.step_log_parameters and width > 1000:
+            raise ConfigError(
+                f"trainer.step_log_parameters logs every parameter at every step: for small "
+                f"problems only, and this model has {width:,} per member"
+            )
+        self.order = MinibatchOrder(seeds, self.n_train, self.trainer.batch_size,
+                                    fixed=self.trainer.minibatch_order == "fixed")  # fmt: skip
+        self.subset = evaluation_subset(self.n_train, self.trainer.train_eval_subset,
+                                        settings.seed, self.device)  # fmt: skip
+        self.monitor = DivergenceMonitor(len(self.members), self.trainer.divergence_factor,
+                                         self.device)  # fmt: skip
+        # The members still in the population, in its order: a member that diverged leaves it
+        # (`keep_members`), so that its steps cost nothing; the record keeps every member.
+        self.live = torch.arange(len(self.members), device=self.device)
+        self.progress = Progress()
+        self.record = self._new_record()
+        self.wall_before = 0.0
+        self.piece_started = time.perf_counter()
+        self.last_checkpoint = time.monotonic()
+
+    # -- the record and the checkpoint --------------------------------------------------
+    def _new_record(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "format": FORMAT,
+            "status": "running",
+            "experiment": self.cfg.get("experiment_name") or "",
+            "config": self.cfg,
+            "members": self.members,
+            "seed": self.settings.seed,
+            "started": now(),
+            "wall_time_s": 0.0,
+            **environment(self.device),
+            "data": self.data.description,
+            "curves": [],
+            "diverged": {},
+            "pieces": [],
+        }
+        if self.trainer.step_log_epochs:
+            record["step_costs"] = {"steps_per_epoch": self.order.steps_per_epoch, "cost": []}
+        if self.trainer.step_log_parameters:
+            names = [name for name, _ in self.model.named_parameters()]
+            record["step_parameters"] = {"names": names, "initial": self.flat_parameters().tolist(),
+                                         "values": []}  # fmt: skip
+        return record
+
+    def flat_parameters(self) -> Tensor:
+        """Every parameter of each member in one row: (G, parameters per member), NaN for the
+        members that left the population."""
+        flat = torch.cat([p.detach().flatten(1) for p in self.model.parameters()], 1)
+        return spread(flat, self.live, len(self.members))
+
+    def keep_members(self, members: Sequence[int]) -> None:
+        """Shrink the population to `members` (a subset of the live ones): the model's
+        parameters, the optimizer's state and its per-member settings keep their rows."""
+        if len(members) == len(self.live):
+            return
+        where = {int(m): k for k, m in enumerate(self.live.tolist())}
+        rows = torch.tensor([where[int(m)] for m in members], device=self.device)
+        replaced = keep_member_rows(self.model, rows)
+        self.optimizer.keep_members(replaced, rows)
+        self.parameter_names = {p: name for name, p in self.model.named_parameters()}
+        self.live = self.live[rows]
+
+    def resume_from(self, checkpoint: dict[str, Any]) -> None:
+        """Continue from a checkpoint: every state as it was at that step."""
+        self.keep_members(checkpoint.get("live", range(len(self.members))))
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.monitor.load_state_dict(checkpoint["monitor"])
+        self.progress = Progress(**checkpoint["progress"])
+        self.order.load_state_dict(self.progress.order)
+        set_rng_state(checkpoint["rng"], self.device)
+        self.record = checkpoint["record"]
+        self.wall_before = float(self.record["wall_time_s"])
+        p = self.progress
+        log.info("resuming %s at epoch %d, step %d of %d (%d steps done)", self.out_dir,
+                 p.epoch, p.position, self.order.steps_per_epoch, p.step)  # fmt: skip
+
+    def wall_time(self) -> float:
+        return self.wall_before + time.perf_counter() - self.piece_started
+
+    def save(self, checkpoint: bool) -> None:
+        """The record, and before it (when `checkpoint`) everything needed to continue."""
+        self.record["wall_time_s"] = self.wall_time()
+        if checkpoint:
+            p = self.progress
+            save_checkpoint({
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "monitor": self.monitor.state_dict(),
+                "progress": vars(p).copy(),
+                "rng": rng_state(self.device),
+                "record": self.record,
+                "live": self.live.tolist(),
+            }, self.out_dir)  # fmt: skip
+            self.last_checkpoint = time.monotonic()
+            log.debug("checkpoint at epoch %d, step %d (%d steps done)", p.epoch, p.position,
+                      p.step)  # fmt: skip
+        save_record(self.record, self.out_dir)
+
+    def _end_piece(self, status: str) -> None:
+        self.record["status"] = status
+        piece = self.record["pieces"][-1]
+        piece.update(ended=now(), status=status, to_step=self.progress.step,
+                     epochs_done=epochs_done(self.record),
+                     wall_time_s=time.perf_counter() - self.piece_started)  # fmt: skip
+
+    # -- the loop -------------------------------------------------------------------------
+    def _start_piece(self) -> None:
+        self.progress_at_start = self.progress.step
+        env = environment(self.device)
+        self.record["status"] = "running"
+        self.record["pieces"].append({
+            "started": now(), "from_step": self.progress.step,
+            "host": env["host"], "pid": os.getpid(), "device": env["device"],
+            "code": env["code"],
+        })  # fmt: skip
+
+    def run(self) -> dict[str, Any]:
+        self._start_piece()
+        log.info("%s: %d members (%s), %d epochs of %d steps, into %s",
+                 self.record["experiment"] or "run", len(self.members),
+                 self.members[0].get("label", self.members[0]["name"]), self.trainer.epochs,
+                 self.order.steps_per_epoch, self.out_dir)  # fmt: skip
+        bar = tqdm(
+            total=self.trainer.epochs * self.order.steps_per_epoch,
+            initial=self.progress.step,
+            desc=str(self.record["experiment"] or "train"),
+            unit="step",
+            disable=not (self.trainer.progress and sys.stderr.isatty()),  # quiet into a file
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
+        try:
+            with StopRequests(self.deadline) as stop, _console_beside_the_bar():
+                self._loop(stop, bar)
+        except (KeyboardInterrupt, SystemExit):
+            if self.record["status"] == "running":  # not stopped at a step boundary
+                self._end_piece("interrupted")
+                self.save(checkpoint=False)
+            raise
+        except Exception as error:
+            self._end_piece("failed")
+            self.record["reason"] = one_line(error)
+            log.error("failed: %s", self.record["reason"])
+            with contextlib.suppress(OutputError):  # a full disk cannot hold the record either
+                self.save(checkpoint=False)
+            raise
+        finally:
+            bar.close()
+        return self.record
+
+    def _initial_evaluation(self) -> None:
+        """Epoch 0: the costs before any step (trainer.evaluate_initial)."""
+        averaged = self.optimizer if self.trainer.evaluate_averaged else None
+        with self.settings.autocast():
+            columns = evaluation(self.model, self.data, self.trainer.eval_batch_size,
+                                 self.monitor, True, averaged, self.subset)  # fmt: skip
+        for k in range(len(self.members)):
+            row = {"member": k, "epoch": 0, "train_cost": math.nan}
+            row.update({name: values[k] for name, values in columns.items()})
+            self.record["curves"].append({**row, "wall_time_s": 0.0})
+
+    def _loop(self, stop: StopRequests, bar: tqdm) -> None:
+        trainer = self.trainer
+        decay, eval_every = trainer.stepsize_decay, trainer.eval_every
+        if trainer.evaluate_initial and self.progress.step == 0 and not self.record["curves"]:
+            self._initial_evaluation()
+        while self.progress.epoch <= trainer.epochs:
+            p = self.progress
+            p.order = self.order.state_dict()  # before the draw: the epoch's order again
+            if p.cost_sum is None:
+                p.cost_sum = torch.zeros(len(self.members), device=self.device,
+                                         dtype=torch.float64)  # fmt: skip
+            self.model.train()
+            for idx in self.order.epoch(self.device, skip=p.position):
+                reason = stop.requested()
+                if reason == "paused" and p.step == self.progress_at_start:
+                    reason = None  # every piece takes a step: a short budget still progresses
+                if reason is not None:
+                    self._stop(reason, stop)
+                    if self.record["status"] == "paused":
+                        return
+                elif self._checkpoint_due():
+                    self.save(checkpoint=True)
+                self._step(idx, decay, p)
+                bar.update(1)
+            due = p.epoch % eval_every == 0 or p.epoch == trainer.epochs
+            self._end_epoch(due, bar)
+            if self.record["status"] != "running":
+                return
+
+    def prune(self, train_cost: list[float]) -> None:
+        """Successive halving (`sweep.halving`): the members of all but the `keep` best
+        settings, by this epoch's training cost averaged over seeds, leave the population;
+        the record names them (`pruned`: member -> epoch)."""
+        settings: dict[str, list[int]] = {}
+        for k, member in enumerate(self.members):
+            key = json.dumps({n: v for n, v in member.items() if n != "seed"}, sort_keys=True)
+            settings.setdefault(key, []).append(k)
+
+        def rank(members: list[int]) -> float:
+            costs = [train_cost[k] for k in members]
+            return sum(costs) / len(costs) if all(map(math.isfinite, costs)) else math.inf
+
+        ranked = sorted(settings.values(), key=rank)
+        kept = {k for members in ranked[: self.halving.keep] for k in members}
+        pruned = [k for k in self.live.tolist() if k not in kept]
+        if not pruned:
+            return
+        self.monitor.active[pruned] = False  # left, not diverged
+        self.record["pruned"] = {str(k): self.progress.epoch for k in pruned}
+        self.keep_members([k for k in self.live.tolist() if k in kept])
+        log.info("halving after epoch %d: %d of %d settings go on (%d members)",
+                 self.progress.epoch, min(self.halving.keep, len(ranked)), len(ranked),
+                 len(self.live))  # fmt: skip
+
+    def settle(self) -> None:
+        """Once per epoch: the members that diverged are recorded and leave the population."""
+        if self.monitor.settle() and self.monitor.active.any():
+            active = self.monitor.active.tolist()
+            self.keep_members([m for m in self.live.tolist() if active[m]])
+            log.info("%d of %d members go on", len(self.live), len(self.members))
+
+    def _checkpoint_due(self) -> bool:
+        minutes = self.trainer.checkpoint_minutes
+        return minutes > 0 and time.monotonic() - self.last_checkpoint >= 60 * minutes
+
+    def _step(self, idx: Tensor, decay: str, p: Progress) -> None:
+        p.step += 1
+        p.position += 1
+        factor = stepsize_factor(decay, p.step, p.epoch)
+        for group in self.optimizer.param_groups:
+            initial = group["initial_stepsize"]
+            group["stepsize"] = initial if factor == 1.0 else initial * factor
+        members, live = len(self.members), self.live
+        if idx.dim() == 2 and len(live) < members:  # the rows of the members that are left
+            idx = idx[live % len(idx)]
+        with self.settings.autocast():
+            live_cost = self.model.cost(self.data.x_train[idx], self.data.y_train[idx])
+        cost = spread(live_cost, live, members)
+        active = self.monitor.check(cost, p.step)
+        self.optimizer.zero_grad(set_to_none=True)
+        # Members are independent: each gets the gradient of its own cost only.
+        watched = active if len(live) == members else active[live]
+        torch.where(watched, live_cost, 0.0).sum().backward()
+        self.optimizer.step()
+        masked = self.monitor.mask(cost.detach().double())
+        p.cost_sum += masked * idx.shape[-1]
+        if p.epoch <= self.trainer.step_log_epochs:
+            p.step_costs.append(masked)
+            if self.trainer.step_log_parameters:
+                p.step_parameters.append(self.flat_parameters().clone())
+        every = self.trainer.moment_stats_every
+        if every and p.step % every == 0:  # a host read, every so many steps only
+            active = self.monitor.active.tolist()
+            watched = {k: m for k, m in enumerate(self.live.tolist()) if active[m]}
+            rows = second_moments(self.optimizer, self.parameter_names, watched)
+            epoch = p.epoch - 1 + p.position / self.order.steps_per_epoch
+            self.record.setdefault("moment_stats", []).extend(
+                {"step": p.step, "epoch": epoch, **row} for row in rows
+            )
+
+    def _end_epoch(self, due: bool, bar: tqdm) -> None:
+        p, record, trainer = self.progress, self.record, self.trainer
+        self.settle()
+        train_cost = (p.cost_sum / self.n_train).tolist()
+        if p.step_costs:
+            record["step_costs"]["cost"].extend(torch.stack(p.step_costs).tolist())
+        if p.step_parameters:
+            record["step_parameters"]["values"].extend(torch.stack(p.step_parameters).tolist())
+        averaged = self.optimizer if trainer.evaluate_averaged else None
+        with self.settings.autocast():  # evaluated as it trains (as Lightning does)
+            columns = evaluation(self.model, self.data, trainer.eval_batch_size, self.monitor,
+                                 due, averaged, self.subset, self.live)  # fmt: skip
+        stepsize = self.optimizer.param_groups[0]["stepsize"]
+        stepsizes = (
+            spread(stepsize, self.live, len(self.members)).tolist()
+            if isinstance(stepsize, Tensor)
+            else [stepsize] * len(self.members)
+        )
+        elapsed = self.wall_time()
+        for k in range(len(self.members)):
+            row = {"member": k, "epoch": p.epoch, "train_cost": train_cost[k]}
+            row.update({name: values[k] for name, values in columns.items()})
+            row.update(current_stepsize=float(stepsizes[k]), wall_time_s=elapsed)
+            record["curves"].append(row)
+        record["diverged"] = dict(self.monitor.diverged)
+        if self.halving is not None and p.epoch == self.halving.after_epochs:
+            self.prune(train_cost)
+        finite = [c for c in train_cost if math.isfinite(c)]
+        best = min(finite) if finite else math.nan
+        log.debug("epoch %d/%d: best train cost %.6g, %d of %d diverged, %.1f s", p.epoch,
+                  trainer.epochs, best, len(self.monitor.diverged), len(self.members),
+                  elapsed)  # fmt: skip
+        bar.set_postfix(cost=f"{best:.4f}" if finite else "diverged", refresh=False)
+        epoch = p.epoch
+        self.progress = Progress(epoch=epoch + 1, step=p.step, order=self.order.state_dict())
+        if not finite:  # nothing is left to train: say so now, not after the last epoch
+            last = max(self.monitor.diverged.values(), default=p.step)
+            self._end_piece("failed")
+            record["reason"] = f"every member diverged (the last at step {last})"
+            record["final"] = True  # training it again would diverge again
+            self.save(checkpoint=False)
+        elif epoch == trainer.epochs:
+            self._end_piece("completed")
+            self.save(checkpoint=False)
+            if not trainer.keep_checkpoint:
+                (self.out_dir / CHECKPOINT_NAME).unlink(missing_ok=True)
+        else:
+            every = trainer.checkpoint_every
+            self.save(checkpoint=every > 0 and epoch % every == 0)
+
+    def _stop(self, reason: str, stop: StopRequests) -> None:
+        """Checkpoint between two steps, say how to continue, then do what was asked."""
+        p = self.progress
+        self._end_piece(reason)
+        self.save(checkpoint=True)
+        why = f"by {stop.signal_name()}" if reason == "interrupted" else "its time budget spent"
+        log.warning("%s (%s) at epoch %d, step %d of %d: run the same command to continue",
+                    reason, why, p.epoch, p.position, self.order.steps_per_epoch)  # fmt: skip
+        if reason == "interrupted":
+            stop.finish()  # returns only where the signal's own handler lets the run go on
+            self._start_piece()
