@@ -129,7 +129,7 @@ def test_figure_4_from_a_short_run_of_the_whole_grid_drawn_by_the_command(
 def test_a_run_longer_than_a_block_reads_that_blocks_epoch(mnist_root, tmp_path):
     from adamrepro.markers import marker_table
     from adamrepro.plot import figure_spec
-    from adamrepro.records import load_records
+    from adamrepro.tables import load_records
 
     run(mnist_root, tmp_path / "run", "experiment=mnist_vae", "+grid.stepsize=[1e-3,1e-2]",
         "model.hidden=8", "model.latent=2", "trainer.epochs=3")  # fmt: skip

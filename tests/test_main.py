@@ -67,8 +67,8 @@ def test_each_way_a_run_ends_has_its_line_and_exit_status(main, tmp_path: Path):
     assert failed.pop("started") and failed.pop("updated")  # save_record stamps the time
     assert failed.pop("config")["optimizer"]["stepsize"] == -1
     assert failed == {"format": FORMAT, "status": "failed", "wall_time_s": 0.0, "members": [],
-                      "reason": "stepsize must be >= 0, got -1", "curves": [],
-                      "diverged": {}}  # fmt: skip
+                      "reason": "stepsize must be >= 0, got -1", "curves": [], "diverged": {},
+                      "experiment": "mnist_logreg", "seed": None, "data": {}}  # fmt: skip
     code, _, err = main("optimizer.stepsize=1e6", f"hydra.run.dir={tmp_path / 'diverged'}")
     record = read_record(tmp_path / "diverged")
     assert code == 3

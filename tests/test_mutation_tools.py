@@ -65,7 +65,7 @@ def test_the_report_scores_the_sample_only_and_counts_unreached_mutants_as_not_k
     assert "1 of them no longer exist and are left out" in text
     # optim: 1 killed, 1 survived, 1 unreached, 1 equivalent (mutant 5 is not in the sample)
     assert "| optim/ | 4 | 1 | 1 | 1 | 1 | 0 | 33.3% | 6.1% - 79.2% |" in text
-    assert "| train.py | 2 | 1 | 0 | 0 | 0 | 1 | 100.0% |" in text  # a timeout is a kill
+    assert "| train.py, training/ | 2 | 1 | 0 | 0 | 0 | 1 | 100.0% |" in text  # a timeout is a kill
     assert "`adamrepro.optim.rules.x_f__mutmut_2`" in text
     assert "`adamrepro.optim.rules.x_f__mutmut_5`" not in text
     assert "  - `adamrepro.optim.rules.x_f`: 1" in text  # the unreached, by function

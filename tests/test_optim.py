@@ -593,3 +593,22 @@ def test_rmsprop_with_torchs_nesterov_momentum_by_hand():
         buf = mu * buf + d
         theta -= alpha * (d + mu * buf)
         assert x.item() == pytest.approx(theta, abs=1e-12)
+
+
+def test_a_checkpoint_from_when_the_loop_wrote_alpha_t_loads_alpha_back():
+    """Checkpoints written before the optimizers computed alpha_t kept the loop's alpha_t in
+    `stepsize` and alpha in `initial_stepsize`: alpha comes back, so that the decay is not
+    applied twice."""
+    from adamrepro.optim import Adam
+
+    p = torch.nn.Parameter(torch.zeros(3))
+    old = Adam([p], stepsize=0.5)
+    p.grad = torch.ones(3)
+    old.step()
+    saved = old.state_dict()
+    saved["param_groups"][0].update(stepsize=0.5 / math.sqrt(7), initial_stepsize=0.5)
+    new = Adam([p], stepsize=0.5)
+    new.schedule("sqrt_step")
+    new.load_state_dict(saved)
+    assert new.param_groups[0]["stepsize"] == 0.5 and "initial_stepsize" not in new.param_groups[0]
+    assert new.current_stepsize(new.param_groups[0]) == pytest.approx(0.5)  # t = 1 so far

@@ -94,36 +94,30 @@ def test_grid_expansion_and_stacking():
 
 
 def test_stepsize_decays_as_one_over_sqrt_of_the_step(mnist_root, tmp_path, monkeypatch):
+    """The stepsize each update uses is alpha_t = alpha / sqrt(t) (or / sqrt(epoch)), t the
+    step (19 per epoch here); the record's current_stepsize is the last epoch's alpha_t."""
+    from adamrepro.optim import Adam
+
     seen = []
-    original = torch.optim.Optimizer.zero_grad
+    original = Adam.update
 
-    def spy(self, set_to_none=True):
-        seen.append(float(self.param_groups[0]["stepsize"]))
-        return original(self, set_to_none)
+    def spy(self, param, grad, state, t, work, **hp):
+        if param.dim() == 3:  # one of the two parameters: once per step
+            seen.append((t, float(hp["stepsize"])))
+        return original(self, param, grad, state, t, work, **hp)
 
-    monkeypatch.setattr(torch.optim.Optimizer, "zero_grad", spy)
-    train(
-        tiny(
-            mnist_root,
-            "optimizer=adam",
-            "optimizer.stepsize=0.5",
-            "trainer.stepsize_decay=sqrt_step",
-        ),
-        tmp_path / "step",
-    )
-    assert seen[0] == 0.5 and seen[3] == pytest.approx(0.5 / 2)
-    assert seen[-1] == pytest.approx(0.5 / math.sqrt(len(seen)))
+    monkeypatch.setattr(Adam, "update", spy)
+    record = train(tiny(mnist_root, "optimizer=adam", "optimizer.stepsize=0.5",
+                        "trainer.stepsize_decay=sqrt_step"), tmp_path / "step")  # fmt: skip
+    assert [t for t, _ in seen] == list(range(1, 39))
+    assert all(a == pytest.approx(0.5 / math.sqrt(t), rel=1e-7) for t, a in seen)
+    assert record["curves"][-1]["current_stepsize"] == pytest.approx(0.5 / math.sqrt(38))
     seen.clear()
-    train(
-        tiny(
-            mnist_root,
-            "optimizer=adam",
-            "optimizer.stepsize=0.5",
-            "trainer.stepsize_decay=sqrt_epoch",
-        ),
-        tmp_path / "epoch",
-    )
-    assert seen[0] == 0.5 and seen[-1] == pytest.approx(0.5 / math.sqrt(2))
+    record = train(tiny(mnist_root, "optimizer=adam", "optimizer.stepsize=0.5",
+                        "trainer.stepsize_decay=sqrt_epoch"), tmp_path / "epoch")  # fmt: skip
+    assert {a for t, a in seen if t <= 19} == {0.5}
+    assert all(a == pytest.approx(0.5 / math.sqrt(2), rel=1e-7) for t, a in seen if t > 19)
+    assert record["curves"][-1]["current_stepsize"] == pytest.approx(0.5 / math.sqrt(2))
 
 
 def test_an_interrupted_run_keeps_its_finished_epochs(mnist_root, tmp_path, monkeypatch):
@@ -397,7 +391,7 @@ def test_halving_keeps_the_best_settings_by_mean_cost_and_they_run_as_alone(mnis
         elif row["epoch"] > 1:
             assert math.isnan(row["train_cost"]) and math.isnan(row["test_loss"])
     from adamrepro.plot import figure_spec, summarise, with_settings
-    from adamrepro.records import tidy
+    from adamrepro.tables import tidy
 
     spec = figure_spec("fig1_mnist_logreg")
     grid_table = summarise(with_settings(tidy([(tmp_path / "halved", full)]), spec), spec)

@@ -31,7 +31,7 @@ import pandas as pd
 
 from .errors import USER_ERRORS, command_parser
 from .plot import figure_spec, summarise, usable_runs, with_settings
-from .records import tidy
+from .tables import tidy
 
 # The figures whose full grids halving is checked against: figure -> (the runs of its protocol
 # that hold the grids, overrides, the epochs E checked). Figure 2 (a) at 10 of its 200 passes.

@@ -53,12 +53,13 @@ from omegaconf import OmegaConf
 
 from .errors import command_parser
 from .markers import make_marker_figure
-from .records import (
+from .records import run_identity
+from .tables import (
     completed_runs,
     find_records,
     load_step_costs,
     read_records,
-    run_identity,
+    setting_columns,
     tidy,
 )
 from .trajectories import make_trajectory_figure
@@ -69,13 +70,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 METRICS = ["train_cost", "train_cost_full", "test_loss", "test_accuracy"]
-# Columns of the tidy table that are not settings of a member.
-NOT_SETTINGS = {
-    "run", "member", "epoch", "wall_time_s", "status", "seed", "diverged_at_step", "label",
-    "pruned_at_epoch",
-    "curve", "setting", "current_stepsize", "step_time_s", "train_cost_subset", *METRICS,
-    *(f"averaged_{m}" for m in METRICS[1:]),
-}  # fmt: skip
 Records = list[tuple[Path, dict[str, Any]]]
 
 
@@ -97,8 +91,7 @@ def figure_spec(name: str) -> dict[str, Any]:
 
 
 def with_settings(table: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
-    """Add `curve` (the paper's name each row is compared with) and `setting` (one id per
-    setting of a run: members that differ only in seed share it)."""
+    """The rows the figure draws, with `curve`: the paper's name each is compared with."""
     names = {**spec["curves"], **spec["compare"]}
     labels = sorted(set(table["label"].dropna()))
     table = table[table["label"].isin(list(names))].copy()
@@ -107,9 +100,6 @@ def with_settings(table: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
             f"no run has a label that figure {spec['name']} draws ({', '.join(names)}); "
             f"the runs have {', '.join(labels) or 'no label'}"
         )
-    columns = [c for c in table.columns if c not in NOT_SETTINGS]
-    keys = [repr(tuple(row)) for row in table[columns].itertuples(index=False)]
-    table["setting"] = table["run"] + "#" + pd.Series(keys, index=table.index)
     table["curve"] = table["label"].map(names)
     return table
 
@@ -137,7 +127,7 @@ def summarise(table: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
     """One row per setting: its settings, seeds, final cost and distance to the paper."""
     rows = []
     metric = spec["metric"]
-    settings = [c for c in table.columns if c not in NOT_SETTINGS]
+    settings = setting_columns(table)
     for setting, group in table.groupby("setting", sort=False):
         last = group[group["epoch"] == group["epoch"].max()]
         pruned = group["pruned_at_epoch"].dropna()  # by halving (sweep.halving): not a result

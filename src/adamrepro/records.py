@@ -1,4 +1,5 @@
-"""One self-describing record per run (DeepOBS-style), and the tidy tables made from them.
+"""One self-describing record per run (DeepOBS-style): made (`new_record`), checked
+(`check_record`), saved and read; the tables made from records are in `tables`.
 
 A record is a JSON file `record.json` in the run's output directory:
     format      "adamrepro.record/2"
@@ -46,18 +47,16 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from .files import write_text_atomic
 
 if TYPE_CHECKING:  # pandas is imported where tables are made: a run does not need it
-    import pandas as pd
+    pass
 
 FORMAT = "adamrepro.record/2"
 FORMATS = ("adamrepro.record/1", FORMAT)  # /1: before run states and resume
@@ -144,6 +143,37 @@ def environment(device: torch.device) -> dict[str, Any]:
     }
 
 
+REQUIRED = ("format", "status", "config", "members", "curves", "diverged")
+
+
+def new_record(config: dict[str, Any], members: list[dict[str, Any]], *,
+               status: str = "running", seed: int | None = None,
+               device: torch.device | None = None, data: dict[str, Any] | None = None,
+               **extra: Any) -> dict[str, Any]:  # fmt: skip
+    """A run's record as it starts (the loop's, SFO's, or that of a run that could not start:
+    `status="failed"` with a `reason`): the keys above that every record has, then `extra`."""
+    record: dict[str, Any] = {
+        "format": FORMAT, "status": status, "experiment": config.get("experiment_name") or "",
+        "config": config, "members": members, "seed": seed, "started": now(),
+        "wall_time_s": 0.0, **(environment(device) if device is not None else {}),
+        "data": data or {}, "curves": [], "diverged": {}, **extra,
+    }  # fmt: skip
+    check_record(record)
+    return record
+
+
+def check_record(record: Any) -> None:
+    """Raise ValueError unless `record` is a record of a known format with every key a record
+    has and a known status."""
+    if not isinstance(record, dict) or record.get("format") not in FORMATS:
+        raise ValueError(f"not a record of a known format ({', '.join(FORMATS)})")
+    missing = [k for k in REQUIRED if k not in record]
+    if missing:
+        raise ValueError(f"a record without {', '.join(missing)}")
+    if record["status"] not in STATUSES:
+        raise ValueError(f"a record with the unknown status {record['status']!r}")
+
+
 def save_record(record: dict[str, Any], directory: Path) -> Path:
     """Write atomically (a crash or a full disk mid-write leaves the previous record whole)."""
     record["updated"] = now()
@@ -152,13 +182,15 @@ def save_record(record: dict[str, Any], directory: Path) -> Path:
 
 
 def read_record(directory: Path) -> dict[str, Any] | None:
-    """The record in `directory`, or None where there is none (or it cannot be parsed)."""
+    """The record in `directory`, or None where there is none (or it cannot be parsed, or is
+    not a whole record)."""
     path = Path(directory) / RECORD_NAME
     try:
         record = json.loads(path.read_text())
+        check_record(record)
     except (OSError, ValueError):
         return None
-    return record if isinstance(record, dict) and record.get("format") in FORMATS else None
+    return record
 
 
 def run_identity(config: dict[str, Any]) -> dict[str, Any]:
@@ -184,116 +216,5 @@ def differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [f"{prefix.rstrip('.')} ({a!r} vs {b!r})"]
 
 
-def find_records(roots: Iterable[str | Path]) -> list[Path]:
-    paths: list[Path] = []
-    for root in roots:
-        root = Path(root)
-        paths.extend([root] if root.is_file() else sorted(root.rglob(RECORD_NAME)))
-    return paths
-
-
-def read_records(roots: Iterable[str | Path]) -> list[tuple[Path, dict[str, Any]]]:
-    """(path, record) for every record under `roots` (unparseable files are skipped)."""
-    out = []
-    for path in find_records(roots):
-        record = read_record(path.parent)
-        if record is not None:
-            out.append((path, record))
-    return out
-
-
 def epochs_done(record: dict[str, Any]) -> int:
     return max((int(row["epoch"]) for row in record.get("curves", [])), default=0)
-
-
-def completed_runs(
-    records: list[tuple[Path, dict[str, Any]]], epochs: int | None = None
-) -> tuple[list[tuple[Path, dict[str, Any]]], list[dict[str, str]]]:
-    """The records a figure may use, and those it must leave out, each with the reason: only
-    completed runs, and of those only the ones with the expected number of epochs (`epochs`,
-    else the most that any completed run has)."""
-    left_out: list[dict[str, str]] = []
-    done = []
-    for path, record in records:
-        status = record.get("status", "?")
-        if status == "completed":
-            done.append((path, record))
-            continue
-        why = f"{status} after {epochs_done(record)} of {record['config']['trainer']['epochs']}"
-        why += " epochs"
-        if status == "failed":
-            why += f": {record.get('reason', 'no reason recorded')}"
-        elif status == "running":
-            why += f" (last written {record.get('updated', record.get('started'))}; killed?)"
-        left_out.append({"run": str(path.parent), "why": why})
-    expected = epochs or max((epochs_done(r) for _, r in done), default=0)
-    kept = []
-    for path, record in done:
-        if epochs_done(record) != expected:
-            why = f"completed, but with {epochs_done(record)} epochs where {expected} are expected"
-            left_out.append({"run": str(path.parent), "why": why})
-        else:
-            kept.append((path, record))
-    return kept, left_out
-
-
-def tidy(records: list[tuple[Path, dict[str, Any]]]) -> pd.DataFrame:
-    """Every curve row of the records, joined with its member's settings: one tidy table
-    (run, member, settings..., epoch, train_cost, ...)."""
-    import pandas as pd
-
-    frames = []
-    for path, record in records:
-        curves = pd.DataFrame(record["curves"])
-        if curves.empty:
-            continue
-        members = pd.DataFrame(record["members"])
-        members["member"] = range(len(members))
-        members["diverged_at_step"] = [record["diverged"].get(str(k)) for k in members["member"]]
-        pruned = record.get("pruned") or {}
-        members["pruned_at_epoch"] = [pruned.get(str(k)) for k in members["member"]]
-        frame = curves.merge(members, on="member", suffixes=("", "_setting"))
-        for group in RUN_SETTINGS:  # the run's own settings, shared by its members
-            for key, value in (record["config"].get(group) or {}).items():
-                if f"{group}.{key}" not in HOW_TO_RUN:
-                    scalar = json.dumps(value) if isinstance(value, (list, dict)) else value
-                    frame[f"{group}.{key}"] = scalar  # a list (layer sizes) as its JSON text
-        frame.insert(0, "run", str(path.parent))
-        frame["status"] = record["status"]
-        frames.append(frame)
-    if not frames:
-        raise FileNotFoundError("no record with curves among the runs given")
-    return pd.concat(frames, ignore_index=True)
-
-
-def load_records(roots: Iterable[str | Path]) -> pd.DataFrame:
-    """The tidy table of every record under `roots`, whatever its status."""
-    roots = list(roots)
-    records = read_records(roots)
-    if not records:
-        raise FileNotFoundError(f"no {RECORD_NAME} found under {', '.join(map(str, roots))}")
-    return tidy(records)
-
-
-def load_step_costs(records: list[tuple[Path, dict[str, Any]]]) -> pd.DataFrame:
-    """The per-step costs that runs logged in their first epochs (`trainer.step_log_epochs`):
-    one row per run, member and step, with `epoch` = step / steps per epoch."""
-    import pandas as pd
-
-    frames = []
-    for path, record in records:
-        logged = record.get("step_costs")
-        if not logged or not logged["cost"]:
-            continue
-        cost = np.asarray(logged["cost"], dtype=float)  # (steps, members)
-        steps, members = cost.shape
-        frames.append(pd.DataFrame({
-            "run": str(path.parent),
-            "member": np.tile(np.arange(members), steps),
-            "step": np.repeat(np.arange(1, steps + 1), members),
-            "epoch": np.repeat(np.arange(1, steps + 1), members) / logged["steps_per_epoch"],
-            "cost": cost.reshape(-1),
-        }))  # fmt: skip
-    if not frames:
-        return pd.DataFrame(columns=["run", "member", "step", "epoch", "cost"])
-    return pd.concat(frames, ignore_index=True)

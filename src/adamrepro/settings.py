@@ -12,8 +12,9 @@ from typing import Any
 import torch
 
 from .errors import ConfigError
+from .optim.base import DECAYS
 
-STEPSIZE_DECAYS = ("none", "sqrt_step", "sqrt_epoch")
+STEPSIZE_DECAYS = DECAYS  # the optimizers compute alpha_t (optim/base.py)
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 HALF_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 MATMUL_PRECISIONS = ("highest", "high", "medium")  # torch.set_float32_matmul_precision

@@ -33,7 +33,7 @@ from .data import load_data
 from .errors import USER_ERRORS, ConfigError
 from .models import build_model
 from .optim.sfo import SFO
-from .records import FORMAT, environment, now, save_record
+from .records import new_record, save_record
 from .training.evaluation import DivergenceMonitor, evaluation, evaluation_subset
 
 
@@ -85,13 +85,14 @@ def run_sfo(config: DictConfig | dict[str, Any], out_dir: Path) -> dict[str, Any
                     max_history=int(settings.get("max_history", 10)), seed=seed)  # fmt: skip
     member = {"name": "sfo", "label": "SFO", "stepsize": math.nan, "subfunctions": count,
               "seed": seed}  # fmt: skip
-    record: dict[str, Any] = {
-        "format": FORMAT, "status": "running", "experiment": cfg.get("experiment_name") or "",
-        "config": cfg, "members": [member], "seed": seed, "started": now(), "wall_time_s": 0.0,
-        **environment(torch.device("cpu")), "data": data.description, "curves": [],
-        "diverged": {}, "sfo": {"subfunctions": count,
-                                "parameters": sum(p.numel() for p in params)},
-    }  # fmt: skip
+    record = new_record(
+        cfg,
+        [member],
+        seed=seed,
+        device=torch.device("cpu"),
+        data=data.description,
+        sfo={"subfunctions": count, "parameters": sum(p.numel() for p in params)},
+    )
     eval_batch = int(cfg["trainer"]["eval_batch_size"])
     subset = evaluation_subset(n, int(cfg["trainer"].get("train_eval_subset", 0)), seed,
                                torch.device("cpu"))  # fmt: skip

@@ -11,10 +11,15 @@ stepsize grid trained as one batched model), and the value is broadcast over tha
 member k of every parameter is updated with the k-th value. G = 1 with plain numbers is the
 ordinary optimizer; there is only one code path.
 
-Speed. An update allocates nothing: every operation is in place, and what an equation needs
-beside the state (g^2, a denominator, a scaled step) is computed into `work`, scratch tensors
-shaped like the parameter that are made once and reused (they are not state, and are never
-saved). Nothing in `step` reads a value back to the host, so on a GPU the step never waits.
+Stepsize schedules. alpha_t = alpha * decay(t), with the decays of section 6.1 (`DECAYS`: none,
+1/sqrt(t), 1/sqrt(epoch)), is computed in `step` from each parameter's own step count t, as
+the paper writes it: `schedule(decay, steps_per_epoch)` sets it; the settings keep alpha.
+
+Speed. The state is updated in place, and what an equation needs beside it (g^2, a
+denominator, a scaled step) is computed into `work`, scratch tensors shaped like the parameter
+that are made once and reused (they are not state, and are never saved); what is still made
+per step is small (a per-member stepsize of G numbers under a decay, a Python float). Nothing
+in `step` reads a value back to the host, so on a GPU the step never waits.
 """
 
 from __future__ import annotations
@@ -30,6 +35,16 @@ from torch import Tensor
 from ..errors import ConfigError
 
 Hyper = float | Tensor
+DECAYS = ("none", "sqrt_step", "sqrt_epoch")
+
+
+def decay_factor(decay: str, t: int, steps_per_epoch: int = 1) -> float:
+    """alpha_t / alpha at step t (1, 2, ...): 1, 1/sqrt(t), or 1/sqrt(the epoch t is in)."""
+    if decay == "sqrt_step":
+        return 1.0 / math.sqrt(t)
+    if decay == "sqrt_epoch":
+        return 1.0 / math.sqrt((t - 1) // steps_per_epoch + 1)
+    return 1.0
 
 
 def member_view(value: Any, param: Tensor) -> Any:
@@ -84,6 +99,21 @@ class PaperOptimizer(torch.optim.Optimizer):
     def __init__(self, params: Iterable[Tensor] | Iterable[dict], **hyperparameters: Any) -> None:
         self._check_known(hyperparameters, "has no setting")
         super().__init__(params, {**self.defaults_, **hyperparameters})
+        self.decay, self.steps_per_epoch = "none", 1
+
+    def schedule(self, decay: str, steps_per_epoch: int = 1) -> None:
+        """alpha_t = alpha * decay_factor(decay, t, steps_per_epoch) from here on."""
+        if decay not in DECAYS:
+            raise ConfigError(f"the stepsize decay must be one of {', '.join(DECAYS)}, "
+                              f"got {decay!r}")  # fmt: skip
+        self.decay, self.steps_per_epoch = decay, int(steps_per_epoch)
+
+    def current_stepsize(self, group: dict[str, Any]) -> Hyper:
+        """alpha_t of the last step the group took (alpha before its first)."""
+        steps = [self.state[p]["step"] for p in group["params"] if self.state.get(p)]
+        if not steps or self.decay == "none":
+            return group["stepsize"]
+        return group["stepsize"] * decay_factor(self.decay, steps[0], self.steps_per_epoch)
 
     def _check_known(self, settings: Iterable[str], says: str) -> None:
         unknown = sorted(set(settings) - set(self.defaults_) - {"params"})
@@ -121,9 +151,13 @@ class PaperOptimizer(torch.optim.Optimizer):
                                   f"parameters, got {max(_values(value), key=abs):g}")  # fmt: skip
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """torch's, with settings that an older state dict lacks taken from the defaults."""
+        """torch's, with settings that an older state dict lacks taken from the defaults (and,
+        from a state dict saved when the training loop wrote alpha_t into `stepsize` each step,
+        alpha back from its `initial_stepsize`)."""
         super().load_state_dict(state_dict)
         for group in self.param_groups:
+            if "initial_stepsize" in group:
+                group["stepsize"] = group.pop("initial_stepsize")
             for name, default in self.defaults_.items():
                 group.setdefault(name, default)
 
@@ -172,8 +206,11 @@ class PaperOptimizer(torch.optim.Optimizer):
                     state.update(self.init_state(p, group))
                 work = self._work.setdefault(p, Work(p))
                 state["step"] += 1
-                hp = {k: member_view(v, p) for k, v in hyper.items()}
-                self.update(p, p.grad, state, state["step"], work, **hp)
+                t = state["step"]
+                factor = decay_factor(self.decay, t, self.steps_per_epoch)
+                hp = {k: member_view(v * factor if k == "stepsize" and factor != 1.0 else v, p)
+                      for k, v in hyper.items()}  # fmt: skip
+                self.update(p, p.grad, state, t, work, **hp)
         return loss
 
 

@@ -31,28 +31,19 @@ from ..data import load_data
 from ..errors import ConfigError, OutputError, one_line
 from ..models import build_model, keep_member_rows
 from ..optim import build_optimizer
-from ..optim.moments import second_moments
 from ..records import (
-    FORMAT,
     environment,
     epochs_done,
+    new_record,
     now,
     save_record,
 )
 from ..settings import Halving, RunSettings, TrainerSettings
 from .evaluation import DivergenceMonitor, evaluation, evaluation_subset
+from .hooks import hooks_for
 from .population import MinibatchOrder, population, spread, stack_settings
 
 log = logging.getLogger("adamrepro.train")  # one name for the loop's messages, in every module
-
-
-def stepsize_factor(decay: str, step: int, epoch: int) -> float:
-    """alpha_t / alpha for the decays of section 6.1: 1, 1/sqrt(step) or 1/sqrt(epoch)."""
-    if decay == "sqrt_step":
-        return 1.0 / math.sqrt(step)
-    if decay == "sqrt_epoch":
-        return 1.0 / math.sqrt(epoch)
-    return 1.0
 
 
 @contextlib.contextmanager
@@ -105,8 +96,9 @@ class Training:
         self.model = build_model(cfg["model"], self.data, seeds).to(self.device, settings.dtype)
         self.optimizer = build_optimizer(self.model.parameters(), stacked)
         self.parameter_names = {p: name for name, p in self.model.named_parameters()}
-        for group in self.optimizer.param_groups:
-            group["initial_stepsize"] = group["stepsize"]
+        self.optimizer.schedule(
+            self.trainer.stepsize_decay, math.ceil(len(self.data.x_train) / self.trainer.batch_size)
+        )  # alpha_t, from the step count
         if self.trainer.evaluate_averaged and not all(
             g.get("averaging") for g in self.optimizer.param_groups
         ):
@@ -116,12 +108,6 @@ class Training:
             )
         self.halving = Halving.from_config(cfg.get("sweep"))
         self.n_train = len(self.data.x_train)
-        width = sum(p[0].numel() for p in self.model.parameters())
-        if self.trainer.step_log_parameters and width > 1000:
-            raise ConfigError(
-                f"trainer.step_log_parameters logs every parameter at every step: for small "
-                f"problems only, and this model has {width:,} per member"
-            )
         self.order = MinibatchOrder(seeds, self.n_train, self.trainer.batch_size,
                                     fixed=self.trainer.minibatch_order == "fixed")  # fmt: skip
         self.subset = evaluation_subset(self.n_train, self.trainer.train_eval_subset,
@@ -132,6 +118,7 @@ class Training:
         # (`keep_members`), so that its steps cost nothing; the record keeps every member.
         self.live = torch.arange(len(self.members), device=self.device)
         self.progress = Progress()
+        self.hooks = hooks_for(self.trainer)
         self.record = self._new_record()
         self.wall_before = 0.0
         self.piece_started = time.perf_counter()
@@ -139,27 +126,10 @@ class Training:
 
     # -- the record and the checkpoint --------------------------------------------------
     def _new_record(self) -> dict[str, Any]:
-        record: dict[str, Any] = {
-            "format": FORMAT,
-            "status": "running",
-            "experiment": self.cfg.get("experiment_name") or "",
-            "config": self.cfg,
-            "members": self.members,
-            "seed": self.settings.seed,
-            "started": now(),
-            "wall_time_s": 0.0,
-            **environment(self.device),
-            "data": self.data.description,
-            "curves": [],
-            "diverged": {},
-            "pieces": [],
-        }
-        if self.trainer.step_log_epochs:
-            record["step_costs"] = {"steps_per_epoch": self.order.steps_per_epoch, "cost": []}
-        if self.trainer.step_log_parameters:
-            names = [name for name, _ in self.model.named_parameters()]
-            record["step_parameters"] = {"names": names, "initial": self.flat_parameters().tolist(),
-                                         "values": []}  # fmt: skip
+        record = new_record(self.cfg, self.members, seed=self.settings.seed, device=self.device,
+                            data=self.data.description, pieces=[])  # fmt: skip
+        for hook in self.hooks:
+            hook.start(self, record)
         return record
 
     def flat_parameters(self) -> Tensor:
@@ -218,6 +188,7 @@ class Training:
         save_record(self.record, self.out_dir)
 
     def _end_piece(self, status: str) -> None:
+        self.piece_open = False
         self.record["status"] = status
         piece = self.record["pieces"][-1]
         piece.update(ended=now(), status=status, to_step=self.progress.step,
@@ -227,6 +198,7 @@ class Training:
     # -- the loop -------------------------------------------------------------------------
     def _start_piece(self) -> None:
         self.progress_at_start = self.progress.step
+        self.piece_open = True
         env = environment(self.device)
         self.record["status"] = "running"
         self.record["pieces"].append({
@@ -252,9 +224,10 @@ class Training:
         )
         try:
             with StopRequests(self.deadline) as stop, _console_beside_the_bar():
-                self._loop(stop, bar)
+                outcome = self._loop(stop, bar)
+            log.debug("piece ended: %s", outcome)
         except (KeyboardInterrupt, SystemExit):
-            if self.record["status"] == "running":  # not stopped at a step boundary
+            if self.piece_open:  # not stopped at a step boundary
                 self._end_piece("interrupted")
                 self.save(checkpoint=False)
             raise
@@ -269,22 +242,12 @@ class Training:
             bar.close()
         return self.record
 
-    def _initial_evaluation(self) -> None:
-        """Epoch 0: the costs before any step (trainer.evaluate_initial)."""
-        averaged = self.optimizer if self.trainer.evaluate_averaged else None
-        with self.settings.autocast():
-            columns = evaluation(self.model, self.data, self.trainer.eval_batch_size,
-                                 self.monitor, True, averaged, self.subset)  # fmt: skip
-        for k in range(len(self.members)):
-            row = {"member": k, "epoch": 0, "train_cost": math.nan}
-            row.update({name: values[k] for name, values in columns.items()})
-            self.record["curves"].append({**row, "wall_time_s": 0.0})
-
-    def _loop(self, stop: StopRequests, bar: tqdm) -> None:
+    def _loop(self, stop: StopRequests, bar: tqdm) -> str:
+        """Train until the run ends or is paused; its outcome: completed, failed, paused."""
         trainer = self.trainer
-        decay, eval_every = trainer.stepsize_decay, trainer.eval_every
-        if trainer.evaluate_initial and self.progress.step == 0 and not self.record["curves"]:
-            self._initial_evaluation()
+        eval_every = trainer.eval_every
+        for hook in self.hooks:
+            hook.before_training(self)
         while self.progress.epoch <= trainer.epochs:
             p = self.progress
             p.order = self.order.state_dict()  # before the draw: the epoch's order again
@@ -297,17 +260,17 @@ class Training:
                 if reason == "paused" and p.step == self.progress_at_start:
                     reason = None  # every piece takes a step: a short budget still progresses
                 if reason is not None:
-                    self._stop(reason, stop)
-                    if self.record["status"] == "paused":
-                        return
+                    if self._stop(reason, stop):
+                        return reason
                 elif self._checkpoint_due():
                     self.save(checkpoint=True)
-                self._step(idx, decay, p)
+                self._step(idx, p)
                 bar.update(1)
             due = p.epoch % eval_every == 0 or p.epoch == trainer.epochs
-            self._end_epoch(due, bar)
-            if self.record["status"] != "running":
-                return
+            ended = self._end_epoch(due, bar)
+            if ended is not None:
+                return ended
+        return "completed"  # nothing was left to train
 
     def prune(self, train_cost: list[float]) -> None:
         """Successive halving (`sweep.halving`): the members of all but the `keep` best
@@ -345,13 +308,9 @@ class Training:
         minutes = self.trainer.checkpoint_minutes
         return minutes > 0 and time.monotonic() - self.last_checkpoint >= 60 * minutes
 
-    def _step(self, idx: Tensor, decay: str, p: Progress) -> None:
+    def _step(self, idx: Tensor, p: Progress) -> None:
         p.step += 1
         p.position += 1
-        factor = stepsize_factor(decay, p.step, p.epoch)
-        for group in self.optimizer.param_groups:
-            initial = group["initial_stepsize"]
-            group["stepsize"] = initial if factor == 1.0 else initial * factor
         members, live = len(self.members), self.live
         if idx.dim() == 2 and len(live) < members:  # the rows of the members that are left
             idx = idx[live % len(idx)]
@@ -366,33 +325,22 @@ class Training:
         self.optimizer.step()
         masked = self.monitor.mask(cost.detach().double())
         p.cost_sum += masked * idx.shape[-1]
-        if p.epoch <= self.trainer.step_log_epochs:
-            p.step_costs.append(masked)
-            if self.trainer.step_log_parameters:
-                p.step_parameters.append(self.flat_parameters().clone())
-        every = self.trainer.moment_stats_every
-        if every and p.step % every == 0:  # a host read, every so many steps only
-            active = self.monitor.active.tolist()
-            watched = {k: m for k, m in enumerate(self.live.tolist()) if active[m]}
-            rows = second_moments(self.optimizer, self.parameter_names, watched)
-            epoch = p.epoch - 1 + p.position / self.order.steps_per_epoch
-            self.record.setdefault("moment_stats", []).extend(
-                {"step": p.step, "epoch": epoch, **row} for row in rows
-            )
+        for hook in self.hooks:
+            hook.after_step(self, masked)
 
-    def _end_epoch(self, due: bool, bar: tqdm) -> None:
+    def _end_epoch(self, due: bool, bar: tqdm) -> str | None:
+        """Record the epoch; the run's outcome when it ended with it (completed, or failed:
+        every member diverged), else None."""
         p, record, trainer = self.progress, self.record, self.trainer
         self.settle()
         train_cost = (p.cost_sum / self.n_train).tolist()
-        if p.step_costs:
-            record["step_costs"]["cost"].extend(torch.stack(p.step_costs).tolist())
-        if p.step_parameters:
-            record["step_parameters"]["values"].extend(torch.stack(p.step_parameters).tolist())
+        for hook in self.hooks:
+            hook.end_epoch(self, record)
         averaged = self.optimizer if trainer.evaluate_averaged else None
         with self.settings.autocast():  # evaluated as it trains (as Lightning does)
             columns = evaluation(self.model, self.data, trainer.eval_batch_size, self.monitor,
                                  due, averaged, self.subset, self.live)  # fmt: skip
-        stepsize = self.optimizer.param_groups[0]["stepsize"]
+        stepsize = self.optimizer.current_stepsize(self.optimizer.param_groups[0])
         stepsizes = (
             spread(stepsize, self.live, len(self.members)).tolist()
             if isinstance(stepsize, Tensor)
@@ -421,23 +369,29 @@ class Training:
             record["reason"] = f"every member diverged (the last at step {last})"
             record["final"] = True  # training it again would diverge again
             self.save(checkpoint=False)
-        elif epoch == trainer.epochs:
+            return "failed"
+        if epoch == trainer.epochs:
             self._end_piece("completed")
             self.save(checkpoint=False)
             if not trainer.keep_checkpoint:
                 (self.out_dir / CHECKPOINT_NAME).unlink(missing_ok=True)
-        else:
-            every = trainer.checkpoint_every
-            self.save(checkpoint=every > 0 and epoch % every == 0)
+            return "completed"
+        every = trainer.checkpoint_every
+        self.save(checkpoint=every > 0 and epoch % every == 0)
+        return None
 
-    def _stop(self, reason: str, stop: StopRequests) -> None:
-        """Checkpoint between two steps, say how to continue, then do what was asked."""
+    def _stop(self, reason: str, stop: StopRequests) -> bool:
+        """Checkpoint between two steps, say how to continue, then do what was asked: True
+        when the loop returns (paused); an interruption raises, or goes on (False) where the
+        signal's own handler lets the run continue."""
         p = self.progress
         self._end_piece(reason)
         self.save(checkpoint=True)
         why = f"by {stop.signal_name()}" if reason == "interrupted" else "its time budget spent"
         log.warning("%s (%s) at epoch %d, step %d of %d: run the same command to continue",
                     reason, why, p.epoch, p.position, self.order.steps_per_epoch)  # fmt: skip
-        if reason == "interrupted":
-            stop.finish()  # returns only where the signal's own handler lets the run go on
-            self._start_piece()
+        if reason != "interrupted":
+            return True
+        stop.finish()  # returns only where the signal's own handler lets the run go on
+        self._start_piece()
+        return False

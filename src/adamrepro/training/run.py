@@ -20,10 +20,9 @@ from ..checkpoint import (
 from ..errors import USER_ERRORS, ConfigError, DataError, OutputError, one_line
 from ..files import exclusive
 from ..records import (
-    FORMAT,
     RECORD_NAME,
     differences,
-    now,
+    new_record,
     read_record,
     run_identity,
     save_record,
@@ -135,6 +134,4 @@ def _record_failure(cfg: dict[str, Any], out_dir: Path, error: Exception) -> Non
     if read_record(out_dir) is not None or isinstance(error, OutputError):
         return
     with contextlib.suppress(OutputError):
-        save_record({"format": FORMAT, "status": "failed", "reason": one_line(error),
-                     "config": cfg, "members": [], "curves": [], "diverged": {},
-                     "started": now(), "wall_time_s": 0.0}, out_dir)  # fmt: skip
+        save_record(new_record(cfg, [], status="failed", reason=one_line(error)), out_dir)
