@@ -56,11 +56,17 @@ def population_runs(data_root: str, epochs: int, seeds: int) -> tuple[float, dic
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         for name in OPTIMIZERS:
             overrides = [
-                "experiment=mnist_logreg", "sweep=fig1_mnist_logreg", "experiment_name=bench",
-                f"optimizer={name}", f"data.root={data_root}", f"trainer.epochs={epochs}",
-                "trainer.progress=false", f"model.weight_decay={WEIGHT_DECAY}", "device=cpu",
+                "experiment=mnist_logreg",
+                "sweep=fig1_mnist_logreg",
+                "experiment_name=bench",
+                f"optimizer={name}",
+                f"data.root={data_root}",
+                f"trainer.epochs={epochs}",
+                "trainer.progress=false",
+                f"model.weight_decay={WEIGHT_DECAY}",
+                "device=cpu",
                 f"sweep.seeds=[{','.join(map(str, range(seeds)))}]",
-            ]  # fmt: skip
+            ]
             if name == "nesterov":  # the form torch.optim.SGD implements
                 overrides.append("optimizer.torch_momentum_form=true")
             cfg = compose("train", overrides=overrides)
@@ -192,15 +198,32 @@ def main() -> None:
     command = f"python scripts/bench.py --epochs {args.epochs} --seeds {args.seeds}"
     steps = step_table(torch.device("cpu"), repeats=7, steps=5)
     costs = plan(args.data_root, measure=True)
-    report = "\n".join([
-        "# Benchmarks", "", f"Machine: {machine}.", f"Command: `{command}` (`make bench`).", "",
-        "## The Figure 1 grid: populations against the usual loop", "", *lines, "", agreement,
-        "", "## One training step of a grid, three ways", "", steps, "",
-        "## What each long protocol costs", "",
-        "Counted per step on the meta device (matmul FLOPs, operations), timed on this CPU on "
-        "random inputs of the data's shape, projected for one H100 (no GPU was measured yet: "
-        "the projection is replaced by measured times once one is lent).", "", costs,
-    ])  # fmt: skip
+    report = "\n".join(
+        [
+            "# Benchmarks",
+            "",
+            f"Machine: {machine}.",
+            f"Command: `{command}` (`make bench`).",
+            "",
+            "## The Figure 1 grid: populations against the usual loop",
+            "",
+            *lines,
+            "",
+            agreement,
+            "",
+            "## One training step of a grid, three ways",
+            "",
+            steps,
+            "",
+            "## What each long protocol costs",
+            "",
+            "Counted per step on the meta device (matmul FLOPs, operations), timed on this CPU on "
+            "random inputs of the data's shape, projected for one H100 (no GPU was measured yet: "
+            "the projection is replaced by measured times once one is lent).",
+            "",
+            costs,
+        ]
+    )
     print(report)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

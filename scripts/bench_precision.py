@@ -41,11 +41,19 @@ def settings(precision: str) -> RunSettings:
 WORKLOADS: dict[str, tuple[int, Callable[[list[int]], torch.nn.Module], tuple[int, ...], int]] = {
     "2x1000 MLP + dropout (Fig. 2a)": (4, lambda s: MultilayerNetwork(784, 10, s), (784,), 128),
     "CNN + dropout (Fig. 3)": (
-        1, lambda s: ConvolutionalNetwork((3, 32, 32), 10, s, dropout=True), (3, 32, 32), 128),
+        1,
+        lambda s: ConvolutionalNetwork((3, 32, 32), 10, s, dropout=True),
+        (3, 32, 32),
+        128,
+    ),
     "CNN + dropout, 4 members": (
-        4, lambda s: ConvolutionalNetwork((3, 32, 32), 10, s, dropout=True), (3, 32, 32), 128),
+        4,
+        lambda s: ConvolutionalNetwork((3, 32, 32), 10, s, dropout=True),
+        (3, 32, 32),
+        128,
+    ),
     "VAE (Fig. 4)": (36, lambda s: VariationalAutoencoder(784, s), (784,), 100),
-}  # fmt: skip
+}
 
 
 def step_of(name: str, members: int) -> tuple[torch.nn.Module, Callable[[RunSettings], None]]:
@@ -66,8 +74,12 @@ def step_of(name: str, members: int) -> tuple[torch.nn.Module, Callable[[RunSett
     return model, step
 
 
-def bare_ops(model: torch.nn.Module, x_shape: tuple[int, ...], dtype: torch.dtype,
-             memory_format: torch.memory_format) -> Callable[[], None]:  # fmt: skip
+def bare_ops(
+    model: torch.nn.Module,
+    x_shape: tuple[int, ...],
+    dtype: torch.dtype,
+    memory_format: torch.memory_format,
+) -> Callable[[], None]:
     """The model's products or grouped convolutions alone, forward and backward."""
     if isinstance(model, ConvolutionalNetwork):
         g = model.members
@@ -184,13 +196,19 @@ def profile(name: str, precision: str, steps: int = 5) -> str:
             step(run)
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events)
-    lines = [f"Where the time of one {precision} step of the {name} population goes "
-             f"({total / steps / 1e3:.1f} ms a step, self CPU time, torch.profiler over "
-             f"{steps} steps):", "", "| operator | ms a step | share |",
-             "|---|---|---|"]  # fmt: skip
+    lines = [
+        f"Where the time of one {precision} step of the {name} population goes "
+        f"({total / steps / 1e3:.1f} ms a step, self CPU time, torch.profiler over "
+        f"{steps} steps):",
+        "",
+        "| operator | ms a step | share |",
+        "|---|---|---|",
+    ]
     for e in events[:10]:
-        lines.append(f"| {e.key} | {e.self_cpu_time_total / steps / 1e3:.1f} "
-                     f"| {e.self_cpu_time_total / total:.0%} |")  # fmt: skip
+        lines.append(
+            f"| {e.key} | {e.self_cpu_time_total / steps / 1e3:.1f} "
+            f"| {e.self_cpu_time_total / total:.0%} |"
+        )
     rest = sum(e.self_cpu_time_total for e in events[10:])
     lines.append(f"| the rest | {rest / steps / 1e3:.1f} | {rest / total:.0%} |")
     return "\n".join(lines)

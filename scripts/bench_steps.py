@@ -77,13 +77,25 @@ class PlainVAE(nn.Module):
 
 # name -> (members, our population, a plain model, the layer sizes)
 WORKLOADS: dict[str, tuple[int, Callable[[list[int]], nn.Module], type[nn.Module], list]] = {
-    "logistic regression": (40, lambda s: LogisticRegression(784, 10, s, weight_decay=1e-4),
-                            PlainLogReg, [(784, 10)]),
-    "2x1000 MLP + dropout": (16, lambda s: MultilayerNetwork(784, 10, s), PlainMLP,
-                             [(784, 1000), (1000, 1000), (1000, 10)]),
-    "VAE (500 hidden, 50 latent)": (36, lambda s: VariationalAutoencoder(784, s), PlainVAE,
-                                    [(784, 500), (500, 50), (500, 50), (50, 500), (500, 784)]),
-}  # fmt: skip
+    "logistic regression": (
+        40,
+        lambda s: LogisticRegression(784, 10, s, weight_decay=1e-4),
+        PlainLogReg,
+        [(784, 10)],
+    ),
+    "2x1000 MLP + dropout": (
+        16,
+        lambda s: MultilayerNetwork(784, 10, s),
+        PlainMLP,
+        [(784, 1000), (1000, 1000), (1000, 10)],
+    ),
+    "VAE (500 hidden, 50 latent)": (
+        36,
+        lambda s: VariationalAutoencoder(784, s),
+        PlainVAE,
+        [(784, 500), (500, 50), (500, 50), (50, 500), (500, 784)],
+    ),
+}
 
 
 def matmul_flops(layers: list, members: int) -> float:
@@ -142,8 +154,10 @@ def methods(name: str, device: torch.device) -> dict[str, Callable[[], None]]:
         cost.sum().backward()
         stacked.step()
 
-    optimizers = [torch.optim.Adam(m.parameters(), lr=float(s), foreach=True)
-                  for m, s in zip(singles, stepsizes.tolist(), strict=True)]  # fmt: skip
+    optimizers = [
+        torch.optim.Adam(m.parameters(), lr=float(s), foreach=True)
+        for m, s in zip(singles, stepsizes.tolist(), strict=True)
+    ]
 
     def loop_step() -> None:
         idx = batch()
@@ -165,8 +179,12 @@ def methods(name: str, device: torch.device) -> dict[str, Callable[[], None]]:
             if k:
                 torch.bmm(g, w.transpose(1, 2))  # input gradient
 
-    return {"population (ours)": population_step, "torch.func vmap ensemble": ensemble_step,
-            "per-setting loop": loop_step, "torch.bmm, same shapes": matmuls_only}  # fmt: skip
+    return {
+        "population (ours)": population_step,
+        "torch.func vmap ensemble": ensemble_step,
+        "per-setting loop": loop_step,
+        "torch.bmm, same shapes": matmuls_only,
+    }
 
 
 def measure(name: str, device: torch.device, repeats: int, steps: int) -> dict[str, float]:
@@ -184,8 +202,10 @@ def measure(name: str, device: torch.device, repeats: int, steps: int) -> dict[s
 def describe(device: torch.device) -> str:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
-        return (f"{name}, CUDA {torch.version.cuda}, torch {torch.__version__}, float32 matmul "
-                f"precision {torch.get_float32_matmul_precision()}")  # fmt: skip
+        return (
+            f"{name}, CUDA {torch.version.cuda}, torch {torch.__version__}, float32 matmul "
+            f"precision {torch.get_float32_matmul_precision()}"
+        )
     return f"{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 

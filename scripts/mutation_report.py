@@ -75,9 +75,17 @@ def by_module(results: dict[str, int | None], equivalents: dict[str, str]) -> di
             continue
         c = counts.setdefault(name.split(".x")[0], Counter())
         c["mutants"] += 1
-        c["equivalent" if name in equivalents else "killed" if code in KILLED
-          else "survived" if code in SURVIVED else "not reached" if code in NOT_TESTED
-          else "not run"] += 1  # fmt: skip
+        c[
+            "equivalent"
+            if name in equivalents
+            else "killed"
+            if code in KILLED
+            else "survived"
+            if code in SURVIVED
+            else "not reached"
+            if code in NOT_TESTED
+            else "not run"
+        ] += 1
     return counts
 
 
@@ -103,28 +111,38 @@ def report(results: dict[str, int | None], equivalents: dict[str, str]) -> tuple
             unreached[label][name.split("__mutmut_")[0]] += 1
         else:
             c["not run"] += 1
-    lines = ["| place | mutants | killed | survived | equivalent | not reached | not run | score "
-             "| 95% interval |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| place | mutants | killed | survived | equivalent | not reached | not run | score "
+        "| 95% interval |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     reached = True
     for label, c in counts.items():
         decided = c["killed"] + c["survived"] + c["not reached"]
         score = c["killed"] / decided if decided else float("nan")
         low, high = wilson(c["killed"], decided)
         reached &= bool(decided) and score >= TARGET and not c["not run"]
-        lines.append(f"| {label} | {c['mutants']} | {c['killed']} | {c['survived']} | "
-                     f"{c['equivalent']} | {c['not reached']} | {c['not run']} | "
-                     f"{score:.1%} | {low:.1%} - {high:.1%} |")  # fmt: skip
-    lines += ["", "Per module (`not reached`: no test of the mutation run reaches it, counted "
-              "as not killed; `not run`: left for a later run):",
-              "",
-              "| module | mutants | killed | survived | equivalent | not reached | not run "
-              "| score |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines.append(
+            f"| {label} | {c['mutants']} | {c['killed']} | {c['survived']} | "
+            f"{c['equivalent']} | {c['not reached']} | {c['not run']} | "
+            f"{score:.1%} | {low:.1%} - {high:.1%} |"
+        )
+    lines += [
+        "",
+        "Per module (`not reached`: no test of the mutation run reaches it, counted "
+        "as not killed; `not run`: left for a later run):",
+        "",
+        "| module | mutants | killed | survived | equivalent | not reached | not run | score |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for module, c in sorted(by_module(results, equivalents).items()):
         decided = c["killed"] + c["survived"] + c["not reached"]
         score = f"{c['killed'] / decided:.1%}" if decided else "-"
-        lines.append(f"| {module} | {c['mutants']} | {c['killed']} | {c['survived']} | "
-                     f"{c['equivalent']} | {c['not reached']} | {c['not run']} | "
-                     f"{score} |")  # fmt: skip
+        lines.append(
+            f"| {module} | {c['mutants']} | {c['killed']} | {c['survived']} | "
+            f"{c['equivalent']} | {c['not reached']} | {c['not run']} | "
+            f"{score} |"
+        )
     lines += ["", "## Survivors (`mutmut show <name>` prints each)", ""]
     for label, names in survivors.items():
         lines += [f"- {label}: {len(names)}"] + [f"  - `{n}`" for n in names]
@@ -159,9 +177,11 @@ def main(argv: list[str] | None = None) -> None:
         results = {n: results[n] for n in names if n in results}
     table, reached = report(results, read_equivalents(args.equivalent))
     verdict = "reached" if reached else "NOT reached"
-    head = (f"# Mutation testing\n\nMade by `{args.command}` (mutmut, {scope}). Target: at "
-            f"least {TARGET:.0%} of the non-equivalent mutants killed in each place: "
-            f"**{verdict}**.\n\n")  # fmt: skip
+    head = (
+        f"# Mutation testing\n\nMade by `{args.command}` (mutmut, {scope}). Target: at "
+        f"least {TARGET:.0%} of the non-equivalent mutants killed in each place: "
+        f"**{verdict}**.\n\n"
+    )
     head += f"{args.note}\n\n" if args.note else ""
     args.out.write_text(head + table)
     print(f"wrote {args.out}: target {verdict}")

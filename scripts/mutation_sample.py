@@ -67,8 +67,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"no mutants under {args.mutants}/: run `mutmut run` once to make them")
     chosen = sample(names, args.per_place, args.seed)
     within = f" --within {args.within}" if args.within else ""
-    header = (f"# mutation_sample.py --per-place {args.per_place} --seed {args.seed}{within}: "
-              f"{len(chosen)} of {len(names)} mutants\n")  # fmt: skip
+    header = (
+        f"# mutation_sample.py --per-place {args.per_place} --seed {args.seed}{within}: "
+        f"{len(chosen)} of {len(names)} mutants\n"
+    )
     args.out.write_text(header + "\n".join(chosen) + "\n")
     print(f"wrote {args.out}: {len(chosen)} of {len(names)} mutants")
 

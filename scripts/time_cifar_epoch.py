@@ -66,8 +66,13 @@ def time_epoch(members: int, steps: int | None, dropout: bool, device: torch.dev
     model.evaluate(x_train, y_train, 1000)
     model.evaluate(x_test, y_test, 1000)
     sync(device)
-    return {"members": members, "steps_timed": steps, "steps": total, "train_s": train_s,
-            "eval_s": time.perf_counter() - started}  # fmt: skip
+    return {
+        "members": members,
+        "steps_timed": steps,
+        "steps": total,
+        "train_s": train_s,
+        "eval_s": time.perf_counter() - started,
+    }
 
 
 def main() -> None:
@@ -94,8 +99,10 @@ def main() -> None:
         timed = f"{r['steps_timed']} of {r['steps']}" + (
             " (scaled up)" if r["steps_timed"] < r["steps"] else ""
         )
-        lines.append(f"| {members} | {timed} | {r['train_s']:.1f} | {r['train_s'] / members:.1f}"
-                     f" | {r['eval_s']:.1f} |")  # fmt: skip
+        lines.append(
+            f"| {members} | {timed} | {r['train_s']:.1f} | {r['train_s'] / members:.1f}"
+            f" | {r['eval_s']:.1f} |"
+        )
         print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
     if args.out:

@@ -115,15 +115,29 @@ def make_cifar(root: Path, per_batch: int = 20, seed: int = 0) -> Path:
         labels = rng.integers(0, 10, per_batch)
         noise = rng.integers(-40, 41, (per_batch, 3072))
         data = np.clip(templates[labels] + noise, 0, 255).astype(np.uint8)
-        content = {b"batch_label": name.encode(), b"labels": labels.tolist(), b"data": data,
-                   b"filenames": [f"{k}.png".encode() for k in range(per_batch)]}  # fmt: skip
+        content = {
+            b"batch_label": name.encode(),
+            b"labels": labels.tolist(),
+            b"data": data,
+            b"filenames": [f"{k}.png".encode() for k in range(per_batch)],
+        }
         (folder / name).write_bytes(pickle.dumps(content, protocol=2))
 
     for k in range(1, 6):
         batch(f"data_batch_{k}")
     batch("test_batch")
-    names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse",
-             b"ship", b"truck"]  # fmt: skip
+    names = [
+        b"airplane",
+        b"automobile",
+        b"bird",
+        b"cat",
+        b"deer",
+        b"dog",
+        b"frog",
+        b"horse",
+        b"ship",
+        b"truck",
+    ]
     (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": names}, protocol=2))
     return root
 
@@ -147,22 +161,46 @@ def hydra_config(*overrides: str):
     return compose_config(["trainer.progress=false", "experiment_name=test", *overrides])
 
 
-def cli(*args: str, cwd: Path, module: str = "adamrepro.train", timeout: float = 300,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:  # fmt: skip
+def cli(
+    *args: str,
+    cwd: Path,
+    module: str = "adamrepro.train",
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
     """`python -m <module> args...` in a fresh process, as a user runs it."""
     return subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True,
-        timeout=timeout, env={**os.environ, "HYDRA_FULL_ERROR": "", **(env or {})},
-    )  # fmt: skip
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "HYDRA_FULL_ERROR": "", **(env or {})},
+    )
 
 
-CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
-                 "truck")  # fmt: skip
+CIFAR_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 
 
-def make_cifar_images(root: Path, per_class: dict[str, int] | None = None, fmt: str = "PNG",
-                      tarball: bool = False, labels_file: bool = True,
-                      seed: int = 0) -> dict[str, np.ndarray]:  # fmt: skip
+def make_cifar_images(
+    root: Path,
+    per_class: dict[str, int] | None = None,
+    fmt: str = "PNG",
+    tarball: bool = False,
+    labels_file: bool = True,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
     """An image-folder copy of CIFAR-10 in miniature, as the common copies lay it out:
     cifar10-jpeg/{train,test}/<class>/NNNN.<ext>, NNNN counting a class's images in their
     original order, with train_labels_original_order.npy beside it. Returns the original
@@ -189,8 +227,10 @@ def make_cifar_images(root: Path, per_class: dict[str, int] | None = None, fmt: 
             counters[label] += 1
         written[f"x_{split}"], written[f"y_{split}"] = images, labels.astype(np.int64)
     if labels_file:
-        np.save(root / "cifar10" / "train_labels_original_order.npy",
-                written["y_train"].astype(np.uint8))  # fmt: skip
+        np.save(
+            root / "cifar10" / "train_labels_original_order.npy",
+            written["y_train"].astype(np.uint8),
+        )
     if tarball:
         import shutil
         import tarfile
@@ -207,12 +247,15 @@ def make_exact_subset(root: Path, written: dict[str, np.ndarray], train_rows: in
     train_index = np.arange(train_rows)
     test_index = np.union1d(np.arange(10), np.flatnonzero(written["y_test"] == 0))
     path = root / "cifar10" / "exact_subset.npz"
-    np.savez(path, train_index=train_index.astype(np.int32),
-             train_data=written["x_train"][train_index].reshape(train_rows, -1),
-             train_labels=written["y_train"][train_index].astype(np.uint8),
-             test_index=test_index.astype(np.int32),
-             test_data=written["x_test"][test_index].reshape(len(test_index), -1),
-             test_labels=written["y_test"][test_index].astype(np.uint8))  # fmt: skip
+    np.savez(
+        path,
+        train_index=train_index.astype(np.int32),
+        train_data=written["x_train"][train_index].reshape(train_rows, -1),
+        train_labels=written["y_train"][train_index].astype(np.uint8),
+        test_index=test_index.astype(np.int32),
+        test_data=written["x_test"][test_index].reshape(len(test_index), -1),
+        test_labels=written["y_test"][test_index].astype(np.uint8),
+    )
     return path
 
 
@@ -228,10 +271,16 @@ def drawn(monkeypatch) -> dict[str, list[list[tuple[str, np.ndarray, np.ndarray]
 
     def keep(self, fname, *args, **kwargs):
         saved[str(fname)] = [
-            [(line.get_label(), np.asarray(line.get_xdata(), dtype=float),
-              np.asarray(line.get_ydata(), dtype=float)) for line in ax.get_lines()]
+            [
+                (
+                    line.get_label(),
+                    np.asarray(line.get_xdata(), dtype=float),
+                    np.asarray(line.get_ydata(), dtype=float),
+                )
+                for line in ax.get_lines()
+            ]
             for ax in self.axes
-        ]  # fmt: skip
+        ]
         return original(self, fname, *args, **kwargs)
 
     monkeypatch.setattr(Figure, "savefig", keep)
@@ -277,31 +326,49 @@ def drawn_axes(monkeypatch) -> dict[str, dict]:
     def keep(self, fname, *args, **kwargs):
         saved[str(fname)] = {
             "texts": [t.get_text() for t in self.texts],
-            "text_styles": [(t.get_fontsize(), to_hex(t.get_color()), t.get_wrap())
-                            for t in self.texts],
-            "axes": [{
-                "title": ax.get_title(), "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(),
-                "position": ax.get_position().bounds,  # (left, bottom, width, height)
-                "xlim": ax.get_xlim(), "ylim": ax.get_ylim(), "yscale": ax.get_yscale(),
-                "legend": [t.get_text() for t in ax.get_legend().get_texts()]
-                if ax.get_legend() else [],
-                "lines": {line.get_label(): (np.asarray(line.get_xdata(), dtype=float),
-                                             np.asarray(line.get_ydata(), dtype=float),
-                                             to_hex(line.get_color()), line.get_linestyle())
-                          for line in ax.get_lines()},
-                "bands": [band(c) for c in ax.collections if isinstance(c, PolyCollection)],
-                "band_edges": [float(c.get_linewidth()[0]) for c in ax.collections
-                               if isinstance(c, PolyCollection)],
-            } for ax in self.axes],
-        }  # fmt: skip
+            "text_styles": [
+                (t.get_fontsize(), to_hex(t.get_color()), t.get_wrap()) for t in self.texts
+            ],
+            "axes": [
+                {
+                    "title": ax.get_title(),
+                    "xlabel": ax.get_xlabel(),
+                    "ylabel": ax.get_ylabel(),
+                    "position": ax.get_position().bounds,  # (left, bottom, width, height)
+                    "xlim": ax.get_xlim(),
+                    "ylim": ax.get_ylim(),
+                    "yscale": ax.get_yscale(),
+                    "legend": [t.get_text() for t in ax.get_legend().get_texts()]
+                    if ax.get_legend()
+                    else [],
+                    "lines": {
+                        line.get_label(): (
+                            np.asarray(line.get_xdata(), dtype=float),
+                            np.asarray(line.get_ydata(), dtype=float),
+                            to_hex(line.get_color()),
+                            line.get_linestyle(),
+                        )
+                        for line in ax.get_lines()
+                    },
+                    "bands": [band(c) for c in ax.collections if isinstance(c, PolyCollection)],
+                    "band_edges": [
+                        float(c.get_linewidth()[0])
+                        for c in ax.collections
+                        if isinstance(c, PolyCollection)
+                    ],
+                }
+                for ax in self.axes
+            ],
+        }
         return original(self, fname, *args, **kwargs)
 
     monkeypatch.setattr(Figure, "savefig", keep)
     return saved
 
 
-def line(figure: list[list[tuple[str, np.ndarray, np.ndarray]]], label: str,
-         axes: int = 0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def line(
+    figure: list[list[tuple[str, np.ndarray, np.ndarray]]], label: str, axes: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """(x, y) of the line labelled `label` on a figure's axes `axes`, as `drawn` read it."""
     found = [(x, y) for name, x, y in figure[axes] if name == label]
     names = [name for name, *_ in figure[axes]]
@@ -318,3 +385,26 @@ def pytest_sessionfinish(session, exitstatus):
     if reporter is not None and not reporter.stats.get("passed"):
         reporter.write_line("no test passed (every test skipped or none ran): failing the run")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# Modules whose tests train for real (seconds to a minute each): `make test-fast` leaves them
+# out (pytest -m "not slow"); single slow tests elsewhere carry @pytest.mark.slow.
+SLOW_MODULES = {
+    "test_train",
+    "test_resume",
+    "test_runbook",
+    "test_cli",
+    "test_long_runs",
+    "test_speed_studies",
+    "test_small_problems",
+    "test_sfo_study",
+    "test_fig2b_study",
+    "test_figures",
+    "test_main",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)

@@ -34,8 +34,9 @@ def test_the_loader_reads_the_pickle_batches(cifar_root):
     assert torch.equal(data.x_train[0], torch.from_numpy(first[0][0]).float() / 255)
     assert data.y_train[:20].tolist() == first[1].tolist()
     # also found when root is the batch folder itself
-    again = load_cifar10(cifar_root / "cifar-10-batches-py", download=False, verify=False,
-                         whitening="none")  # fmt: skip
+    again = load_cifar10(
+        cifar_root / "cifar-10-batches-py", download=False, verify=False, whitening="none"
+    )
     assert torch.equal(again.x_test, data.x_test)
 
 
@@ -63,11 +64,14 @@ def test_zca_whitening_gives_an_identity_covariance():
     assert white.mean(0).abs().max() < 1e-10
 
 
-def test_the_loader_whitens_on_the_training_set_and_caches_the_transform(cifar_root, tmp_path,
-                                                                        monkeypatch):  # fmt: skip
+@pytest.mark.slow
+def test_the_loader_whitens_on_the_training_set_and_caches_the_transform(
+    cifar_root, tmp_path, monkeypatch
+):
     cache = tmp_path / "cache"
-    data = load_cifar10(cifar_root, download=False, verify=False, whitening="zca",
-                        zca_epsilon=1e-6, cache_dir=cache)  # fmt: skip
+    data = load_cifar10(
+        cifar_root, download=False, verify=False, whitening="zca", zca_epsilon=1e-6, cache_dir=cache
+    )
     x = data.x_train.flatten(1).double()
     assert x.mean(0).abs().max() < 1e-4
     # 100 images span 99 directions: there the covariance is the identity, elsewhere zero
@@ -79,8 +83,9 @@ def test_the_loader_whitens_on_the_training_set_and_caches_the_transform(cifar_r
         raise AssertionError("the cached transform should have been used")
 
     monkeypatch.setattr(cifar, "zca_transform", refit)
-    cached = load_cifar10(cifar_root, download=False, verify=False, whitening="zca",
-                          zca_epsilon=1e-6, cache_dir=cache)  # fmt: skip
+    cached = load_cifar10(
+        cifar_root, download=False, verify=False, whitening="zca", zca_epsilon=1e-6, cache_dir=cache
+    )
     assert torch.allclose(cached.x_test, data.x_test)
     with pytest.raises(AssertionError):  # another epsilon is another transform
         load_cifar10(cifar_root, download=False, verify=False, zca_epsilon=1e-3, cache_dir=cache)
@@ -93,8 +98,15 @@ def test_the_loader_whitens_on_the_training_set_and_caches_the_transform(cifar_r
 
 
 def test_standardisation_is_per_channel(cifar_root):
-    data = load_data({"name": "cifar10", "root": str(cifar_root), "download": False,
-                      "verify": False, "whitening": "standardize"})  # fmt: skip
+    data = load_data(
+        {
+            "name": "cifar10",
+            "root": str(cifar_root),
+            "download": False,
+            "verify": False,
+            "whitening": "standardize",
+        }
+    )
     per_channel = data.x_train.transpose(0, 1).flatten(1)
     assert torch.allclose(per_channel.mean(1), torch.zeros(3), atol=1e-5)
     assert torch.allclose(per_channel.std(1), torch.ones(3), atol=1e-4)
@@ -103,8 +115,14 @@ def test_standardisation_is_per_channel(cifar_root):
 def test_the_network_has_the_papers_shapes():
     net = ConvolutionalNetwork((3, 32, 32), 10, seeds=[0, 0, 1], dropout=True)
     shapes = [tuple(p.shape) for p in net.parameters()]
-    assert shapes[:6] == [(3, 64, 3, 5, 5), (3, 64), (3, 64, 64, 5, 5), (3, 64), (3, 128, 64, 5, 5),
-                          (3, 128)]  # fmt: skip
+    assert shapes[:6] == [
+        (3, 64, 3, 5, 5),
+        (3, 64),
+        (3, 64, 64, 5, 5),
+        (3, 64),
+        (3, 128, 64, 5, 5),
+        (3, 128),
+    ]
     assert shapes[6:] == [(3, 128 * 4 * 4, 1000), (3, 1000), (3, 1000, 10), (3, 10)]
     net.eval()
     x = torch.randn(4, 3, 32, 32)
@@ -130,19 +148,35 @@ def test_dropout_is_a_switch_and_acts_in_training_only():
     assert torch.equal(noisy(x), plain.eval()(x))
 
 
+@pytest.mark.slow
 def test_a_two_epoch_run_draws_both_panels_and_the_vhat_figure(tmp_path, drawn, capsys):
     root = make_cifar(tmp_path / "data", per_batch=26)
     runs, out = tmp_path / "runs", tmp_path / "fig3"
-    common = [f"data.root={root}", "data.verify=false", "data.download=false",
-              "data.whitening=standardize", "trainer.epochs=2",
-              "trainer.batch_size=32", "model.channels=[8,8,16]", "model.hidden=32",
-              "trainer.moment_stats_every=2"]  # fmt: skip
+    common = [
+        f"data.root={root}",
+        "data.verify=false",
+        "data.download=false",
+        "data.whitening=standardize",
+        "trainer.epochs=2",
+        "trainer.batch_size=32",
+        "model.channels=[8,8,16]",
+        "model.hidden=32",
+        "trainer.moment_stats_every=2",
+    ]
     records = {}
-    for optimizer, label, dropout in (("adam", "Adam", "false"), ("adam", "Adam+dropout", "true"),
-                                      ("nesterov", "SGDNesterov", "false")):  # fmt: skip
-        cfg = hydra_config("experiment=cifar_cnn", "sweep=fig3_cifar10_cnn",
-                           f"optimizer={optimizer}", f"optimizer.label={label}",
-                           f"model.dropout={dropout}", *common)  # fmt: skip
+    for optimizer, label, dropout in (
+        ("adam", "Adam", "false"),
+        ("adam", "Adam+dropout", "true"),
+        ("nesterov", "SGDNesterov", "false"),
+    ):
+        cfg = hydra_config(
+            "experiment=cifar_cnn",
+            "sweep=fig3_cifar10_cnn",
+            f"optimizer={optimizer}",
+            f"optimizer.label={label}",
+            f"model.dropout={dropout}",
+            *common,
+        )
         record = records[label] = train(cfg, runs / label)
         assert len(record["members"]) == 4  # the curve's stepsize grid
         assert len(record["step_costs"]["cost"]) == 10  # 5 steps per pass, both passes logged
@@ -174,8 +208,9 @@ def test_a_two_epoch_run_draws_both_panels_and_the_vhat_figure(tmp_path, drawn, 
     capsys.readouterr()
     plot_main(["fig3_cifar10_cnn_vhat", "--runs", str(runs), "--out", str(tmp_path / "vhat")])
     printed = capsys.readouterr().out.splitlines()
-    assert printed[-1] == (f"wrote {tmp_path / 'vhat'}/figure.png, moments.csv, verdict.csv, "
-                           "sources.json")  # fmt: skip
+    assert printed[-1] == (
+        f"wrote {tmp_path / 'vhat'}/figure.png, moments.csv, verdict.csv, sources.json"
+    )
     verdict = pd.read_csv(tmp_path / "vhat" / "verdict.csv")
     assert printed[0].split()[:2] == verdict.columns[:2].tolist() and len(printed) == 12
     assert set(verdict["label"]) == {"Adam", "Adam+dropout"}
@@ -212,8 +247,9 @@ def test_a_failed_download_is_one_line(tmp_path, monkeypatch):
     message = str(error.value)
     assert message.startswith(f"could not download CIFAR-10 into {tmp_path} (<urlopen error")
     assert "\n" not in message
-    assert message.endswith("put cifar-10-batches-py/ there or point data.root (or "
-                            "ADAMREPRO_DATA) at it")  # fmt: skip
+    assert message.endswith(
+        "put cifar-10-batches-py/ there or point data.root (or ADAMREPRO_DATA) at it"
+    )
 
 
 def test_the_download_asks_torchvision_for_the_archive_into_root(tmp_path, torchvision_calls):
@@ -267,9 +303,14 @@ def test_pickle_batches_are_described_in_full_and_a_short_label_list_is_named(ci
 
     folder = cifar_root / "cifar-10-batches-py"
     data = load_cifar10(cifar_root, download=False, verify=False, whitening="none")
-    assert data.description == {"name": "CIFAR-10", "source": "pickle batches",
-                                "path": str(folder), "lossless": True, "order": "original",
-                                "label": "CIFAR-10"}  # fmt: skip
+    assert data.description == {
+        "name": "CIFAR-10",
+        "source": "pickle batches",
+        "path": str(folder),
+        "lossless": True,
+        "order": "original",
+        "label": "CIFAR-10",
+    }
     batch = {b"data": np.zeros((3, 3072), dtype=np.uint8), b"labels": [1, 2]}
     (folder / "test_batch").write_bytes(pickle.dumps(batch))
     with pytest.raises(DataError) as error:

@@ -37,9 +37,14 @@ def test_a_jpeg_copy_is_labelled_lossy_with_its_quality(tmp_path):
     written = make_cifar_images(tmp_path, fmt="JPEG")
     data = load(tmp_path, source="images")
     assert data.description == {
-        "name": "CIFAR-10", "source": "image copy (JPEG)",
-        "path": str(tmp_path / "cifar10" / "cifar10-jpeg"), "lossless": False,
-        "jpeg_quality": 75, "order": "original", "label": "CIFAR-10 (JPEG-75 copy)"}  # fmt: skip
+        "name": "CIFAR-10",
+        "source": "image copy (JPEG)",
+        "path": str(tmp_path / "cifar10" / "cifar10-jpeg"),
+        "lossless": False,
+        "jpeg_quality": 75,
+        "order": "original",
+        "label": "CIFAR-10 (JPEG-75 copy)",
+    }
     error = (data.x_train * 255 - torch.from_numpy(written["x_train"]).float()).abs().mean()
     assert 1 < error < 80  # close to, but not, the pixels written (random images compress badly)
 
@@ -89,9 +94,15 @@ def test_the_exact_rows_of_a_copy_are_found_by_index_and_class_rank(tmp_path):
     }
     folder = str(tmp_path / "cifar10" / "cifar10-jpeg")
     assert copy.description == {
-        "name": "CIFAR-10", "source": "image copy (PNG)", "path": folder, "lossless": True,
-        "jpeg_quality": None, "order": "original", "label": "CIFAR-10, exact subset's rows",
-        "rows": "exact"}  # fmt: skip
+        "name": "CIFAR-10",
+        "source": "image copy (PNG)",
+        "path": folder,
+        "lossless": True,
+        "jpeg_quality": None,
+        "order": "original",
+        "label": "CIFAR-10, exact subset's rows",
+        "rows": "exact",
+    }
     whole = load(tmp_path, source="images")
     expected = {k: v for k, v in copy.description.items() if k != "rows"}
     assert whole.description == {**expected, "label": "CIFAR-10"}
@@ -105,8 +116,11 @@ def test_every_damage_is_one_line(tmp_path):
 
     root = fresh("extra_class")
     (root / "cifar10/cifar10-jpeg/train/horse").rename(root / "cifar10/cifar10-jpeg/train/pony")
-    with pytest.raises(DataError, match=r"train/ has class folders pony that are not classes, "
-                                        r"and lacks horse; the classes are airplane"):  # fmt: skip
+    with pytest.raises(
+        DataError,
+        match=r"train/ has class folders pony that are not classes, "
+        r"and lacks horse; the classes are airplane",
+    ):
         load(root, source="images")
     root = fresh("counts", per_class={"train": 5, "test": 3})
     with pytest.raises(DataError, match=r"train/airplane holds 5 images where there must be 5,000"):
@@ -146,6 +160,7 @@ def test_the_jpeg_quality_is_read_from_the_quantisation_table():
         assert jpeg_quality(table) == quality
 
 
+@pytest.mark.slow
 def test_real_cifar_jpeg_copy_matches_the_exact_rows(tmp_path):
     from conftest import SHARED_DATA
 
@@ -160,16 +175,34 @@ def test_real_cifar_jpeg_copy_matches_the_exact_rows(tmp_path):
     assert 29 < psnr.median() < 32 and psnr.min() > 20  # PROVENANCE: 30.5 dB median
 
 
+@pytest.mark.slow
 def test_the_copy_check_compares_spectra_and_curves_and_picks_stepsizes(tmp_path):
     from adamrepro.copycheck import main
 
     written = make_cifar_images(tmp_path / "data", fmt="JPEG", per_class={"train": 6, "test": 4})
     make_exact_subset(tmp_path / "data", written)
     out = tmp_path / "out"
-    main(["--data-root", str(tmp_path / "data"), "--runs", str(tmp_path / "runs"), "--out",
-          str(out), "--epochs", "2", "--no-verify", "--cache-dir", str(tmp_path / "cache"),
-          "--override", "model.channels=[4,4,8]", "model.hidden=16", "data.verify=false",
-          "data.whitening=standardize", "trainer.batch_size=8"])  # fmt: skip
+    main(
+        [
+            "--data-root",
+            str(tmp_path / "data"),
+            "--runs",
+            str(tmp_path / "runs"),
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--no-verify",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--override",
+            "model.channels=[4,4,8]",
+            "model.hidden=16",
+            "data.verify=false",
+            "data.whitening=standardize",
+            "trainer.batch_size=8",
+        ]
+    )
     import json
 
     import pandas as pd
@@ -214,8 +247,10 @@ def test_each_damage_says_what_and_where_in_full(tmp_path):
         Image.new("RGB", (size, size)).save(image)
     with pytest.raises(DataError) as error:
         read_image_tree(root / "cifar10/cifar10-jpeg", CIFAR_CLASSES)
-    assert str(error.value) == (f"{root / 'cifar10/cifar10-jpeg'}: the train images differ in "
-                                "size ([(3, 8, 8), (3, 9, 9), (3, 10, 10)])")  # fmt: skip
+    assert str(error.value) == (
+        f"{root / 'cifar10/cifar10-jpeg'}: the train images differ in "
+        "size ([(3, 8, 8), (3, 9, 9), (3, 10, 10)])"
+    )
     # data after a tarball's end (whitespace, or anything that is not its zero padding)
     root = tmp_path / "tail"
     make_cifar_images(root, per_class={"train": 1, "test": 1}, tarball=True)
@@ -250,7 +285,8 @@ def test_a_tarball_named_as_the_root_finds_its_labels_beside_it(tmp_path):
     beside.mkdir()
     (tmp_path / "cifar10" / "cifar10-jpeg.tar.gz").rename(beside / "cifar10-jpeg.tar.gz")
     (tmp_path / "cifar10" / "train_labels_original_order.npy").rename(
-        beside / "train_labels_original_order.npy")  # fmt: skip
+        beside / "train_labels_original_order.npy"
+    )
     data = load(beside / "cifar10-jpeg.tar.gz", source="images")
     assert data.description["order"] == "original"
     assert data.y_train.tolist() == written["y_train"].tolist()
@@ -268,8 +304,9 @@ def test_two_copies_with_the_same_size_and_time_never_share_a_cache_entry(tmp_pa
     import os
     import shutil
 
-    make_cifar_images(tmp_path / "a", per_class={"train": 1, "test": 1}, tarball=True,
-                      labels_file=False)  # fmt: skip
+    make_cifar_images(
+        tmp_path / "a", per_class={"train": 1, "test": 1}, tarball=True, labels_file=False
+    )
     first = tmp_path / "a" / "cifar10" / "cifar10-jpeg.tar.gz"
     second = tmp_path / "b" / "cifar10" / "cifar10-jpeg.tar.gz"
     second.parent.mkdir(parents=True)
@@ -296,8 +333,10 @@ def test_an_exact_subset_that_disagrees_with_the_copy_is_refused(tmp_path):
     (tmp_path / "cifar10" / "train_labels_original_order.npy").unlink()
     with pytest.raises(DataError) as error:
         load(tmp_path, source="images", rows="exact")
-    assert str(error.value) == ("rows=exact needs the training images in their original order: "
-                                "put train_labels_original_order.npy beside the copy")  # fmt: skip
+    assert str(error.value) == (
+        "rows=exact needs the training images in their original order: "
+        "put train_labels_original_order.npy beside the copy"
+    )
 
 
 def test_verify_checks_the_exact_subset_read_beside_an_image_copy(tmp_path, monkeypatch):
@@ -309,7 +348,8 @@ def test_verify_checks_the_exact_subset_read_beside_an_image_copy(tmp_path, monk
     monkeypatch.setattr(cifar, "PER_CLASS", {"train": 2, "test": 2})
     monkeypatch.setattr(cifar, "KNOWN_MD5", {"exact_subset.npz": "0" * 32})
     with pytest.raises(DataError) as error:
-        load_cifar10(tmp_path, download=False, verify=True, whitening="none", source="images",
-                     rows="exact")  # fmt: skip
+        load_cifar10(
+            tmp_path, download=False, verify=True, whitening="none", source="images", rows="exact"
+        )
     assert str(error.value).startswith(f"{path}: md5 ")
     assert len(load(tmp_path, source="images", rows="exact").y_train) == 4

@@ -41,9 +41,14 @@ MAKE_TINY = {
     "reproduce-bias-correction": ["trainer.epochs=2", "model.hidden=8", "model.latent=2"],
     "reproduce-bias-correction-cpu": ["trainer.epochs=2", "model.hidden=8", "model.latent=2"],
     "reproduce-cifar": ["trainer.epochs=2", *CNN, "data.cache_dir={cache}"],
-    "reproduce-cifar-cpu": [*CNN, "trainer.batch_size=16", "trainer.epochs=2",
-                            "trainer.eval_every=2", "trainer.moment_stats_every=2",
-                            "data.cache_dir={cache}"],  # fmt: skip
+    "reproduce-cifar-cpu": [
+        *CNN,
+        "trainer.batch_size=16",
+        "trainer.epochs=2",
+        "trainer.eval_every=2",
+        "trainer.moment_stats_every=2",
+        "data.cache_dir={cache}",
+    ],
 }
 # The figures each target writes.
 MAKE_WRITES = {
@@ -121,10 +126,20 @@ def test_every_make_target_of_the_readme_runs_in_a_tiny_form(target, data_root, 
     tiny = [o.format(cache=tmp_path / "cache") for o in MAKE_TINY.get(target, [])]
     overrides = " ".join([*TINY, *tiny])
     done = subprocess.run(
-        ["make", "-s", target, f"DATA_ROOT={data_root}", f"RUNS={tmp_path / 'runs'}",
-         f"RESULTS={tmp_path / 'results'}", f"OVERRIDES={overrides}"],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            "make",
+            "-s",
+            target,
+            f"DATA_ROOT={data_root}",
+            f"RUNS={tmp_path / 'runs'}",
+            f"RESULTS={tmp_path / 'results'}",
+            f"OVERRIDES={overrides}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-1500:]
     if target == "help":
         assert "reproduce-mnist" in done.stdout and "restart-%" in done.stdout
@@ -134,18 +149,40 @@ def test_every_make_target_of_the_readme_runs_in_a_tiny_form(target, data_root, 
         assert (tmp_path / "results" / figure / "figure.png").is_file()
         sources = json.loads((tmp_path / "results" / figure / "sources.json").read_text())
         assert sources["left_out"] == [] and sources["status"] == ["completed"]
-    again = subprocess.run(  # the same command again continues: every run is complete already
-        ["make", "-s", target, f"DATA_ROOT={data_root}", f"RUNS={tmp_path / 'runs'}",
-         f"RESULTS={tmp_path / 'results'}", f"OVERRIDES={overrides}"],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
-    ) if target == "reproduce-mnist" else None  # fmt: skip
+    again = (
+        subprocess.run(  # the same command again continues: every run is complete already
+            [
+                "make",
+                "-s",
+                target,
+                f"DATA_ROOT={data_root}",
+                f"RUNS={tmp_path / 'runs'}",
+                f"RESULTS={tmp_path / 'results'}",
+                f"OVERRIDES={overrides}",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if target == "reproduce-mnist"
+        else None
+    )
     if again is not None:
         assert again.returncode == 0 and "completed already: nothing to do" in again.stderr
 
 
 def sweep(data_root: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    return cli("-m", "experiment=mnist_logreg", f"data.root={data_root}", "trainer.epochs=1",
-               *TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}", *args, cwd=tmp_path)  # fmt: skip
+    return cli(
+        "-m",
+        "experiment=mnist_logreg",
+        f"data.root={data_root}",
+        "trainer.epochs=1",
+        *TINY,
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        *args,
+        cwd=tmp_path,
+    )
 
 
 def test_a_failing_job_is_reported_and_the_others_still_run(data_root, tmp_path):
@@ -177,8 +214,14 @@ def test_sweeps_scale_out_on_hydras_launchers(launcher, data_root, tmp_path):
 def test_an_output_folder_that_cannot_be_written_is_one_line(data_root, tmp_path):
     (tmp_path / "a_file").write_text("")
     for mode, key in (([], "hydra.run.dir"), (["-m"], "hydra.sweep.dir")):
-        done = cli(*mode, "experiment=mnist_logreg", f"data.root={data_root}", *TINY,
-                   f"{key}={tmp_path / 'a_file' / 'run'}", cwd=tmp_path)  # fmt: skip
+        done = cli(
+            *mode,
+            "experiment=mnist_logreg",
+            f"data.root={data_root}",
+            *TINY,
+            f"{key}={tmp_path / 'a_file' / 'run'}",
+            cwd=tmp_path,
+        )
         assert done.returncode == 2
         assert (
             done.stderr.strip()
@@ -201,8 +244,9 @@ def test_exit_status_says_how_a_run_ended(data_root, tmp_path):
     assert "epoch 2/2" not in done.stderr
 
 
-def test_a_signal_handler_that_was_there_runs_after_the_checkpoint(mnist_root, tmp_path,
-                                                                  monkeypatch):  # fmt: skip
+def test_a_signal_handler_that_was_there_runs_after_the_checkpoint(
+    mnist_root, tmp_path, monkeypatch
+):
     """What submitit does on a cluster (SIGUSR2: requeue the job, then exit), simulated: our
     checkpoint comes first, then its handler; the requeued job continues the run."""
     from adamrepro.checkpoint import CHECKPOINT_NAME
@@ -231,18 +275,30 @@ def test_a_signal_handler_that_was_there_runs_after_the_checkpoint(mnist_root, t
 
 
 def test_a_run_with_dropout_repeats_exactly_in_a_new_process_and_another_seed_differs(
-        mnist_root, tmp_path):  # fmt: skip
+    mnist_root, tmp_path
+):
     """Dropout masks come from torch's generator, seeded by the run: the same command in two
     processes gives the same record; seed=1 gives another."""
 
     def run(name: str, *extra: str) -> list[dict]:
-        done = cli("experiment=mnist_mlp", f"data.root={mnist_root}", "data.download=false",
-                   *TINY, "trainer.epochs=2", "trainer.batch_size=64", "model.hidden=[16,16]",
-                   "optimizer=adam", *extra, f"hydra.run.dir={tmp_path / name}",
-                   cwd=tmp_path)  # fmt: skip
+        done = cli(
+            "experiment=mnist_mlp",
+            f"data.root={mnist_root}",
+            "data.download=false",
+            *TINY,
+            "trainer.epochs=2",
+            "trainer.batch_size=64",
+            "model.hidden=[16,16]",
+            "optimizer=adam",
+            *extra,
+            f"hydra.run.dir={tmp_path / name}",
+            cwd=tmp_path,
+        )
         assert done.returncode == 0, done.stderr
-        return [{k: r[k] for k in ("epoch", "train_cost", "train_cost_full", "test_loss")}
-                for r in read_record(tmp_path / name)["curves"]]  # fmt: skip
+        return [
+            {k: r[k] for k in ("epoch", "train_cost", "train_cost_full", "test_loss")}
+            for r in read_record(tmp_path / name)["curves"]
+        ]
 
     first, again, other = run("a"), run("b"), run("c", "seed=1")
     assert first == again
@@ -254,9 +310,14 @@ def test_ci_fails_a_session_in_which_every_test_skipped():
     probe = "tests/test_train.py::test_a_training_step_on_cuda_never_waits_for_the_host"  # skips
     for required, status in (("0", 0), ("1", 1)):
         env = {**__import__("os").environ, "ADAMREPRO_REQUIRE_PASSED": required}
-        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                               probe], cwd=REPO, capture_output=True, text=True, timeout=120,
-                              env=env)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", probe],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
         assert done.returncode == status, done.stdout
     assert "no test passed" in done.stdout
     assert "ADAMREPRO_REQUIRE_PASSED=1 make test" in (REPO / ".ci" / "run").read_text()

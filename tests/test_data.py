@@ -145,8 +145,15 @@ def test_a_training_subset_is_a_fixed_choice_of_rows_and_leaves_the_test_set(tmp
 
 
 def test_a_training_subset_of_sparse_rows_is_refused(imdb_root: Path, tmp_path: Path):
-    config = {"name": "imdb", "root": str(imdb_root), "source": "local", "verify": False,
-              "vocab_size": 30, "cache_dir": str(tmp_path / "cache"), "train_rows": 5}  # fmt: skip
+    config = {
+        "name": "imdb",
+        "root": str(imdb_root),
+        "source": "local",
+        "verify": False,
+        "vocab_size": 30,
+        "cache_dir": str(tmp_path / "cache"),
+        "train_rows": 5,
+    }
     with pytest.raises(ConfigError) as error:
         load_data(config)
     assert str(error.value) == "data.train_rows needs dense inputs (MNIST, CIFAR-10)"
@@ -193,8 +200,10 @@ def test_the_defaults_download_when_missing_and_check_the_md5(tmp_path: Path, mo
     assert calls == []
     message = str(error.value)
     assert message.startswith("MNIST ") and "(or .gz)" in message
-    assert ("train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
-            "t10k-labels-idx1-ubyte (or .gz)") in message  # fmt: skip
+    assert (
+        "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+        "t10k-labels-idx1-ubyte (or .gz)"
+    ) in message
     with pytest.raises(DataError) as error:
         load_mnist(tmp_path / "fetched")
     assert calls == [tmp_path / "fetched"]

@@ -12,8 +12,10 @@ from conftest import cli
 
 
 def synthetic_record(costs: dict[int, float], stepsize: float = 1e-3) -> dict:
-    rows = [{"member": 0, "epoch": k, "train_cost_full": c, "train_cost_subset": c / 2}
-            for k, c in costs.items()]  # fmt: skip
+    rows = [
+        {"member": 0, "epoch": k, "train_cost_full": c, "train_cost_subset": c / 2}
+        for k, c in costs.items()
+    ]
     return {"curves": rows, "members": [{"stepsize": stepsize}], "config": {"dtype": "float64"}}
 
 
@@ -23,18 +25,22 @@ def test_the_distance_is_the_rms_log_ratio_to_the_papers_adam_after_k_passes():
     assert paper[1] == pytest.approx(0.12343) and paper[25] == pytest.approx(5.8017e-6)
     twice = {0: 2.3, **{k: 2 * paper[k] for k in range(1, 11)}}
     mixed = {k: paper[k] * (10 if k == 5 else 1) for k in range(1, 11)}
-    study = fig2b_study.table({"twice": synthetic_record(twice),
-                               "mixed": synthetic_record(mixed, 3e-4)})  # fmt: skip
+    study = fig2b_study.table(
+        {"twice": synthetic_record(twice), "mixed": synthetic_record(mixed, 3e-4)}
+    )
     first, second = study.iloc[0], study.iloc[1]
     assert first["distance"] == pytest.approx(math.log10(2))
     assert first["log10_ratio_10"] == pytest.approx(math.log10(2))
     assert math.isnan(first["log10_ratio_25"]) and first["passes"] == 10
     assert first["full_0"] == 2.3 and first["subset_1"] == pytest.approx(paper[1])
     assert second["distance"] == pytest.approx(math.sqrt(1 / 10))  # one point 10x off of 10
-    chosen = fig2b_study.closest(pd.concat([study, study.assign(variant="twice", stepsize=1.0,
-                                                                 distance=0.01)]))  # fmt: skip
+    chosen = fig2b_study.closest(
+        pd.concat([study, study.assign(variant="twice", stepsize=1.0, distance=0.01)])
+    )
     assert dict(zip(chosen["variant"], chosen["stepsize"], strict=True)) == {
-        "twice": 1.0, "mixed": 3e-4}  # fmt: skip
+        "twice": 1.0,
+        "mixed": 3e-4,
+    }
 
 
 def test_the_study_runs_its_variants_and_tabulates_them(mnist_root, tmp_path):
@@ -46,9 +52,21 @@ def test_the_study_runs_its_variants_and_tabulates_them(mnist_root, tmp_path):
         "trainer.progress=false",
         "trainer.train_eval_subset=100",
     ]
-    args = ["--data-root", str(mnist_root), "--runs", str(tmp_path / "runs"), "--out",
-            str(tmp_path / "out"), "--passes", "2", "--only", "old", "harness", "--override",
-            *tiny]  # fmt: skip
+    args = [
+        "--data-root",
+        str(mnist_root),
+        "--runs",
+        str(tmp_path / "runs"),
+        "--out",
+        str(tmp_path / "out"),
+        "--passes",
+        "2",
+        "--only",
+        "old",
+        "harness",
+        "--override",
+        *tiny,
+    ]
     done = cli(*args, cwd=tmp_path, module="adamrepro.fig2b_study")
     assert done.returncode == 0, done.stderr
     study = pd.read_csv(tmp_path / "out" / "study.csv")
@@ -61,7 +79,14 @@ def test_the_study_runs_its_variants_and_tabulates_them(mnist_root, tmp_path):
     assert "| **" in (tmp_path / "out" / "study.md").read_text()
     again = cli(*args[:6], "--collect", cwd=tmp_path, module="adamrepro.fig2b_study")
     assert again.returncode == 0 and pd.read_csv(tmp_path / "out" / "study.csv").equals(study)
-    bad = cli(*args[:6], "--only", "old", "--override", "model.hidden", cwd=tmp_path,
-              module="adamrepro.fig2b_study")  # fmt: skip
+    bad = cli(
+        *args[:6],
+        "--only",
+        "old",
+        "--override",
+        "model.hidden",
+        cwd=tmp_path,
+        module="adamrepro.fig2b_study",
+    )
     assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "Traceback" not in bad.stderr

@@ -15,8 +15,13 @@ from conftest import hydra_config, line
 
 
 def run(mnist_root, out, *overrides: str) -> dict:
-    cfg = hydra_config(f"data.root={mnist_root}", "data.verify=false", "data.download=false",
-                       "trainer.batch_size=64", *overrides)  # fmt: skip
+    cfg = hydra_config(
+        f"data.root={mnist_root}",
+        "data.verify=false",
+        "data.download=false",
+        "trainer.batch_size=64",
+        *overrides,
+    )
     return train(cfg, out)
 
 
@@ -30,9 +35,14 @@ def test_figure_2a_and_2b_from_short_runs(mnist_root, tmp_path, drawn):
     small = ["model.hidden=[40,40]", "trainer.epochs=3"]
     records = {}
     for optimizer in ("adagrad", "rmsprop", "nesterov", "adadelta", "adam"):
-        records[optimizer] = run(mnist_root, tmp_path / "dropout" / optimizer,
-                                 "experiment=mnist_mlp", "sweep=fig2_mnist_mlp_cpu",
-                                 f"optimizer={optimizer}", *small)  # fmt: skip
+        records[optimizer] = run(
+            mnist_root,
+            tmp_path / "dropout" / optimizer,
+            "experiment=mnist_mlp",
+            "sweep=fig2_mnist_mlp_cpu",
+            f"optimizer={optimizer}",
+            *small,
+        )
         assert records[optimizer]["status"] == "completed"
         assert len(records[optimizer]["members"]) == 2
     best = make_figure("fig2a_mnist_mlp", [str(tmp_path / "dropout")], tmp_path / "fig2a")
@@ -52,14 +62,21 @@ def test_figure_2a_and_2b_from_short_runs(mnist_root, tmp_path, drawn):
         theirs = paper[paper["curve"] == name]
         assert px.tolist() == theirs["x"].tolist() and py.tolist() == theirs["y"].tolist()
 
-    record = run(mnist_root, tmp_path / "deterministic", "experiment=mnist_mlp_deterministic",
-                 "sweep=fig2_mnist_mlp_deterministic", "optimizer=adam",
-                 "trainer.train_eval_subset=100", *small)  # fmt: skip
+    record = run(
+        mnist_root,
+        tmp_path / "deterministic",
+        "experiment=mnist_mlp_deterministic",
+        "sweep=fig2_mnist_mlp_deterministic",
+        "optimizer=adam",
+        "trainer.train_eval_subset=100",
+        *small,
+    )
     assert record["config"]["model"]["input_dropout"] == 0.0
     assert len(record["members"]) == 3
     assert record["curves"][0]["epoch"] == 0  # evaluated before the first step
-    best = make_figure("fig2b_mnist_mlp_deterministic", [str(tmp_path / "deterministic")],
-                       tmp_path / "fig2b")  # fmt: skip
+    best = make_figure(
+        "fig2b_mnist_mlp_deterministic", [str(tmp_path / "deterministic")], tmp_path / "fig2b"
+    )
     assert best["curve"].tolist() == ["Adam"]  # no SFO run here: the paper's curve only
     x, y = line(drawn[str(tmp_path / "fig2b" / "figure.png")], "Adam")
     stepsize = best["stepsize"].iloc[0]
@@ -87,8 +104,11 @@ def test_figure_4_from_a_short_run_of_the_whole_grid_drawn_by_the_command(
         assert len(record["members"]) == 54
         evaluated = [r for r in record["curves"] if r["train_cost_full"] == r["train_cost_full"]]
         assert {r["epoch"] for r in evaluated} == {2}  # eval_every 10: only the last epoch
-        costs = pd.DataFrame(record["curves"]).pivot(index="member", columns="epoch",
-                                                      values="train_cost").dropna()  # fmt: skip
+        costs = (
+            pd.DataFrame(record["curves"])
+            .pivot(index="member", columns="epoch", values="train_cost")
+            .dropna()
+        )
         assert (costs[2] < costs[1]).mean() > 0.8  # most members learn (not all are stable)
         assert (costs[2] / costs[1]).min() < 0.9  # the fast ones by more than 10%
     out = tmp_path / "fig4"
@@ -99,7 +119,8 @@ def test_figure_4_from_a_short_run_of_the_whole_grid_drawn_by_the_command(
     assert drawn_axes[str(out / "figure.png")]["texts"] == ["data: MNIST"]  # the note
     comparison = pd.read_csv(out / "compare.csv")
     best = comparison.groupby(["epochs", "beta1", "beta2", "bias_correction"])[
-        ["paper_loss", "our_loss"]].min()  # fmt: skip
+        ["paper_loss", "our_loss"]
+    ].min()
     table = best.to_string().splitlines()  # the best loss of each panel
     assert len(printed) == len(table) + 1 and printed[0].split() == ["paper_loss", "our_loss"]
     shown = [float(v) for row in printed[2:-1] for v in row.split()[-2:]]
@@ -112,17 +133,24 @@ def test_figure_4_from_a_short_run_of_the_whole_grid_drawn_by_the_command(
     assert len(comparison) == 72 and comparison["paper_loss"].notna().sum() > 20
     # an untrained-for-long VAE sits far above the chart: drawn off it, not dropped
     assert markers["off_chart"].all()
-    record_cost = {(m["stepsize"], m["beta1"], m["beta2"], m["bias_correction"]): row["train_cost"]
-                   for bc in ("true", "false")
-                   for rec in [json.loads((tmp_path / "runs" / bc / "record.json").read_text())]
-                   for row in rec["curves"] if row["epoch"] == 2
-                   for m in [rec["members"][row["member"]]]}  # fmt: skip
+    record_cost = {
+        (m["stepsize"], m["beta1"], m["beta2"], m["bias_correction"]): row["train_cost"]
+        for bc in ("true", "false")
+        for rec in [json.loads((tmp_path / "runs" / bc / "record.json").read_text())]
+        for row in rec["curves"]
+        if row["epoch"] == 2
+        for m in [rec["members"][row["member"]]]
+    }
     for r in markers.itertuples():  # each marker is its member's mean cost over epoch 2
         key = (r.stepsize, r.beta1, r.beta2, r.bias_correction)
         assert r.loss == pytest.approx(record_cost[key], rel=1e-5, nan_ok=True)
     figure = drawn[str(out / "figure.png")]
-    off = [(x, y) for panel in figure for name, x, y in panel if len(y) and (y == y.max()).all()
-           and name.startswith("_")]  # fmt: skip
+    off = [
+        (x, y)
+        for panel in figure
+        for name, x, y in panel
+        if len(y) and (y == y.max()).all() and name.startswith("_")
+    ]
     assert sum(len(x) for x, _ in off) >= 108  # every member drawn, at the chart's top edge
 
 
@@ -131,8 +159,15 @@ def test_a_run_longer_than_a_block_reads_that_blocks_epoch(mnist_root, tmp_path)
     from adamrepro.plot import figure_spec
     from adamrepro.tables import load_records
 
-    run(mnist_root, tmp_path / "run", "experiment=mnist_vae", "+grid.stepsize=[1e-3,1e-2]",
-        "model.hidden=8", "model.latent=2", "trainer.epochs=3")  # fmt: skip
+    run(
+        mnist_root,
+        tmp_path / "run",
+        "experiment=mnist_vae",
+        "+grid.stepsize=[1e-3,1e-2]",
+        "model.hidden=8",
+        "model.latent=2",
+        "trainer.epochs=3",
+    )
     spec = figure_spec("fig4_vae_bias_correction")
     spec["epochs"] = [2, 10]
     table = load_records([tmp_path / "run"])

@@ -86,6 +86,7 @@ def test_sparse_forward_equals_the_dense_product_and_dropout_is_training_only(im
     assert torch.equal(twins.eval()(x)[0], twins(x)[1])
 
 
+@pytest.mark.slow
 def test_real_imdb_loads_with_the_papers_vocabulary(shared_imdb: Path, tmp_path: Path):
     data = load_imdb(shared_imdb, vocab_size=10000, cache_dir=tmp_path)
     assert data.x_train.shape == (25000, 10000) and data.x_test.shape == (25000, 10000)
@@ -94,11 +95,17 @@ def test_real_imdb_loads_with_the_papers_vocabulary(shared_imdb: Path, tmp_path:
 
 def test_a_short_imdb_population_learns(imdb_root: Path, tmp_path: Path):
     cfg = hydra_config(
-        "experiment=imdb_bow", f"data.root={imdb_root}", f"data.cache_dir={tmp_path / 'c'}",
+        "experiment=imdb_bow",
+        f"data.root={imdb_root}",
+        f"data.cache_dir={tmp_path / 'c'}",
         "data.verify=false",
-        "data.vocab_size=30", "trainer.epochs=4", "trainer.batch_size=16",
-        "optimizer=adam", "+grid.stepsize=[0.01,0.1]", "sweep.seeds=[0,1]",
-    )  # fmt: skip
+        "data.vocab_size=30",
+        "trainer.epochs=4",
+        "trainer.batch_size=16",
+        "optimizer=adam",
+        "+grid.stepsize=[0.01,0.1]",
+        "sweep.seeds=[0,1]",
+    )
     record = train(cfg, tmp_path / "run")
     last = [r for r in record["curves"] if r["epoch"] == 4]
     assert len(last) == 4 and record["diverged"] == {}
@@ -150,9 +157,11 @@ def test_imdbs_exact_reviews_are_checked(tmp_path: Path):
         check_reviews(gaps, "copy")
     with pytest.raises(DataError) as error:
         check_reviews([*whole, ("train", 1, 7)], "copy")
-    assert str(error.value) == ("copy: train/pos holds 12,501 reviews where IMDB has 12,500 (some "
-                                "twice); a partial or damaged copy (data.verify=false reads it "
-                                "anyway)")  # fmt: skip
+    assert str(error.value) == (
+        "copy: train/pos holds 12,501 reviews where IMDB has 12,500 (some "
+        "twice); a partial or damaged copy (data.verify=false reads it "
+        "anyway)"
+    )
 
 
 def test_missing_ids_are_shown_as_their_first_four_runs():
@@ -302,13 +311,19 @@ def test_two_copies_of_imdb_never_share_a_cache_entry(tmp_path: Path):
     two = make_imdb(tmp_path / "two", per_class=8, seed=2)
     first = load_imdb(tmp_path / "one", vocab_size=12, cache_dir=cache, verify=False)
     second = load_imdb(tmp_path / "two", vocab_size=12, cache_dir=cache, verify=False)
-    local = load_imdb(tmp_path / "two", source="local", vocab_size=12, cache_dir=cache,
-                      verify=False)  # fmt: skip
+    local = load_imdb(
+        tmp_path / "two", source="local", vocab_size=12, cache_dir=cache, verify=False
+    )
     assert len(list(cache.glob("*.npz"))) == 2  # auto and local read the same copy: one entry
     assert not torch.equal(dense(first.x_train), dense(second.x_train))
     assert torch.equal(dense(local.x_train), dense(second.x_train))
-    assert first.description == {"name": "IMDB", "source": str(one), "lossless": True,
-                                 "checked": False, "label": "IMDB, binary 12 words"}  # fmt: skip
+    assert first.description == {
+        "name": "IMDB",
+        "source": str(one),
+        "lossless": True,
+        "checked": False,
+        "label": "IMDB, binary 12 words",
+    }
     counts = load_imdb(tmp_path / "two", vocab_size=12, binary=False, verify=False)
     assert counts.description["source"] == str(two)
     assert counts.description["label"] == "IMDB, counts of 12 words"
@@ -334,7 +349,8 @@ def test_the_hubs_copy_is_checked_for_imdbs_counts_when_verifying(tmp_path, monk
         def load_dataset(name):
             assert name == "stanfordnlp/imdb"
             split = lambda labels: datasets.Dataset.from_dict(  # noqa: E731
-                {"text": ["review"] * len(labels), "label": labels})  # fmt: skip
+                {"text": ["review"] * len(labels), "label": labels}
+            )
             return {"train": split([0, 1, 0, 1]), "test": split(test_labels), "unsupervised": 0}
 
         return load_dataset
@@ -348,8 +364,9 @@ def test_the_hubs_copy_is_checked_for_imdbs_counts_when_verifying(tmp_path, monk
         monkeypatch.setattr(datasets, "load_dataset", hub(labels))
         with pytest.raises(DataError) as error:
             imdb.load_imdb_text(tmp_path, verify=True)
-        assert str(error.value) == (f"the hub's stanfordnlp/imdb test split holds {held} "
-                                    "positive, where IMDB has 4 and 2")  # fmt: skip
+        assert str(error.value) == (
+            f"the hub's stanfordnlp/imdb test split holds {held} positive, where IMDB has 4 and 2"
+        )
         assert imdb.load_imdb_text(tmp_path, verify=False)["test"]["label"] == labels
 
 

@@ -12,22 +12,36 @@ from adamrepro import long_runs
 from adamrepro.long_runs import Unit
 from adamrepro.records import read_record
 
-TINY = ("experiment=mnist_logreg", "optimizer=adam", "trainer.epochs=2", "data.verify=false",
-        "data.download=false")  # fmt: skip
+TINY = (
+    "experiment=mnist_logreg",
+    "optimizer=adam",
+    "trainer.epochs=2",
+    "data.verify=false",
+    "data.download=false",
+)
 
 
 @pytest.fixture
 def units(monkeypatch) -> list[Unit]:
-    made = [Unit("toy", "fig1_mnist_logreg", f"stepsize_{s}", (*TINY, f"optimizer.stepsize={s}"),
-                 5.0) for s in ("1e-3", "1e-2")]  # fmt: skip
+    made = [
+        Unit("toy", "fig1_mnist_logreg", f"stepsize_{s}", (*TINY, f"optimizer.stepsize={s}"), 5.0)
+        for s in ("1e-3", "1e-2")
+    ]
     monkeypatch.setattr(long_runs, "UNITS", made)
     return made
 
 
-def test_each_call_trains_the_next_unit_and_keeps_its_record(units, mnist_root: Path,
-                                                              tmp_path: Path, capsys):  # fmt: skip
-    args = ["--data-root", str(mnist_root), "--work", str(tmp_path / "work"), "--results",
-            str(tmp_path / "results")]  # fmt: skip
+def test_each_call_trains_the_next_unit_and_keeps_its_record(
+    units, mnist_root: Path, tmp_path: Path, capsys
+):
+    args = [
+        "--data-root",
+        str(mnist_root),
+        "--work",
+        str(tmp_path / "work"),
+        "--results",
+        str(tmp_path / "results"),
+    ]
     long_runs.main(args)
     first = tmp_path / "results" / "fig1_mnist_logreg" / "runs" / "toy" / "stepsize_1e-3"
     record = read_record(first)
@@ -46,10 +60,17 @@ def test_each_call_trains_the_next_unit_and_keeps_its_record(units, mnist_root: 
     assert "total: 0.0 CPU-hours left" in long_runs.status(tmp_path / "results")
 
 
-def test_a_spent_budget_stops_the_call_and_the_same_call_continues(units, mnist_root: Path,
-                                                                       tmp_path: Path):  # fmt: skip
-    args = ["--data-root", str(mnist_root), "--work", str(tmp_path / "work"), "--results",
-            str(tmp_path / "results")]  # fmt: skip
+def test_a_spent_budget_stops_the_call_and_the_same_call_continues(
+    units, mnist_root: Path, tmp_path: Path
+):
+    args = [
+        "--data-root",
+        str(mnist_root),
+        "--work",
+        str(tmp_path / "work"),
+        "--results",
+        str(tmp_path / "results"),
+    ]
     with pytest.raises(SystemExit) as paused:
         long_runs.main([*args, "--minutes", "0"])
     assert paused.value.code == 75  # the budget was spent before the unit could start
@@ -72,7 +93,8 @@ def test_commit_commits_the_units_folder_alone(units, tmp_path: Path, monkeypatc
     (folder / "record.json").write_text("{}")
     Path("other.txt").write_text("not this")
     long_runs.commit(folder, units[0], {"status": "completed", "wall_time_s": 125.0}, "cmd")
-    shown = subprocess.run([*git, "show", "--stat", "--format=%s"], capture_output=True,
-                           text=True, check=True).stdout  # fmt: skip
+    shown = subprocess.run(
+        [*git, "show", "--stat", "--format=%s"], capture_output=True, text=True, check=True
+    ).stdout
     assert shown.startswith("long-run unit toy/stepsize_1e-3: completed, 2 min of training (cmd)")
     assert "record.json" in shown and "other.txt" not in shown

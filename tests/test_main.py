@@ -66,9 +66,18 @@ def test_each_way_a_run_ends_has_its_line_and_exit_status(main, tmp_path: Path):
     failed = read_record(tmp_path / "bad")  # a run that could not start says why
     assert failed.pop("started") and failed.pop("updated")  # save_record stamps the time
     assert failed.pop("config")["optimizer"]["stepsize"] == -1
-    assert failed == {"format": FORMAT, "status": "failed", "wall_time_s": 0.0, "members": [],
-                      "reason": "stepsize must be >= 0, got -1", "curves": [], "diverged": {},
-                      "experiment": "mnist_logreg", "seed": None, "data": {}}  # fmt: skip
+    assert failed == {
+        "format": FORMAT,
+        "status": "failed",
+        "wall_time_s": 0.0,
+        "members": [],
+        "reason": "stepsize must be >= 0, got -1",
+        "curves": [],
+        "diverged": {},
+        "experiment": "mnist_logreg",
+        "seed": None,
+        "data": {},
+    }
     code, _, err = main("optimizer.stepsize=1e6", f"hydra.run.dir={tmp_path / 'diverged'}")
     record = read_record(tmp_path / "diverged")
     assert code == 3
@@ -76,28 +85,39 @@ def test_each_way_a_run_ends_has_its_line_and_exit_status(main, tmp_path: Path):
     assert record["reason"].startswith("every member diverged (the last at step ")
     code, _, err = main("trainer.max_minutes=0", f"hydra.run.dir={tmp_path / 'paused'}")
     assert code == 75
-    assert err.endswith(f"\npaused: the time budget is spent; {tmp_path / 'paused'} continues "
-                        "with the same command\n")  # fmt: skip
+    assert err.endswith(
+        f"\npaused: the time budget is spent; {tmp_path / 'paused'} continues "
+        "with the same command\n"
+    )
     (tmp_path / "a_file").write_text("")
     for flags, key in (((), "hydra.run.dir"), (("-m",), "hydra.sweep.dir")):
         code, _, err = main(*flags, f"{key}={tmp_path / 'a_file' / 'run'}")
-        assert (code, err) == (2, f"error: cannot write into {tmp_path / 'a_file' / 'run'}: "
-                                  "Not a directory\n")  # fmt: skip
+        assert (code, err) == (
+            2,
+            f"error: cannot write into {tmp_path / 'a_file' / 'run'}: Not a directory\n",
+        )
 
 
 @pytest.mark.parametrize(
     "raised,status,line",
     [
-        (KeyboardInterrupt(), 130,
-         "interrupted: what was done is in {out}; the same command continues it"),
-        (torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), 2,
-         "error: out of GPU memory (CUDA out of memory. Tried to allocate 2.00 GiB); train "
-         "fewer members per run or lower trainer.eval_batch_size"),
+        (
+            KeyboardInterrupt(),
+            130,
+            "interrupted: what was done is in {out}; the same command continues it",
+        ),
+        (
+            torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+            2,
+            "error: out of GPU memory (CUDA out of memory. Tried to allocate 2.00 GiB); train "
+            "fewer members per run or lower trainer.eval_batch_size",
+        ),
     ],
     ids=["interrupt", "out-of-memory"],
-)  # fmt: skip
-def test_an_interrupt_and_an_exhausted_gpu_are_one_line(main, monkeypatch, tmp_path: Path,
-                                                        raised, status, line):  # fmt: skip
+)
+def test_an_interrupt_and_an_exhausted_gpu_are_one_line(
+    main, monkeypatch, tmp_path: Path, raised, status, line
+):
     def train(*args, **kwargs):
         raise raised
 
@@ -144,8 +164,13 @@ def test_the_summary_names_the_best_member_and_its_settings():
         {"member": 1, "epoch": 3, "train_cost": 0.123456},
         {"member": 2, "epoch": 3, "train_cost": math.nan},
     ]
-    record = {"status": "completed", "config": {"trainer": {"epochs": 3}}, "members": members,
-              "curves": curves, "diverged": {"2": 7}}  # fmt: skip
+    record = {
+        "status": "completed",
+        "config": {"trainer": {"epochs": 3}},
+        "members": members,
+        "curves": curves,
+        "diverged": {"2": 7},
+    }
     assert summary(record) == (
         "completed: 3 members, 1 diverged; best: member 1 (SGDNesterov, stepsize 0.01, "
         "momentum 0.99, seed 1), final train cost 0.1235"
@@ -154,8 +179,9 @@ def test_the_summary_names_the_best_member_and_its_settings():
     assert summary(record) == "completed: 3 members, 1 diverged"
     members[0].pop("label", None)
     record["curves"] = curves[:2]
-    assert summary(record).endswith("best: member 0 (sgd, stepsize 0.1, momentum 0.9, seed 0), "
-                                    "final train cost 0.25")  # fmt: skip
+    assert summary(record).endswith(
+        "best: member 0 (sgd, stepsize 0.1, momentum 0.9, seed 0), final train cost 0.25"
+    )
 
 
 def test_a_precision_that_does_not_exist_is_one_line_and_exit_2(main, tmp_path: Path):
@@ -185,23 +211,39 @@ def test_a_second_process_in_one_output_folder_is_one_line(main, tmp_path: Path)
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["optimizer=adamw"], "error: In 'train': Could not find 'optimizer/adamw' (choose one "
-         "of: adadelta, adagrad, adam, adamax, amsgrad, momentum, nesterov, rmsprop, sgd)"),
-        (["trainer.epoch=3"], "error: Could not override 'trainer.epoch'. To append to your "
-         "config use +trainer.epoch=3 (Key 'epoch' is not in struct)"),
+        (
+            ["optimizer=adamw"],
+            "error: In 'train': Could not find 'optimizer/adamw' (choose one "
+            "of: adadelta, adagrad, adam, adamax, amsgrad, momentum, nesterov, rmsprop, sgd)",
+        ),
+        (
+            ["trainer.epoch=3"],
+            "error: Could not override 'trainer.epoch'. To append to your "
+            "config use +trainer.epoch=3 (Key 'epoch' is not in struct)",
+        ),
         (["seed=1e20"], "error: seed must be at most 2^63 - 1, got 1e+20"),
         (["sweep.seeds=[0,x]"], "error: sweep.seeds must be an integer, got 'x'"),
-        (["optimizer.stepsize=1e300"],
-         "error: stepsize must be at most 3.403e+38 for torch.float32 parameters, got 1e+300"),
-        (["-m", "hydra/launcher=submitit_slurm"], "error: hydra/launcher=submitit_slurm needs a "
-         "SLURM cluster (no srun on this machine): run the sweep here with the default launcher "
-         "or hydra/launcher=joblib"),
+        (
+            ["optimizer.stepsize=1e300"],
+            "error: stepsize must be at most 3.403e+38 for torch.float32 parameters, got 1e+300",
+        ),
+        (
+            ["-m", "hydra/launcher=submitit_slurm"],
+            "error: hydra/launcher=submitit_slurm needs a "
+            "SLURM cluster (no srun on this machine): run the sweep here with the default launcher "
+            "or hydra/launcher=joblib",
+        ),
     ],
-    ids=["unknown-choice", "key-without-plus", "huge-seed", "seed-not-a-number",
-         "stepsize-beyond-float32", "slurm-without-slurm"],
-)  # fmt: skip
-def test_mistakes_on_the_command_line_are_one_line_and_exit_2(main, tmp_path: Path, args,
-                                                              message):  # fmt: skip
+    ids=[
+        "unknown-choice",
+        "key-without-plus",
+        "huge-seed",
+        "seed-not-a-number",
+        "stepsize-beyond-float32",
+        "slurm-without-slurm",
+    ],
+)
+def test_mistakes_on_the_command_line_are_one_line_and_exit_2(main, tmp_path: Path, args, message):
     if "submitit_slurm" in args[-1] and shutil.which("srun"):
         pytest.skip("this machine has SLURM")
     code, out, err = main(*args, f"hydra.run.dir={tmp_path}", f"hydra.sweep.dir={tmp_path}")
@@ -220,8 +262,10 @@ def test_a_full_disk_under_hydras_own_files_is_one_line(main, tmp_path: Path, mo
     monkeypatch.setattr(hydra.core.utils, "_save_config", full)
     code, out, err = main("optimizer.stepsize=1e-3", f"hydra.run.dir={tmp_path}")
     assert (code, out) == (2, "")
-    assert err == ("error: cannot write the run's files: No space left on device "
-                   f"({tmp_path / '.hydra' / 'config.yaml'})\n")  # fmt: skip
+    assert err == (
+        "error: cannot write the run's files: No space left on device "
+        f"({tmp_path / '.hydra' / 'config.yaml'})\n"
+    )
 
 
 def test_a_figure_that_cannot_be_written_is_one_line(mnist_root: Path, tmp_path: Path):
@@ -229,12 +273,23 @@ def test_a_figure_that_cannot_be_written_is_one_line(mnist_root: Path, tmp_path:
     from adamrepro.training import train
     from conftest import hydra_config
 
-    train(hydra_config("experiment=mnist_logreg", f"data.root={mnist_root}", *TINY[1:],
-                       "optimizer=adam"), tmp_path / "runs" / "a")  # fmt: skip
+    train(
+        hydra_config(
+            "experiment=mnist_logreg", f"data.root={mnist_root}", *TINY[1:], "optimizer=adam"
+        ),
+        tmp_path / "runs" / "a",
+    )
     (tmp_path / "in_the_way").write_text("a file, not a folder")
     with pytest.raises(SystemExit) as stopped:
-        plot_main(["fig1_mnist_logreg", "--runs", str(tmp_path / "runs"), "--out",
-                   str(tmp_path / "in_the_way" / "figure")])  # fmt: skip
+        plot_main(
+            [
+                "fig1_mnist_logreg",
+                "--runs",
+                str(tmp_path / "runs"),
+                "--out",
+                str(tmp_path / "in_the_way" / "figure"),
+            ]
+        )
     assert str(stopped.value.code).startswith(
         f"error: cannot write the figure into {tmp_path / 'in_the_way' / 'figure'}: "
     )

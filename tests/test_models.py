@@ -21,8 +21,7 @@ def _seed():
 def test_the_multilayer_network_has_the_papers_shapes():
     net = MultilayerNetwork(784, 10, seeds=[0, 0, 1])
     shapes = [tuple(p.shape) for p in net.parameters()]
-    assert shapes == [(3, 784, 1000), (3, 1000), (3, 1000, 1000), (3, 1000), (3, 1000, 10),
-                      (3, 10)]  # fmt: skip
+    assert shapes == [(3, 784, 1000), (3, 1000), (3, 1000, 1000), (3, 1000), (3, 1000, 10), (3, 10)]
     assert (
         sum(p[0].numel() for p in net.parameters())
         == 784 * 1000 + 1000 + 1000 * 1000 + 1000 + 10010
@@ -37,8 +36,9 @@ def test_the_multilayer_network_has_the_papers_shapes():
 
 def test_dropout_acts_in_training_only_and_draws_a_mask_per_member():
     net = MultilayerNetwork(20, 3, seeds=[0, 0], hidden=(50, 50))
-    plain = MultilayerNetwork(20, 3, seeds=[0, 0], hidden=(50, 50), input_dropout=0,
-                              hidden_dropout=0)  # fmt: skip
+    plain = MultilayerNetwork(
+        20, 3, seeds=[0, 0], hidden=(50, 50), input_dropout=0, hidden_dropout=0
+    )
     plain.load_state_dict(net.state_dict())
     x = torch.rand(8, 20)
     net.eval()
@@ -121,8 +121,11 @@ def test_the_vae_is_a_population_with_one_bound_per_member():
 def test_the_figure_4_grid_expands_to_108_members_over_two_runs():
     members = []
     for bias_correction in ("true", "false"):
-        cfg = hydra_config("experiment=mnist_vae", "sweep=fig4_vae_bias_correction",
-                           f"optimizer.bias_correction={bias_correction}")  # fmt: skip
+        cfg = hydra_config(
+            "experiment=mnist_vae",
+            "sweep=fig4_vae_bias_correction",
+            f"optimizer.bias_correction={bias_correction}",
+        )
         members += population(cfg)
     assert len(members) == 2 * 2 * 3 * 9 == 108
     points = {(m["beta1"], m["beta2"], m["stepsize"], m["bias_correction"]) for m in members}
@@ -144,8 +147,9 @@ def test_build_model_knows_the_new_models(name, mnist_root):
 def test_a_gaussian_initialisation_has_the_stated_scale_and_follows_the_seeds():
     from adamrepro.errors import ConfigError
 
-    net = MultilayerNetwork(400, 10, seeds=[0, 0, 1], hidden=[300, 200], input_dropout=0,
-                            hidden_dropout=0, init_std=1.6)  # fmt: skip
+    net = MultilayerNetwork(
+        400, 10, seeds=[0, 0, 1], hidden=[300, 200], input_dropout=0, hidden_dropout=0, init_std=1.6
+    )
     for layer in net.layers:
         fan_in = layer.weight.shape[1]
         assert layer.weight[0].std().item() == pytest.approx(1.6 / math.sqrt(fan_in), rel=0.05)
@@ -156,8 +160,7 @@ def test_a_gaussian_initialisation_has_the_stated_scale_and_follows_the_seeds():
         assert not layer.bias.any()
     again = MultilayerNetwork(400, 10, seeds=[1], hidden=[300, 200], init_std=1.6)
     assert torch.equal(again.layers[1].weight[0], net.layers[1].weight[2])
-    zero = MultilayerNetwork(400, 10, seeds=[1], hidden=[300, 200], init_std=1.6,
-                             zero_output=True)  # fmt: skip
+    zero = MultilayerNetwork(400, 10, seeds=[1], hidden=[300, 200], init_std=1.6, zero_output=True)
     assert torch.equal(zero.layers[0].weight, again.layers[0].weight)
     assert not zero.layers[-1].weight.any() and not zero.layers[-1].bias.any()
     with pytest.raises(ConfigError, match="model.init_std must be a number > 0"):
@@ -210,8 +213,9 @@ def test_every_layer_draws_its_own_numbers_within_torchs_bounds():
                 assert firsts[i] != pytest.approx(firsts[j], rel=1e-4), (name, i, j)
     conv = networks["cnn"].convs[1]
     assert conv.weight.shape[2:] == (4, 5, 5)  # 4 channels in, 5 x 5: fan_in 100
-    with_dropout = ConvolutionalNetwork((3, 8, 8), 10, seeds=[0], channels=[4, 4, 8], hidden=16,
-                                        dropout=True)  # fmt: skip
+    with_dropout = ConvolutionalNetwork(
+        (3, 8, 8), 10, seeds=[0], channels=[4, 4, 8], hidden=16, dropout=True
+    )
     assert with_dropout.input_dropout.p == 0.2 and networks["cnn"].input_dropout.p == 0.0
     assert networks["cnn"].weight_decay == networks["mlp"].weight_decay == 0.0  # the defaults
 

@@ -22,16 +22,25 @@ def names(module: str, n: int) -> list[str]:
 
 
 def test_the_sample_is_stratified_fixed_and_as_large_as_asked():
-    pool = (names("optim.rules", 300) + names("optim.base", 100) + names("train", 50)
-            + names("data.mnist", 30) + names("data.cifar", 90)
-            + ["adamrepro.report.x_g__mutmut_1"])  # fmt: skip
+    pool = (
+        names("optim.rules", 300)
+        + names("optim.base", 100)
+        + names("train", 50)
+        + names("data.mnist", 30)
+        + names("data.cifar", 90)
+        + ["adamrepro.report.x_g__mutmut_1"]
+    )
     drawn = mutation_sample.sample(pool, per_place=40, seed=0)
     assert drawn == mutation_sample.sample(list(reversed(pool)), per_place=40, seed=0)
     assert drawn != mutation_sample.sample(pool, per_place=40, seed=1)
     by_module = Counter(n.split(".x")[0] for n in drawn)
-    assert by_module == {"adamrepro.optim.rules": 30, "adamrepro.optim.base": 10,
-                         "adamrepro.train": 40, "adamrepro.data.mnist": 10,
-                         "adamrepro.data.cifar": 30}  # fmt: skip
+    assert by_module == {
+        "adamrepro.optim.rules": 30,
+        "adamrepro.optim.base": 10,
+        "adamrepro.train": 40,
+        "adamrepro.data.mnist": 10,
+        "adamrepro.data.cifar": 30,
+    }
     assert len(set(drawn)) == len(drawn) and set(drawn) <= set(pool)
     assert len(mutation_sample.sample(names("plot", 7), per_place=40, seed=0)) == 7
 
@@ -44,11 +53,17 @@ def test_the_wilson_interval():
 
 
 def test_the_report_scores_the_sample_only_and_counts_unreached_mutants_as_not_killed(
-        tmp_path: Path):  # fmt: skip
-    codes = {"adamrepro.optim.rules.x_f__mutmut_1": 1, "adamrepro.optim.rules.x_f__mutmut_2": 0,
-             "adamrepro.optim.rules.x_f__mutmut_3": 33, "adamrepro.optim.rules.x_f__mutmut_4": 1,
-             "adamrepro.optim.rules.x_f__mutmut_5": 0, "adamrepro.train.x_g__mutmut_1": 36,
-             "adamrepro.train.x_g__mutmut_2": None}  # fmt: skip
+    tmp_path: Path,
+):
+    codes = {
+        "adamrepro.optim.rules.x_f__mutmut_1": 1,
+        "adamrepro.optim.rules.x_f__mutmut_2": 0,
+        "adamrepro.optim.rules.x_f__mutmut_3": 33,
+        "adamrepro.optim.rules.x_f__mutmut_4": 1,
+        "adamrepro.optim.rules.x_f__mutmut_5": 0,
+        "adamrepro.train.x_g__mutmut_1": 36,
+        "adamrepro.train.x_g__mutmut_2": None,
+    }
     meta = tmp_path / "mutants" / "src" / "x.py.meta"
     meta.parent.mkdir(parents=True)
     meta.write_text(json.dumps({"exit_code_by_key": codes}))
@@ -58,8 +73,18 @@ def test_the_report_scores_the_sample_only_and_counts_unreached_mutants_as_not_k
     equivalent = tmp_path / "equivalent.txt"
     equivalent.write_text("adamrepro.optim.rules.x_f__mutmut_4  only an allocation\n")
     out = tmp_path / "report.md"
-    mutation_report.main(["--mutants", str(tmp_path / "mutants"), "--sample", str(sample),
-                          "--equivalent", str(equivalent), "--out", str(out)])  # fmt: skip
+    mutation_report.main(
+        [
+            "--mutants",
+            str(tmp_path / "mutants"),
+            "--sample",
+            str(sample),
+            "--equivalent",
+            str(equivalent),
+            "--out",
+            str(out),
+        ]
+    )
     text = out.read_text()
     assert "a random sample of 7 of its 7 mutants" in text and "**NOT reached**" in text
     assert "1 of them no longer exist and are left out" in text

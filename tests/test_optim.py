@@ -216,8 +216,7 @@ def test_rmsprop_by_hand_with_eps_outside_or_inside_the_root(inside):
     large eps the two differ by far more than rounding."""
     a, b2, eps = 0.1, 0.9, 0.25
     grads = [[0.5, -2.0], [1.5, 0.0], [-1.0, 3.0]]
-    ours, _, _ = _scalar_run(RMSProp, grads, stepsize=a, beta2=b2, eps=eps,
-                             eps_inside_sqrt=inside)  # fmt: skip
+    ours, _, _ = _scalar_run(RMSProp, grads, stepsize=a, beta2=b2, eps=eps, eps_inside_sqrt=inside)
     theta, v = [0.0, 0.0], [0.0, 0.0]
     for t, g in enumerate(grads, start=1):
         for i in range(2):
@@ -235,8 +234,9 @@ def test_temporal_averaging_by_hand(cls, averaging_beta):
     a, b2 = 0.1, 0.9
     beta = b2 if averaging_beta is None else averaging_beta
     grads = [[1.0], [-1.0], [2.0]]
-    ours, opt, x = _scalar_run(cls, grads, stepsize=a, beta2=b2, averaging=True,
-                               averaging_beta=averaging_beta)  # fmt: skip
+    ours, opt, x = _scalar_run(
+        cls, grads, stepsize=a, beta2=b2, averaging=True, averaging_beta=averaging_beta
+    )
     avg = 0.0
     for theta in ours:
         avg = beta * avg + (1 - beta) * theta[0]
@@ -299,8 +299,11 @@ def test_a_population_that_shrinks_goes_on_as_its_members_would(cls):
     assert torch.allclose(part.detach(), full.detach()[[0, 2]], rtol=1e-6, atol=1e-6)
     assert not torch.allclose(part.detach(), x0[[0, 2]], rtol=1e-3, atol=1e-3)  # it moved
     assert opt_part.param_groups[0]["stepsize"].tolist() == [0.1, 0.05]
-    assert all(v.shape[0] == 2 for v in opt_part.state[part].values()
-               if isinstance(v, torch.Tensor) and v.dim())  # fmt: skip
+    assert all(
+        v.shape[0] == 2
+        for v in opt_part.state[part].values()
+        if isinstance(v, torch.Tensor) and v.dim()
+    )
 
 
 @pytest.mark.parametrize("cls", [Adam, AdaMax, SGD, RMSProp, AdaGrad, AdaDelta])
@@ -432,8 +435,14 @@ def test_second_moment_statistics_are_those_of_vhat():
 def test_amsgrad_never_lets_its_second_moment_fall_and_reddis_form_has_no_correction():
     x = torch.zeros(50, dtype=torch.float64, requires_grad=True)
     optimizer = Adam([x], stepsize=0.1, beta2=0.9, amsgrad=True)
-    reddi = Adam([y := torch.zeros(3, dtype=torch.float64, requires_grad=True)], stepsize=0.1,
-                 beta1=0.0, beta2=0.5, amsgrad=True, bias_correction=False)  # fmt: skip
+    reddi = Adam(
+        [y := torch.zeros(3, dtype=torch.float64, requires_grad=True)],
+        stepsize=0.1,
+        beta1=0.0,
+        beta2=0.5,
+        amsgrad=True,
+        bias_correction=False,
+    )
     gen = torch.Generator().manual_seed(0)
     previous = torch.zeros(50, dtype=torch.float64)
     for t in range(1, 200):
@@ -471,8 +480,9 @@ def test_rmsprop_with_momentum_by_hand(nesterov):
     v_t = mu v - alpha d_t; theta += v_t, or with Nesterov theta += mu v_t - alpha d_t."""
     a, b2, mu, eps = 0.1, 0.9, 0.8, 1e-8
     grads = [[0.5, -2.0], [1.5, 0.0], [-1.0, 3.0]]
-    ours, _, _ = _scalar_run(RMSProp, grads, stepsize=a, beta2=b2, eps=eps, momentum=mu,
-                             nesterov=nesterov)  # fmt: skip
+    ours, _, _ = _scalar_run(
+        RMSProp, grads, stepsize=a, beta2=b2, eps=eps, momentum=mu, nesterov=nesterov
+    )
     theta, v, vel = [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]
     for t, g in enumerate(grads, start=1):
         for i in range(2):
@@ -522,8 +532,9 @@ def test_rmsprop_momentum_forms_under_a_changing_stepsize(torch_form):
     (b = mu b + d; theta -= alpha_t b) part ways: each is followed by hand."""
     b2, mu = 0.9, 0.8
     x = torch.zeros(1, requires_grad=True)
-    optimizer = RMSProp([x], stepsize=0.1, beta2=b2, eps=0.0, momentum=mu,
-                        torch_momentum_form=torch_form)  # fmt: skip
+    optimizer = RMSProp(
+        [x], stepsize=0.1, beta2=b2, eps=0.0, momentum=mu, torch_momentum_form=torch_form
+    )
     theta, v, buf = 0.0, 0.0, 0.0
     for alpha, g in ((0.1, 1.0), (0.05, -2.0), (0.02, 0.5)):
         optimizer.param_groups[0]["stepsize"] = alpha
@@ -547,7 +558,8 @@ def test_a_per_member_setting_takes_its_parameters_dtype_and_device():
     assert view.shape == (2, 1, 1) and view.dtype == torch.float32 and view.device.type == "meta"
     on_cpu = member_view(stepsizes, torch.zeros(2, 5, dtype=torch.bfloat16))
     assert on_cpu.dtype == torch.bfloat16 and on_cpu.flatten().tolist() == pytest.approx(
-        [0.1, 0.2], rel=1e-2)  # fmt: skip
+        [0.1, 0.2], rel=1e-2
+    )
 
 
 @pytest.mark.parametrize(
@@ -582,8 +594,9 @@ def test_rmsprop_with_torchs_nesterov_momentum_by_hand():
     theta -= alpha (d + mu b)."""
     b2, mu, alpha = 0.9, 0.8, 0.1
     x = torch.zeros(1, requires_grad=True)
-    optimizer = RMSProp([x], stepsize=alpha, beta2=b2, eps=0.0, momentum=mu, nesterov=True,
-                        torch_momentum_form=True)  # fmt: skip
+    optimizer = RMSProp(
+        [x], stepsize=alpha, beta2=b2, eps=0.0, momentum=mu, nesterov=True, torch_momentum_form=True
+    )
     theta, v, buf = 0.0, 0.0, 0.0
     for g in (1.0, -2.0, 0.5):
         x.grad = torch.tensor([g])

@@ -21,11 +21,16 @@ from adamrepro.training import compose_config, population
 from conftest import REPO
 
 LOGREG = {"AdaGrad": 30, "SGDNesterov": 60, "Adam": 30, "AdaGrad-nodecay": 30}
-IMDB = {"AdaGrad": 7, "RMSProp": 7, "SGDNesterov": 14, "Adam": 7, "AdaGrad-nodecay": 7,
-        "Adam-nodecay": 7}  # fmt: skip
+IMDB = {
+    "AdaGrad": 7,
+    "RMSProp": 7,
+    "SGDNesterov": 14,
+    "Adam": 7,
+    "AdaGrad-nodecay": 7,
+    "Adam-nodecay": 7,
+}
 MLP = {"AdaGrad": 5, "RMSProp": 4, "SGDNesterov": 10, "AdaDelta": 4, "Adam": 4}
-CNN = ("AdaGrad", "AdaGrad+dropout", "SGDNesterov", "SGDNesterov+dropout", "Adam",
-       "Adam+dropout")  # fmt: skip
+CNN = ("AdaGrad", "AdaGrad+dropout", "SGDNesterov", "SGDNesterov+dropout", "Adam", "Adam+dropout")
 
 
 def table(experiment: str, epochs: int, counts: dict[str, int]) -> dict:
@@ -37,7 +42,8 @@ def table(experiment: str, epochs: int, counts: dict[str, int]) -> dict:
 PROTOCOLS = {
     ("fig1_mnist_logreg", "paper"): table("mnist_logreg", 46, LOGREG),
     ("fig1_mnist_logreg", "decay_study"): table(  # 3 decays x 10 stepsizes x 3 seeds
-        "mnist_logreg", 46, {"Adam": 90, "SGDNesterov": 90, "AdaGrad": 90}),
+        "mnist_logreg", 46, {"Adam": 90, "SGDNesterov": 90, "AdaGrad": 90}
+    ),
     ("fig1_mnist_logreg", "tiny"): table("mnist_logreg", 2, {k: v // 3 for k, v in LOGREG.items()}),
     ("fig1_imdb_bow", "paper"): table("imdb_bow", 176, IMDB),
     ("fig1_imdb_bow", "tiny"): table("imdb_bow", 2, IMDB),
@@ -57,7 +63,7 @@ PROTOCOLS = {
     ("fig4_vae_bias_correction", "cpu"): table("mnist_vae", 10, {"Adam": 72}),
     ("fig4_vae_bias_correction", "units"): table("mnist_vae", 100, {"Adam": 72}),
     ("fig4_vae_bias_correction", "tiny"): table("mnist_vae", 2, {"Adam": 108}),
-}  # fmt: skip
+}
 
 
 def members(p: protocol.Protocol) -> Counter:
@@ -71,6 +77,7 @@ def members(p: protocol.Protocol) -> Counter:
     return counts
 
 
+@pytest.mark.slow  # composes about 100 runs
 def test_every_protocol_and_variant_composes_to_its_members():
     found = {(p.figure, p.variant): p for p in protocol.every_variant()}
     assert set(found) == set(PROTOCOLS)
@@ -80,13 +87,18 @@ def test_every_protocol_and_variant_composes_to_its_members():
 
 def test_the_units_and_the_gpu_protocols_are_the_variants_that_say_so():
     units = {p.name: (p.figure, p.variant) for p in protocol.every_variant() if p.units}
-    assert units == {"fig2a": ("fig2a_mnist_mlp", "units"), "fig3": ("fig3_cifar10_cnn", "units"),
-                     "fig4": ("fig4_vae_bias_correction", "units")}  # fmt: skip
+    assert units == {
+        "fig2a": ("fig2a_mnist_mlp", "units"),
+        "fig3": ("fig3_cifar10_cnn", "units"),
+        "fig4": ("fig4_vae_bias_correction", "units"),
+    }
     gpu = {p.gpu: (p.figure, p.variant) for p in protocol.every_variant() if p.gpu}
-    assert gpu == {"fig2a": ("fig2a_mnist_mlp", "paper"),
-                   "fig2a_3seeds": ("fig2a_mnist_mlp", "3seeds"),
-                   "fig3": ("fig3_cifar10_cnn", "paper"),
-                   "fig4": ("fig4_vae_bias_correction", "paper")}  # fmt: skip
+    assert gpu == {
+        "fig2a": ("fig2a_mnist_mlp", "paper"),
+        "fig2a_3seeds": ("fig2a_mnist_mlp", "3seeds"),
+        "fig3": ("fig3_cifar10_cnn", "paper"),
+        "fig4": ("fig4_vae_bias_correction", "paper"),
+    }
     units = load("fig2a_mnist_mlp", "units")
     fig2a = units.compose(units.runs[0])
     assert fig2a.sweep.halving == {"after_epochs": 2, "keep": 2}
@@ -106,21 +118,27 @@ def test_a_later_override_of_a_key_replaces_the_earlier_in_its_place():
     assert merge(["a=1", "b=2"], ["a=3", "+c=4"], ["c=5"]) == ["a=3", "b=2", "c=5"]
 
 
-@pytest.mark.parametrize(("target", "expected"), [
-    ("mnist", [("fig1_mnist_logreg", "paper")]),
-    ("mlp-cpu", [("fig2a_mnist_mlp", "cpu"), ("fig2b_mnist_mlp_deterministic", "cpu")]),
-    ("mlp-units", [("fig2a_mnist_mlp", "units")]),
-    ("bias-correction-cpu", [("fig4_vae_bias_correction", "cpu")]),
-    ("fig4_vae_bias_correction", [("fig4_vae_bias_correction", "paper")]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("mnist", [("fig1_mnist_logreg", "paper")]),
+        ("mlp-cpu", [("fig2a_mnist_mlp", "cpu"), ("fig2b_mnist_mlp_deterministic", "cpu")]),
+        ("mlp-units", [("fig2a_mnist_mlp", "units")]),
+        ("bias-correction-cpu", [("fig4_vae_bias_correction", "cpu")]),
+        ("fig4_vae_bias_correction", [("fig4_vae_bias_correction", "paper")]),
+    ],
+)
 def test_a_target_names_protocols_by_file_or_make_name_and_variant(target, expected):
     assert [(p.figure, p.variant) for p in resolve(target)] == expected
 
 
-@pytest.mark.parametrize(("target", "message"), [
-    ("mnst", "no protocol 'mnst' (known: bias-correction, cifar"),
-    ("mnist-fast", "mnist has no variant 'fast' (its variants: paper, decay_study, tiny)"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("mnst", "no protocol 'mnst' (known: bias-correction, cifar"),
+        ("mnist-fast", "mnist has no variant 'fast' (its variants: paper, decay_study, tiny)"),
+    ],
+)
 def test_an_unknown_target_is_one_line_and_exit_2(target, message, capsys):
     with pytest.raises(ConfigError, match=re.escape(message)):
         resolve(target)
@@ -130,7 +148,8 @@ def test_an_unknown_target_is_one_line_and_exit_2(target, message, capsys):
 
 
 def test_a_protocol_file_with_an_unknown_key_or_a_name_its_matrix_lacks_is_refused(
-        tmp_path, monkeypatch):  # fmt: skip
+    tmp_path, monkeypatch
+):
     monkeypatch.setattr(protocol, "PROTOCOL_DIR", tmp_path)
     (tmp_path / "a.yaml").write_text("title: A\nrun: {}\n")
     with pytest.raises(ConfigError, match=r"unknown keys \['run'\]"):
@@ -147,18 +166,36 @@ def test_a_protocol_file_with_an_unknown_key_or_a_name_its_matrix_lacks_is_refus
 
 
 def test_a_label_with_no_grid_in_the_sweep_is_one_line():
-    cfg = compose_config(["experiment_name=make", "experiment=mnist_logreg",
-                          "sweep=fig1_mnist_logreg", "optimizer=adam",
-                          "optimizer.label=Adma"])  # fmt: skip
+    cfg = compose_config(
+        [
+            "experiment_name=make",
+            "experiment=mnist_logreg",
+            "sweep=fig1_mnist_logreg",
+            "optimizer=adam",
+            "optimizer.label=Adma",
+        ]
+    )
     with pytest.raises(ConfigError, match="no grid for the optimizer label 'Adma'"):
         population(cfg)
 
 
+@pytest.mark.slow
 def test_a_protocol_trains_draws_continues_and_pauses(mnist_root: Path, tmp_path: Path, caplog):
-    args = ["fig1_mnist_logreg", "--variant", "tiny", "--data-root", str(mnist_root),
-            "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "results"),
-            "--override", "trainer.progress=false", "data.download=false",
-            "sweep.grids.SGDNesterov.momentum=[0.9]"]  # fmt: skip
+    args = [
+        "fig1_mnist_logreg",
+        "--variant",
+        "tiny",
+        "--data-root",
+        str(mnist_root),
+        "--runs",
+        str(tmp_path / "runs"),
+        "--results",
+        str(tmp_path / "results"),
+        "--override",
+        "trainer.progress=false",
+        "data.download=false",
+        "sweep.grids.SGDNesterov.momentum=[0.9]",
+    ]
     with pytest.raises(SystemExit) as paused:
         protocol.main([*args, "--minutes", "0"])
     assert paused.value.code == 75
@@ -184,8 +221,13 @@ def test_every_target_of_make_help_runs_dry():
     assert {"test", "reproduce-mnist", "reproduce-mlp-cpu", "study-fig2b"} <= set(targets)
     for target in targets:
         if target not in ("help", "clean", "venv"):
-            done = subprocess.run(["make", "-n", "-o", ".venv/.installed", target, "DATA_ROOT=/d"],
-                                  cwd=REPO, capture_output=True, text=True, timeout=60)  # fmt: skip
+            done = subprocess.run(
+                ["make", "-n", "-o", ".venv/.installed", target, "DATA_ROOT=/d"],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             assert done.returncode == 0, target
 
 

@@ -17,8 +17,11 @@ from conftest import REPO, SHARED
 
 
 def curves(root: Path, folder: str, values: dict[str, list[float]]) -> Results:
-    rows = [{"curve": name, "epoch": x, "train_cost": cost}
-            for name, costs in values.items() for x, cost in enumerate(costs)]  # fmt: skip
+    rows = [
+        {"curve": name, "epoch": x, "train_cost": cost}
+        for name, costs in values.items()
+        for x, cost in enumerate(costs)
+    ]
     (root / folder).mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(root / folder / "curves.csv", index=False)
     return Results(root)
@@ -50,8 +53,12 @@ def test_lower_than_needs_the_x_it_names(tmp_path):
 
 
 def test_imdb_order(tmp_path):
-    good = {"Adagrad+dropout": [0.5, 0.25], "SGDNesterov+dropout": [0.5, 0.34],
-            "Adam+dropout": [0.5, 0.24], "RMSProp+dropout": [0.5, 0.26]}  # fmt: skip
+    good = {
+        "Adagrad+dropout": [0.5, 0.25],
+        "SGDNesterov+dropout": [0.5, 0.34],
+        "Adam+dropout": [0.5, 0.24],
+        "RMSProp+dropout": [0.5, 0.26],
+    }
     results = curves(tmp_path / "a", "f", good)
     assert report.imdb_order(results, "f", [1], 0.05, 0.02, 0.03).verdict == HOLDS
     bad = {**good, "SGDNesterov+dropout": [0.5, 0.26]}
@@ -63,8 +70,13 @@ def test_imdb_order(tmp_path):
 
 def test_first_epochs_progress_reads_the_per_step_costs(tmp_path):
     (tmp_path / "f").mkdir()
-    steps = pd.DataFrame({"curve": ["Adam"] * 3 + ["SGD"] * 3, "epoch": [0.5, 1.0, 2.0] * 2,
-                          "train_cost": [2.0, 1.0, 0.8, 2.2, 1.5, 1.0]})  # fmt: skip
+    steps = pd.DataFrame(
+        {
+            "curve": ["Adam"] * 3 + ["SGD"] * 3,
+            "epoch": [0.5, 1.0, 2.0] * 2,
+            "train_cost": [2.0, 1.0, 0.8, 2.2, 1.5, 1.0],
+        }
+    )
     steps.to_csv(tmp_path / "f" / "steps.csv", index=False)
     results = Results(tmp_path)
     assert (
@@ -76,8 +88,16 @@ def test_first_epochs_progress_reads_the_per_step_costs(tmp_path):
 
 def test_vhat_below_eps(tmp_path):
     (tmp_path / "v").mkdir()
-    rows = [{"label": "Adam", "parameter": p, "epoch": 3.0, "median_sqrt_vhat": 1e-9,
-             "fraction_below_eps": f} for p, f in (("a", 0.9), ("b", 0.8), ("c", 0.1))]  # fmt: skip
+    rows = [
+        {
+            "label": "Adam",
+            "parameter": p,
+            "epoch": 3.0,
+            "median_sqrt_vhat": 1e-9,
+            "fraction_below_eps": f,
+        }
+        for p, f in (("a", 0.9), ("b", 0.8), ("c", 0.1))
+    ]
     pd.DataFrame(rows).to_csv(tmp_path / "v" / "verdict.csv", index=False)
     assert report.vhat_below_eps(Results(tmp_path), "v", 0.5).verdict == HOLDS
     assert report.vhat_below_eps(Results(tmp_path), "v", 0.85).verdict == FAILS
@@ -85,25 +105,46 @@ def test_vhat_below_eps(tmp_path):
 
 def markers(root: Path, rows: list[tuple]) -> Results:
     (root / "m").mkdir(parents=True, exist_ok=True)
-    frame = pd.DataFrame(rows, columns=["block_epochs", "beta1", "beta2", "bias_correction",
-                                        "stepsize", "loss", "off_chart"])  # fmt: skip
+    frame = pd.DataFrame(
+        rows,
+        columns=[
+            "block_epochs",
+            "beta1",
+            "beta2",
+            "bias_correction",
+            "stepsize",
+            "loss",
+            "off_chart",
+        ],
+    )
     frame.to_csv(root / "m" / "markers.csv", index=False)
     return Results(root)
 
 
 def test_the_figure_4_rules(tmp_path):
-    holds = markers(tmp_path / "a", [
-        (10, 0.9, 0.9999, True, 1e-3, 106.0, False), (10, 0.9, 0.9999, False, 1e-3, 200.0, True),
-        (10, 0.9, 0.9999, True, 1e-4, 110.0, False), (10, 0.9, 0.9999, False, 1e-4, 130.0, False),
-        (10, 0.9, 0.99, True, 1e-3, 107.0, False), (10, 0.9, 0.99, False, 1e-3, 107.2, False),
-    ])  # fmt: skip
+    holds = markers(
+        tmp_path / "a",
+        [
+            (10, 0.9, 0.9999, True, 1e-3, 106.0, False),
+            (10, 0.9, 0.9999, False, 1e-3, 200.0, True),
+            (10, 0.9, 0.9999, True, 1e-4, 110.0, False),
+            (10, 0.9, 0.9999, False, 1e-4, 130.0, False),
+            (10, 0.9, 0.99, True, 1e-3, 107.0, False),
+            (10, 0.9, 0.99, False, 1e-3, 107.2, False),
+        ],
+    )
     assert report.unstable_without_correction(holds, "m", 0.9999, 0.5, 5.0).verdict == HOLDS
     assert report.best_with_correction(holds, "m", 0.999).verdict == HOLDS
     assert report.paired_with_correction(holds, "m", 0.9, 0.5).verdict == HOLDS
-    fails = markers(tmp_path / "b", [
-        (10, 0.9, 0.9999, True, 1e-3, 106.0, False), (10, 0.9, 0.9999, False, 1e-3, 106.5, False),
-        (10, 0.9, 0.99, True, 1e-3, 107.0, False), (10, 0.9, 0.99, False, 1e-3, 105.0, False),
-    ])  # fmt: skip
+    fails = markers(
+        tmp_path / "b",
+        [
+            (10, 0.9, 0.9999, True, 1e-3, 106.0, False),
+            (10, 0.9, 0.9999, False, 1e-3, 106.5, False),
+            (10, 0.9, 0.99, True, 1e-3, 107.0, False),
+            (10, 0.9, 0.99, False, 1e-3, 105.0, False),
+        ],
+    )
     assert report.unstable_without_correction(fails, "m", 0.9999, 0.5, 5.0).verdict == FAILS
     best = report.best_with_correction(fails, "m", 0.999)
     assert best.verdict == FAILS and "correction off" in best.numbers
@@ -113,8 +154,13 @@ def test_the_figure_4_rules(tmp_path):
 
 def test_small_problem_verdicts_are_read_as_decided(tmp_path):
     (tmp_path / "small_problems").mkdir()
-    row = {"claim": "S1", "statement": "s", "measured": "m 1.0", "rule": "r",
-           "verdict": "does not hold"}  # fmt: skip
+    row = {
+        "claim": "S1",
+        "statement": "s",
+        "measured": "m 1.0",
+        "rule": "r",
+        "verdict": "does not hold",
+    }
     pd.DataFrame([row]).to_csv(tmp_path / "small_problems" / "verdicts.csv", index=False)
     decided = report.small_problem_verdict(Results(tmp_path), "small_problems", "S1")
     assert decided.verdict == FAILS and decided.numbers == "m 1.0 (rule: r)"
@@ -158,8 +204,12 @@ def test_the_report_decides_every_claim_and_is_the_same_twice(tmp_path):
 
 
 def test_the_sfo_rules_need_every_part_of_the_claim(tmp_path):
-    parts = {"adam_faster_per_pass": True, "adam_faster_per_second": True,
-             "five_to_ten_times_slower": True, "memory_linear": True}  # fmt: skip
+    parts = {
+        "adam_faster_per_pass": True,
+        "adam_faster_per_second": True,
+        "five_to_ten_times_slower": True,
+        "memory_linear": True,
+    }
     folder = tmp_path / "f"
     folder.mkdir()
     assert report.sfo_comparison(Results(tmp_path), "f").verdict == OPEN

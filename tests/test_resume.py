@@ -53,11 +53,20 @@ def population_config(root: Path, *overrides: str) -> dict:
     state that a resume must restore is exercised (dropout RNG, per-seed minibatch order,
     the divergence monitor, optimizer moments, per-step cost logs)."""
     cfg = hydra_config(
-        "experiment=mnist_mlp", f"data.root={root}", "data.verify=false", "data.download=false",
-        "model.hidden=[24,24]", "trainer.epochs=3", "trainer.batch_size=64",
-        "+grid.stepsize=[1e-3,3e-2,1e4]", "sweep.seeds=[0,1]", "trainer.step_log_epochs=2",
-        "trainer.checkpoint_minutes=0", "dtype=float32", *overrides,
-    )  # fmt: skip
+        "experiment=mnist_mlp",
+        f"data.root={root}",
+        "data.verify=false",
+        "data.download=false",
+        "model.hidden=[24,24]",
+        "trainer.epochs=3",
+        "trainer.batch_size=64",
+        "+grid.stepsize=[1e-3,3e-2,1e4]",
+        "sweep.seeds=[0,1]",
+        "trainer.step_log_epochs=2",
+        "trainer.checkpoint_minutes=0",
+        "dtype=float32",
+        *overrides,
+    )
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
 
@@ -102,8 +111,9 @@ def reference(tmp_path_factory):
     ],
     ids=["before-any-checkpoint", "epoch-checkpoints", "step-checkpoints"],
 )
-def test_a_run_killed_at_any_step_resumes_to_the_same_curves(reference, tmp_path, kills,
-                                                             overrides, pieces):  # fmt: skip
+def test_a_run_killed_at_any_step_resumes_to_the_same_curves(
+    reference, tmp_path, kills, overrides, pieces
+):
     root, expected = reference
     config = population_config(root, *overrides)
     out = tmp_path / "run"
@@ -140,8 +150,9 @@ def test_a_hard_kill_leaves_a_record_with_the_finished_epochs(reference, tmp_pat
 
 
 @pytest.mark.parametrize("name,status", [("SIGTERM", 143), ("SIGINT", -signal.SIGINT)])
-def test_a_signal_checkpoints_between_two_steps_and_the_run_continues(reference, tmp_path, name,
-                                                                     status):  # fmt: skip
+def test_a_signal_checkpoints_between_two_steps_and_the_run_continues(
+    reference, tmp_path, name, status
+):
     root, expected = reference
     config = population_config(root)
     out = tmp_path / "run"
@@ -156,8 +167,9 @@ def test_a_signal_checkpoints_between_two_steps_and_the_run_continues(reference,
     assert outcome(read_record(out)) == outcome(expected)
 
 
-def test_a_time_budget_pauses_the_run_and_the_same_call_continues(reference, tmp_path,
-                                                                  monkeypatch, caplog):  # fmt: skip
+def test_a_time_budget_pauses_the_run_and_the_same_call_continues(
+    reference, tmp_path, monkeypatch, caplog
+):
     root, expected = reference
     config = population_config(root)
     calls = {"n": 0}
@@ -171,8 +183,9 @@ def test_a_time_budget_pauses_the_run_and_the_same_call_continues(reference, tmp
         paused = train(config, tmp_path / "run")
     assert paused["status"] == "paused" and paused["pieces"][-1]["to_step"] == 12
     assert len(paused["curves"]) == 6  # the first epoch (10 steps) is in the record
-    assert caplog.messages[-1] == ("paused (its time budget spent) at epoch 2, step 2 of 10: run "
-                                   "the same command to continue")  # fmt: skip
+    assert caplog.messages[-1] == (
+        "paused (its time budget spent) at epoch 2, step 2 of 10: run the same command to continue"
+    )
     caplog.clear()
     with caplog.at_level("INFO", logger="adamrepro.train"):
         resumed = train(config, tmp_path / "run")
@@ -199,7 +212,8 @@ def signal_at_step(patch: pytest.MonkeyPatch, signum: int, at: int) -> None:
 
 
 def test_ctrl_c_in_this_process_checkpoints_says_how_to_continue_and_stops(
-        reference, tmp_path, monkeypatch, caplog):  # fmt: skip
+    reference, tmp_path, monkeypatch, caplog
+):
     """SIGINT during step 5: the run finishes that step, checkpoints, logs how to continue and
     raises KeyboardInterrupt (Python's own handler, called after ours); the same call then
     continues it to the never-stopped run's curves."""
@@ -213,8 +227,9 @@ def test_ctrl_c_in_this_process_checkpoints_says_how_to_continue_and_stops(
                 train(config, tmp_path / "run")
     finally:
         signal.signal(signal.SIGINT, previous)
-    assert caplog.messages[-1] == ("interrupted (by SIGINT) at epoch 1, step 5 of 10: run the "
-                                   "same command to continue")  # fmt: skip
+    assert caplog.messages[-1] == (
+        "interrupted (by SIGINT) at epoch 1, step 5 of 10: run the same command to continue"
+    )
     stopped = read_record(tmp_path / "run")
     assert stopped["status"] == "interrupted" and stopped["pieces"][-1]["to_step"] == 5
     assert (tmp_path / "run" / CHECKPOINT_NAME).is_file()
@@ -229,8 +244,9 @@ def test_a_spent_budget_starts_nothing(mnist_root, tmp_path):
     assert record["status"] == "paused" and read_record(tmp_path / "run") is None
 
 
-def test_a_budget_spent_by_the_first_step_still_takes_that_step(mnist_root, tmp_path,
-                                                                monkeypatch, caplog):  # fmt: skip
+def test_a_budget_spent_by_the_first_step_still_takes_that_step(
+    mnist_root, tmp_path, monkeypatch, caplog
+):
     """A budget that runs out while the data load (after the start, before the first step):
     each piece takes one step, then pauses once, so a short budget still progresses."""
     monkeypatch.setattr(StopRequests, "budget_spent", lambda self: True)
@@ -241,9 +257,12 @@ def test_a_budget_spent_by_the_first_step_still_takes_that_step(mnist_root, tmp_
             record = train(config, tmp_path / "run")
         assert record["status"] == "paused"
         assert [(p["status"], p["to_step"]) for p in record["pieces"]] == [
-            ("paused", k) for k in range(1, pieces + 1)]  # fmt: skip
-        assert caplog.messages == [f"paused (its time budget spent) at epoch 1, step {pieces} "
-                                   "of 10: run the same command to continue"]  # fmt: skip
+            ("paused", k) for k in range(1, pieces + 1)
+        ]
+        assert caplog.messages == [
+            f"paused (its time budget spent) at epoch 1, step {pieces} "
+            "of 10: run the same command to continue"
+        ]
 
 
 def test_a_completed_run_is_not_trained_again_and_other_settings_are_refused(
@@ -254,8 +273,12 @@ def test_a_completed_run_is_not_trained_again_and_other_settings_are_refused(
     monkeypatch.setattr(Training, "run", lambda self: pytest.fail("trained again"))
     assert outcome(train(config, tmp_path / "run")) == outcome(first)
     # how it runs may change (a time budget, another data path); what it computes may not
-    assert train({**config, "trainer": {**config["trainer"], "max_minutes": 5}},
-                 tmp_path / "run")["status"] == "completed"  # fmt: skip
+    assert (
+        train({**config, "trainer": {**config["trainer"], "max_minutes": 5}}, tmp_path / "run")[
+            "status"
+        ]
+        == "completed"
+    )
     other = {**config, "trainer": {**config["trainer"], "epochs": 2}}
     with pytest.raises(ConfigError, match=r"other settings \(trainer.epochs \(1 vs 2\)\)"):
         train(other, tmp_path / "run")
@@ -273,8 +296,7 @@ def test_a_run_where_every_member_diverges_fails_and_says_so(mnist_root, tmp_pat
     assert read_record(tmp_path / "run")["status"] == "failed"
 
 
-def test_an_error_mid_run_leaves_a_failed_record_with_its_reason(mnist_root, tmp_path,
-                                                                 monkeypatch):  # fmt: skip
+def test_an_error_mid_run_leaves_a_failed_record_with_its_reason(mnist_root, tmp_path, monkeypatch):
     config = population_config(mnist_root, "trainer.epochs=2")
     original = Training._end_epoch
 
@@ -322,8 +344,9 @@ def test_a_full_disk_during_a_run_fails_it_with_one_line(mnist_root, tmp_path, m
 def test_the_record_says_what_its_docstring_promises(mnist_root, tmp_path):
     import adamrepro.records
 
-    config = population_config(mnist_root, "trainer.epochs=1", "optimizer.averaging=true",
-                               "trainer.evaluate_averaged=true")  # fmt: skip
+    config = population_config(
+        mnist_root, "trainer.epochs=1", "optimizer.averaging=true", "trainer.evaluate_averaged=true"
+    )
     record = train(config, tmp_path / "run")
     documented = adamrepro.records.__doc__
     for key in record:
@@ -337,8 +360,7 @@ def test_the_record_says_what_its_docstring_promises(mnist_root, tmp_path):
     assert math.isfinite(row["averaged_test_loss"])
 
 
-def test_a_bf16_mixed_run_resumes_exactly_after_kills_and_stays_near_float32(reference,
-                                                                            tmp_path):  # fmt: skip
+def test_a_bf16_mixed_run_resumes_exactly_after_kills_and_stays_near_float32(reference, tmp_path):
     """precision=bf16-mixed on the CPU: killed twice between checkpoints, the run ends with
     the curves of the bf16-mixed run that was never stopped, bit for bit; its costs are
     float32 numbers within a few per cent of the float32 run's (the same dropout masks and
@@ -389,8 +411,7 @@ def test_a_checkpoint_of_another_run_is_one_line(mnist_root, tmp_path):
     assert text.endswith("): delete it to start the run afresh")
 
 
-def test_a_damaged_record_beside_its_checkpoint_continues_from_the_checkpoint(mnist_root,
-                                                                             tmp_path):  # fmt: skip
+def test_a_damaged_record_beside_its_checkpoint_continues_from_the_checkpoint(mnist_root, tmp_path):
     config = population_config(mnist_root, "trainer.epochs=1")
     straight = train(config, tmp_path / "straight")
     paused_after_one_step(config, tmp_path / "run")
@@ -410,8 +431,9 @@ def test_a_run_continues_on_its_own_data_only(mnist_root, tmp_path):
     with pytest.raises(ConfigError) as error:
         train(moved, tmp_path / "run")
     assert str(error.value).startswith(f"{tmp_path / 'run'} holds a run on other data (MNIST at ")
-    assert str(error.value).endswith("choose another output folder, or add resume=false to "
-                                     "replace it")  # fmt: skip
+    assert str(error.value).endswith(
+        "choose another output folder, or add resume=false to replace it"
+    )
     # the same copy at another path is the same data: the run continues
     copy = tmp_path / "same_copy"
     shutil.copytree(mnist_root, copy)

@@ -30,12 +30,20 @@ def test_make_reproduce_gpu_runs_in_pieces_survives_a_kill_and_ends_all_done(tmp
     runs = outputs / "gpu"  # make's RUNS/gpu
     make_mnist(data, n_train=300, n_test=100)
     make_cifar(data)
-    make = ["make", "-s", "reproduce-gpu", f"RUNS={outputs}", f"DATA_ROOT={data}",
-            "GPU_MINUTES=0.1", "GPU_ARGS=--tiny"]  # fmt: skip
+    make = [
+        "make",
+        "-s",
+        "reproduce-gpu",
+        f"RUNS={outputs}",
+        f"DATA_ROOT={data}",
+        "GPU_MINUTES=0.1",
+        "GPU_ARGS=--tiny",
+    ]
     args = ["--tiny", "--runs", str(runs), "--data-root", str(data), "--minutes", "0.1"]
     first = next(iter(PROTOCOLS))
-    started = subprocess.Popen(make, cwd=REPO, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    started = subprocess.Popen(
+        make, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     folder = run_folder(runs, first, first.runs[0])
     deadline = time.monotonic() + 120
     while read_record(folder) is None and time.monotonic() < deadline:
@@ -44,8 +52,9 @@ def test_make_reproduce_gpu_runs_in_pieces_survives_a_kill_and_ends_all_done(tmp
     started.wait()
     # A piece whose budget is spent before it starts pauses (exit 75, make's 2) whatever the
     # machine's speed; the next pieces continue until all is done.
-    spent = subprocess.run([*make, "GPU_MINUTES=0"], cwd=REPO, capture_output=True, text=True,
-                           timeout=300)  # fmt: skip
+    spent = subprocess.run(
+        [*make, "GPU_MINUTES=0"], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     outcomes = [spent.returncode]
     for _ in range(20):
         done = subprocess.run(make, cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -72,8 +81,13 @@ def test_make_reproduce_gpu_runs_in_pieces_survives_a_kill_and_ends_all_done(tmp
     assert "fig4/bias_correction_true/record.json" in names
     assert not any(name.endswith(".pt") for name in names)  # no checkpoints: small
     results = tmp_path / "results"
-    drawn = subprocess.run(runbook("--runs", str(runs), "--figures", "--results", str(results)),
-                           cwd=REPO, capture_output=True, text=True, check=True)  # fmt: skip
+    drawn = subprocess.run(
+        runbook("--runs", str(runs), "--figures", "--results", str(results)),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert (
         "fig2a_mnist_mlp" in drawn.stdout
         and (results / "fig3_cifar10_cnn" / "figure.png").is_file()
@@ -82,10 +96,22 @@ def test_make_reproduce_gpu_runs_in_pieces_survives_a_kill_and_ends_all_done(tmp
 
 def test_a_protocol_without_its_data_is_skipped_and_said_so(tmp_path, mnist_root):
     done = subprocess.run(
-        runbook("--tiny", "--runs", str(tmp_path / "runs"), "--data-root", str(mnist_root),
-                "--only", "fig3", "--override", "data.download=false"),
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        runbook(
+            "--tiny",
+            "--runs",
+            str(tmp_path / "runs"),
+            "--data-root",
+            str(mnist_root),
+            "--only",
+            "fig3",
+            "--override",
+            "data.download=false",
+        ),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 75
     assert "fig3           skipped: CIFAR-10 not found: looked in" in done.stdout
 

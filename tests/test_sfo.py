@@ -18,8 +18,10 @@ def quadratics(m: int = 30, n: int = 6, seed: int = 0):
     minibatches of one data set do); the minimiser of their sum is known exactly."""
     gen = torch.Generator().manual_seed(seed)
     b = torch.randn(m, m, generator=gen, dtype=torch.float64)
-    common, centre = b @ b.T / m + 0.1 * torch.eye(m, dtype=torch.float64), torch.randn(
-        m, generator=gen, dtype=torch.float64)  # fmt: skip
+    common, centre = (
+        b @ b.T / m + 0.1 * torch.eye(m, dtype=torch.float64),
+        torch.randn(m, generator=gen, dtype=torch.float64),
+    )
     a, c = [], []
     for _ in range(n):
         extra = torch.randn(m, 5, generator=gen, dtype=torch.float64)
@@ -29,6 +31,7 @@ def quadratics(m: int = 30, n: int = 6, seed: int = 0):
     return a, c, minimiser
 
 
+@pytest.mark.slow
 def test_sfo_finds_the_minimiser_of_a_sum_of_quadratics():
     a, c, minimiser = quadratics()
     theta = torch.zeros(30, dtype=torch.float64)
@@ -58,7 +61,8 @@ def logistic(seed: int = 0):
 
     def loss(theta, rows, x=x):  # the subfunctions sum to the mean loss + 1e-2/2 ||theta||^2
         value = torch.nn.functional.binary_cross_entropy_with_logits(
-            x[rows] @ theta, y[rows], reduction="sum")  # fmt: skip
+            x[rows] @ theta, y[rows], reduction="sum"
+        )
         return value / 600 + 0.5e-2 * theta @ theta / 8
 
     return x, batches, loss
@@ -79,6 +83,7 @@ def test_sfo_agrees_with_full_batch_lbfgs_on_regularised_logistic_regression():
     assert (theta.detach() - reference).abs().max() < 1e-6
 
 
+@pytest.mark.slow
 def test_a_stochastic_cost_breaks_sfo_unless_its_noise_is_frozen():
     """Claim P6, on a small problem: with dropout masks drawn afresh at every evaluation SFO
     stalls far from the optimum, failing step after step; with each minibatch's masks frozen
@@ -90,18 +95,26 @@ def test_a_stochastic_cost_breaks_sfo_unless_its_noise_is_frozen():
     6x apart here), not held to a fixed count."""
     x, batches, loss = logistic()
     gen = torch.Generator().manual_seed(1)
-    masks = [(torch.rand(len(b), 10, generator=gen, dtype=torch.float64) > 0.5).double() * 2
-             for b in batches]  # fmt: skip
-    target = lbfgs_minimum(lambda w: sum(loss(w, b, x=_masked(x, b, m))
-                                         for b, m in zip(batches, masks, strict=True)))  # fmt: skip
+    masks = [
+        (torch.rand(len(b), 10, generator=gen, dtype=torch.float64) > 0.5).double() * 2
+        for b in batches
+    ]
+    target = lbfgs_minimum(
+        lambda w: sum(loss(w, b, x=_masked(x, b, m)) for b, m in zip(batches, masks, strict=True))
+    )
 
     def run(frozen: bool) -> tuple[float, int]:
         theta = torch.zeros(10, dtype=torch.float64, requires_grad=True)
 
         def subfunction(i):
-            mask = masks[i] if frozen else (
-                torch.rand(len(batches[i]), 10, generator=gen, dtype=torch.float64) > 0.5
-            ).double() * 2  # fmt: skip
+            mask = (
+                masks[i]
+                if frozen
+                else (
+                    torch.rand(len(batches[i]), 10, generator=gen, dtype=torch.float64) > 0.5
+                ).double()
+                * 2
+            )
             value = loss(theta, batches[i], x=_masked(x, batches[i], mask))
             return value.item(), torch.autograd.grad(value, theta)[0]
 
@@ -120,8 +133,13 @@ def lbfgs_minimum(cost, max_iter: int = 1000) -> torch.Tensor:
     """The minimiser of a smooth cost of 10 float64 weights by full-batch L-BFGS, run to
     machine tolerance (the reference SFO is checked against)."""
     w = torch.zeros(10, dtype=torch.float64, requires_grad=True)
-    lbfgs = torch.optim.LBFGS([w], max_iter=max_iter, tolerance_grad=1e-14,
-                              tolerance_change=1e-16, line_search_fn="strong_wolfe")  # fmt: skip
+    lbfgs = torch.optim.LBFGS(
+        [w],
+        max_iter=max_iter,
+        tolerance_grad=1e-14,
+        tolerance_change=1e-16,
+        line_search_fn="strong_wolfe",
+    )
 
     def closure():
         lbfgs.zero_grad()
@@ -145,10 +163,18 @@ def test_the_driver_records_sfo_like_any_run(mnist_root, tmp_path):
     from adamrepro.training import train
     from conftest import hydra_config
 
-    common = ["experiment=mnist_mlp_deterministic", f"data.root={mnist_root}", "data.verify=false",
-              "data.download=false", "model.hidden=[16,16]", "trainer.epochs=3"]  # fmt: skip
-    record = run_sfo(hydra_config(*common, "+sfo.subfunctions=4", "trainer.train_eval_subset=600"),
-                     tmp_path / "sfo")  # fmt: skip
+    common = [
+        "experiment=mnist_mlp_deterministic",
+        f"data.root={mnist_root}",
+        "data.verify=false",
+        "data.download=false",
+        "model.hidden=[16,16]",
+        "trainer.epochs=3",
+    ]
+    record = run_sfo(
+        hydra_config(*common, "+sfo.subfunctions=4", "trainer.train_eval_subset=600"),
+        tmp_path / "sfo",
+    )
     assert record["status"] == "completed"
     assert [r["epoch"] for r in record["curves"]] == [0, 1, 2, 3]
     for row in record["curves"]:  # the subset is every row here: the same cost
@@ -178,8 +204,9 @@ def test_the_driver_records_sfo_like_any_run(mnist_root, tmp_path):
     assert (tmp_path / "fig" / "figure_walltime.png").is_file()
 
 
-def run_on_quadratics(params: list[torch.Tensor], n: int, steps: int, seed: int = 0,
-                      **settings) -> SFO:  # fmt: skip
+def run_on_quadratics(
+    params: list[torch.Tensor], n: int, steps: int, seed: int = 0, **settings
+) -> SFO:
     """SFO (with `settings`) over `params` (their concatenation is the 30 numbers of
     `quadratics`)."""
     a, c, _ = quadratics(m=30, n=n)
@@ -214,8 +241,11 @@ def test_sfo_starts_with_two_active_subfunctions_counts_its_steps_and_collapses(
     assert fresh.max_history == 10 and int(fresh.active.sum()) == 2 and fresh.steps == 0
     assert fresh.step_scale == 1.0  # a full Newton step of the summed models
     assert fresh.previous is None and fresh.predicted_improvement == 0.0
-    assert fresh.k_max == 21 and fresh.events == {"failed_steps": 0, "collapses": 0,
-                                                   "activations": 0}  # fmt: skip
+    assert fresh.k_max == 21 and fresh.events == {
+        "failed_steps": 0,
+        "collapses": 0,
+        "activations": 0,
+    }
     optimizer = run_on_quadratics([theta], n=2, steps=40)
     assert optimizer.steps == 40 and optimizer.events["collapses"] >= 5
     assert sum(m.evaluations for m in optimizer.models) == 40  # one model update per step
@@ -291,8 +321,9 @@ def test_the_three_selections_choose_differently():
     assert len({tuple(r) for r in runs.values()}) == 3
 
 
-@pytest.mark.parametrize("max_gradient_noise,grown", [(math.inf, [6, 11, 17, 24]),
-                                                      (1.0, [4, 6, 8, 10])])  # fmt: skip
+@pytest.mark.parametrize(
+    "max_gradient_noise,grown", [(math.inf, [6, 11, 17, 24]), (1.0, [4, 6, 8, 10])]
+)
 def test_the_active_set_grows_by_the_noise_rule_or_after_a_pass_without_growth(
     max_gradient_noise, grown
 ):
@@ -304,8 +335,9 @@ def test_the_active_set_grows_by_the_noise_rule_or_after_a_pass_without_growth(
     disagreement is all noise and the set grows as soon as it may: steps 4, 6, 8, 10."""
     theta = torch.zeros(30, dtype=torch.float64)
     theta[0] = 1.0
-    optimizer = run_on_quadratics([theta], n=6, steps=0, selection="cyclic",
-                                  max_gradient_noise=max_gradient_noise)  # fmt: skip
+    optimizer = run_on_quadratics(
+        [theta], n=6, steps=0, selection="cyclic", max_gradient_noise=max_gradient_noise
+    )
     active = []
     for _ in range(25):
         optimizer.step()

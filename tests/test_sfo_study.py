@@ -14,16 +14,45 @@ def test_every_part_runs_and_the_verdicts_follow_from_the_tables(mnist_root, tmp
     from adamrepro.training import compose_config, train
 
     small = ["data.verify=false", "data.download=false", "model.hidden=[16,16]"]
-    train(compose_config(["experiment=mnist_mlp_deterministic", f"data.root={mnist_root}",
-                          "experiment_name=t", *small, "sweep=fig2_mnist_mlp_deterministic",
-                          "trainer.epochs=3", "trainer.train_eval_subset=300",
-                          "trainer.progress=false"]),
-          tmp_path / "adam")  # fmt: skip
+    train(
+        compose_config(
+            [
+                "experiment=mnist_mlp_deterministic",
+                f"data.root={mnist_root}",
+                "experiment_name=t",
+                *small,
+                "sweep=fig2_mnist_mlp_deterministic",
+                "trainer.epochs=3",
+                "trainer.train_eval_subset=300",
+                "trainer.progress=false",
+            ]
+        ),
+        tmp_path / "adam",
+    )
     out = tmp_path / "out"
-    args = ["--data-root", str(mnist_root), "--adam-runs", str(tmp_path / "adam"),
-            "--runs", str(tmp_path / "runs"), "--out", str(out), "--passes", "3",
-            "--dropout-passes", "4", "--rounds", "1", "--subfunctions", "8", "--memory-rows", "240",
-            "--override", *small, "trainer.train_eval_subset=300"]  # fmt: skip
+    args = [
+        "--data-root",
+        str(mnist_root),
+        "--adam-runs",
+        str(tmp_path / "adam"),
+        "--runs",
+        str(tmp_path / "runs"),
+        "--out",
+        str(out),
+        "--passes",
+        "3",
+        "--dropout-passes",
+        "4",
+        "--rounds",
+        "1",
+        "--subfunctions",
+        "8",
+        "--memory-rows",
+        "240",
+        "--override",
+        *small,
+        "trainer.train_eval_subset=300",
+    ]
     main(args)
     timing = pd.read_csv(out / "sfo_timing.csv")
     assert sorted(timing["optimizer"]) == ["Adam", "SFO", "SFO"] and (timing["seconds"] > 0).all()
@@ -45,8 +74,12 @@ def test_every_part_runs_and_the_verdicts_follow_from_the_tables(mnist_root, tmp
         / timing[timing["optimizer"] == "Adam"]["seconds"].median()
     )
     assert p5["time_ratio"] == pytest.approx(ratio, rel=1e-5)
-    assert p5["holds"] == (p5["adam_faster_per_pass"] and p5["adam_faster_per_second"]
-                           and 5 <= ratio <= 10 and p5["memory_r2"] >= 0.99)  # fmt: skip
+    assert p5["holds"] == (
+        p5["adam_faster_per_pass"]
+        and p5["adam_faster_per_second"]
+        and 5 <= ratio <= 10
+        and p5["memory_r2"] >= 0.99
+    )
     walltime = pd.read_csv(out / "curves_walltime.csv")
     timed_sfo = walltime[walltime["curve"] == "SFO"]
     assert timed_sfo["walltime"].tolist() == pytest.approx(
@@ -84,8 +117,11 @@ def test_the_p5_rule_on_made_up_curves():
     assert not verdict["adam_faster_per_pass"] and not verdict["holds"]
     assert verdict["adam_below_after_passes"] == 3
     # 3x slower per pass only: outside 5-10x
-    assert not compare(pd.DataFrame(rows[:-1] + [{**rows[-1], "train_cost_full": 1.0}]),
-                       {"Adam": 1.0, "SFO": 3.0}, memory)["five_to_ten_times_slower"]  # fmt: skip
+    assert not compare(
+        pd.DataFrame(rows[:-1] + [{**rows[-1], "train_cost_full": 1.0}]),
+        {"Adam": 1.0, "SFO": 3.0},
+        memory,
+    )["five_to_ten_times_slower"]
     bent = memory.assign(memory_bytes=[100, 1000, 100_000])
     assert not compare(pd.DataFrame(rows), {"Adam": 1.0, "SFO": 6.0}, bent)["memory_linear"]
 
@@ -100,8 +136,13 @@ def test_log_interpolation_and_the_fit():
 
 
 def test_the_p6_rule():
-    sfo = pd.DataFrame({"epoch": [0, 1, 2, 3, 4], "train_cost": [math.nan, 1.0, 0.8, 0.79, 0.78],
-                        "current_stepsize": [1.0] * 4 + [0.01]})  # fmt: skip
+    sfo = pd.DataFrame(
+        {
+            "epoch": [0, 1, 2, 3, 4],
+            "train_cost": [math.nan, 1.0, 0.8, 0.79, 0.78],
+            "current_stepsize": [1.0] * 4 + [0.01],
+        }
+    )
     adam = pd.DataFrame({"epoch": [1, 2, 3, 4], "train_cost": [0.5, 0.2, 0.15, 0.1]})
     record = {"sfo": {"subfunctions": 8, "events": {"failed_steps": 20}}}
     verdict = dropout_verdict(sfo, adam, record)

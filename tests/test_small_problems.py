@@ -25,8 +25,9 @@ def test_each_surfaces_written_gradient_is_autograds(name):
         y = (y0 + (y1 - y0) * torch.rand((), generator=gen, dtype=torch.float64)).requires_grad_()
         gx, gy = torch.autograd.grad(surface.f(x, y), (x, y))
         written = surface.gradient(x.detach(), y.detach())
-        assert torch.allclose(torch.stack([gx, gy]), torch.stack(list(written)), rtol=1e-12,
-                              atol=1e-12)  # fmt: skip
+        assert torch.allclose(
+            torch.stack([gx, gy]), torch.stack(list(written)), rtol=1e-12, atol=1e-12
+        )
     assert surface.f_min == pytest.approx(
         float(surface.f(*map(torch.tensor, surface.minimum))), abs=0
     )
@@ -38,8 +39,14 @@ def test_each_surfaces_written_gradient_is_autograds(name):
 
 def test_a_path_on_the_bowl_is_gradient_descent_step_by_step(tmp_path):
     """SGD with stepsize a on x^2/20 + y^2: x_t = x_0 (1 - a/10)^t, y_t = y_0 (1 - 2a)^t."""
-    cfg = hydra_config("experiment=toy", "optimizer=sgd", "sweep=none", "optimizer.stepsize=0.1",
-                       "data.steps=30", "dtype=float64")  # fmt: skip
+    cfg = hydra_config(
+        "experiment=toy",
+        "optimizer=sgd",
+        "sweep=none",
+        "optimizer.stepsize=0.1",
+        "data.steps=30",
+        "dtype=float64",
+    )
     record = train(cfg, tmp_path / "run")
     positions = record["step_parameters"]["values"]
     assert record["step_parameters"]["initial"] == [[-7.0, 2.0]]
@@ -58,8 +65,18 @@ def test_the_projection_keeps_the_online_iterate_feasible():
 
 def test_the_study_at_a_quick_size_writes_figures_verdicts_and_readme(tmp_path):
     out = tmp_path / "out"
-    main(["--runs", str(tmp_path / "runs"), "--out", str(out), "--quick",
-          "--surfaces", "bowl", "saddle"])  # fmt: skip
+    main(
+        [
+            "--runs",
+            str(tmp_path / "runs"),
+            "--out",
+            str(out),
+            "--quick",
+            "--surfaces",
+            "bowl",
+            "saddle",
+        ]
+    )
     verdicts = pd.read_csv(out / "verdicts.csv")
     assert list(verdicts["claim"]) == ["S1", "S2", "S3", "P14/S4", "S5", "P13", "Reddi", "Thm 4.1"]
     assert set(verdicts["verdict"]) <= {"holds", "does not hold"}
@@ -92,8 +109,11 @@ def test_a_surfaces_data_is_one_row_of_gaussian_noise_per_step():
     assert torch.equal(data.y_train, torch.zeros(5, dtype=torch.long))
     assert torch.equal(data.x_test, torch.zeros(1, 2)) and data.y_test.tolist() == [0]
     assert data.y_train.dtype == data.y_test.dtype == torch.long and data.num_classes == 0
-    assert data.description == {"name": "surface", "lossless": True,
-                                 "label": "2-D surface, gradient noise sd 0.5"}  # fmt: skip
+    assert data.description == {
+        "name": "surface",
+        "lossless": True,
+        "label": "2-D surface, gradient noise sd 0.5",
+    }
     quiet = load_data({"name": "surface", "steps": 4})
     assert torch.equal(quiet.x_train, torch.zeros(4, 2))
     assert quiet.description["label"] == "2-D surface, no noise"
@@ -102,8 +122,9 @@ def test_a_surfaces_data_is_one_row_of_gaussian_noise_per_step():
     for steps, noise in ((0, 0.1), (3, -0.1), (3, float("nan"))):
         with pytest.raises(ConfigError) as error:
             load_surface(steps, noise)
-        assert str(error.value) == (f"data.steps must be >= 1 and data.noise >= 0, got {steps}, "
-                                    f"{noise}")  # fmt: skip
+        assert str(error.value) == (
+            f"data.steps must be >= 1 and data.noise >= 0, got {steps}, {noise}"
+        )
 
 
 def test_a_surface_model_starts_where_asked_and_adds_the_minibatchs_noise_term():
@@ -121,7 +142,8 @@ def test_a_surface_model_starts_where_asked_and_adds_the_minibatchs_noise_term()
     expected = model.value() + 0.5 * mean[0] - 1.0 * mean[1]
     assert model.cost(noise).tolist() == pytest.approx(expected.tolist())
     assert model.cost(noise[0]).tolist() == pytest.approx(
-        (model.value() + 0.5 * 2.0 - 1.0 * 3.0).tolist())  # fmt: skip
+        (model.value() + 0.5 * 2.0 - 1.0 * 3.0).tolist()
+    )
     with pytest.raises(ConfigError) as error:
         SurfaceModel([0], "moon")
     assert str(error.value) == f"unknown surface 'moon'; choose one of {', '.join(SURFACES)}"
@@ -137,14 +159,16 @@ def test_a_surface_model_starts_where_asked_and_adds_the_minibatchs_noise_term()
 def test_the_plot_command_draws_a_small_problems_paths(tmp_path, capsys, drawn_axes):
     from adamrepro.plot import main as plot_main
 
-    cfg = hydra_config("experiment=toy", "optimizer=sgd", "sweep=none", "optimizer.stepsize=0.1",
-                       "data.steps=20")  # fmt: skip
+    cfg = hydra_config(
+        "experiment=toy", "optimizer=sgd", "sweep=none", "optimizer.stepsize=0.1", "data.steps=20"
+    )
     train(cfg, tmp_path / "runs" / "sgd")
     capsys.readouterr()
     plot_main(["toy_bowl", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")])
     printed = capsys.readouterr().out.splitlines()
-    assert printed[-1] == (f"wrote {tmp_path / 'out'}/figure.png, animation.gif, paths.csv, "
-                           "metrics.csv")  # fmt: skip
+    assert printed[-1] == (
+        f"wrote {tmp_path / 'out'}/figure.png, animation.gif, paths.csv, metrics.csv"
+    )
     assert drawn_axes[str(tmp_path / "out" / "figure.png")]["texts"] == [
         "data: 2-D surface, no noise"
     ]  # the note

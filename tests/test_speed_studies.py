@@ -18,12 +18,24 @@ from conftest import hydra_config
 TINY = ["data.verify=false", "data.download=false", "trainer.batch_size=50"]
 
 
-def test_the_precision_check_compares_each_seed_across_precisions(mnist_root: Path,
-                                                                   tmp_path: Path):  # fmt: skip
+def test_the_precision_check_compares_each_seed_across_precisions(mnist_root: Path, tmp_path: Path):
     runs, out = tmp_path / "runs", tmp_path / "results"
-    precision_check.main(["--data-root", str(mnist_root), "--runs", str(runs), "--out", str(out),
-                          "--only", "mlp_dropout", "--override", "model.hidden=[16,16]",
-                          "trainer.epochs=2", *TINY])  # fmt: skip
+    precision_check.main(
+        [
+            "--data-root",
+            str(mnist_root),
+            "--runs",
+            str(runs),
+            "--out",
+            str(out),
+            "--only",
+            "mlp_dropout",
+            "--override",
+            "model.hidden=[16,16]",
+            "trainer.epochs=2",
+            *TINY,
+        ]
+    )
     full, mixed = (read_record(runs / "mlp_dropout" / p) for p in ("32-true", "bf16-mixed"))
     assert full["config"]["precision"] == "32-true" and mixed["config"]["precision"] == (
         "bf16-mixed"
@@ -44,22 +56,55 @@ def test_the_precision_check_compares_each_seed_across_precisions(mnist_root: Pa
     assert f"- **mlp_dropout** (Figure 2 (a), MNIST): {verdict}" in text
     # complete runs are read back, not trained again
     pieces = len(full["pieces"])
-    precision_check.main(["--data-root", str(mnist_root), "--runs", str(runs), "--out", str(out),
-                          "--only", "mlp_dropout", "--override", "model.hidden=[16,16]",
-                          "trainer.epochs=2", *TINY])  # fmt: skip
+    precision_check.main(
+        [
+            "--data-root",
+            str(mnist_root),
+            "--runs",
+            str(runs),
+            "--out",
+            str(out),
+            "--only",
+            "mlp_dropout",
+            "--override",
+            "model.hidden=[16,16]",
+            "trainer.epochs=2",
+            *TINY,
+        ]
+    )
     assert len(read_record(runs / "mlp_dropout" / "32-true")["pieces"]) == pieces
 
 
 def test_the_halving_check_finds_the_winner_by_the_rule_of_the_training_loop(
     mnist_root: Path, tmp_path: Path
 ):
-    cfg = hydra_config("experiment=mnist_logreg", f"data.root={mnist_root}", *TINY,
-                       "optimizer=adam", "+grid.stepsize=[1e-4,1e-3,1e-2,1.0]",
-                       "sweep.seeds=[0,1]", "trainer.epochs=4")  # fmt: skip
+    cfg = hydra_config(
+        "experiment=mnist_logreg",
+        f"data.root={mnist_root}",
+        *TINY,
+        "optimizer=adam",
+        "+grid.stepsize=[1e-4,1e-3,1e-2,1.0]",
+        "sweep.seeds=[0,1]",
+        "trainer.epochs=4",
+    )
     record = train(cfg, tmp_path / "runs" / "adam")
     out = tmp_path / "results"
-    halving_check.main(["fig1_mnist_logreg", "--runs", str(tmp_path / "runs"), "--out",
-                        str(out), "--after", "1", "2", "4", "--keep", "1", "2"])  # fmt: skip
+    halving_check.main(
+        [
+            "fig1_mnist_logreg",
+            "--runs",
+            str(tmp_path / "runs"),
+            "--out",
+            str(out),
+            "--after",
+            "1",
+            "2",
+            "4",
+            "--keep",
+            "1",
+            "2",
+        ]
+    )
     table = pd.read_csv(out / "halving_fig1_mnist_logreg.csv")
     pairs = sorted(zip(table["after_epochs"], table["keep"], strict=True))
     assert pairs == [(1, 1), (1, 2), (2, 1), (2, 2)]
@@ -70,8 +115,7 @@ def test_the_halving_check_finds_the_winner_by_the_rule_of_the_training_loop(
             if row["epoch"] == epoch:
                 stepsize = record["members"][row["member"]]["stepsize"]
                 costs.setdefault(stepsize, []).append(row["train_cost"])
-        return {s: sum(c) / 2 if all(map(math.isfinite, c)) else math.inf
-                for s, c in costs.items()}  # fmt: skip
+        return {s: sum(c) / 2 if all(map(math.isfinite, c)) else math.inf for s, c in costs.items()}
 
     final = mean_cost(4)
     winner = min(final, key=final.get)

@@ -107,14 +107,28 @@ def test_stepsize_decays_as_one_over_sqrt_of_the_step(mnist_root, tmp_path, monk
         return original(self, param, grad, state, t, work, **hp)
 
     monkeypatch.setattr(Adam, "update", spy)
-    record = train(tiny(mnist_root, "optimizer=adam", "optimizer.stepsize=0.5",
-                        "trainer.stepsize_decay=sqrt_step"), tmp_path / "step")  # fmt: skip
+    record = train(
+        tiny(
+            mnist_root,
+            "optimizer=adam",
+            "optimizer.stepsize=0.5",
+            "trainer.stepsize_decay=sqrt_step",
+        ),
+        tmp_path / "step",
+    )
     assert [t for t, _ in seen] == list(range(1, 39))
     assert all(a == pytest.approx(0.5 / math.sqrt(t), rel=1e-7) for t, a in seen)
     assert record["curves"][-1]["current_stepsize"] == pytest.approx(0.5 / math.sqrt(38))
     seen.clear()
-    record = train(tiny(mnist_root, "optimizer=adam", "optimizer.stepsize=0.5",
-                        "trainer.stepsize_decay=sqrt_epoch"), tmp_path / "epoch")  # fmt: skip
+    record = train(
+        tiny(
+            mnist_root,
+            "optimizer=adam",
+            "optimizer.stepsize=0.5",
+            "trainer.stepsize_decay=sqrt_epoch",
+        ),
+        tmp_path / "epoch",
+    )
     assert {a for t, a in seen if t <= 19} == {0.5}
     assert all(a == pytest.approx(0.5 / math.sqrt(2), rel=1e-7) for t, a in seen if t > 19)
     assert record["curves"][-1]["current_stepsize"] == pytest.approx(0.5 / math.sqrt(2))
@@ -228,36 +242,61 @@ def test_a_diverging_member_leaves_and_cannot_touch_the_others(
         if k == bad:
             continue
         alone = train(
-            tiny(mnist_root, f"optimizer={optimizer}", "dtype=float64",
-                 f"optimizer.stepsize={stepsize}"),
+            tiny(
+                mnist_root,
+                f"optimizer={optimizer}",
+                "dtype=float64",
+                f"optimizer.stepsize={stepsize}",
+            ),
             tmp_path / f"m{k}",
-        )  # fmt: skip
+        )
         assert alone["diverged"] == {}
         assert _member_costs(together, k) == pytest.approx(_member_costs(alone, 0), abs=1e-10)
 
 
 def test_seed_members_have_their_own_initialisation_and_data_order(mnist_root, tmp_path):
     together = train(
-        tiny(mnist_root, "optimizer=adam", "dtype=float64", "+grid.stepsize=[1e-3,1e-2]",
-             "sweep.seeds=[0,1]"),
+        tiny(
+            mnist_root,
+            "optimizer=adam",
+            "dtype=float64",
+            "+grid.stepsize=[1e-3,1e-2]",
+            "sweep.seeds=[0,1]",
+        ),
         tmp_path / "g",
-    )  # fmt: skip
+    )
     assert [(m["stepsize"], m["seed"]) for m in together["members"]] == [
-        (1e-3, 0), (1e-3, 1), (1e-2, 0), (1e-2, 1)
-    ]  # fmt: skip
+        (1e-3, 0),
+        (1e-3, 1),
+        (1e-2, 0),
+        (1e-2, 1),
+    ]
     for k, (stepsize, seed) in enumerate([(1e-3, 0), (1e-3, 1), (1e-2, 0), (1e-2, 1)]):
         alone = train(
-            tiny(mnist_root, "optimizer=adam", "dtype=float64", f"optimizer.stepsize={stepsize}",
-                 f"seed={seed}"),
+            tiny(
+                mnist_root,
+                "optimizer=adam",
+                "dtype=float64",
+                f"optimizer.stepsize={stepsize}",
+                f"seed={seed}",
+            ),
             tmp_path / f"m{k}",
-        )  # fmt: skip
+        )
         assert _member_costs(together, k) == pytest.approx(_member_costs(alone, 0), abs=1e-10)
     assert _member_costs(together, 0) != _member_costs(together, 1)
 
 
 def test_logged_step_costs_average_to_the_epochs_cost(mnist_root, tmp_path):
-    record = train(tiny(mnist_root, "+grid.stepsize=[1e-3,1e-1]", "trainer.step_log_epochs=1",
-                        "trainer.eval_every=2", "trainer.epochs=3"), tmp_path / "run")  # fmt: skip
+    record = train(
+        tiny(
+            mnist_root,
+            "+grid.stepsize=[1e-3,1e-1]",
+            "trainer.step_log_epochs=1",
+            "trainer.eval_every=2",
+            "trainer.epochs=3",
+        ),
+        tmp_path / "run",
+    )
     logged = record["step_costs"]
     steps = logged["steps_per_epoch"]
     assert steps == math.ceil(600 / 32) and len(logged["cost"]) == steps  # the first epoch only
@@ -270,8 +309,9 @@ def test_logged_step_costs_average_to_the_epochs_cost(mnist_root, tmp_path):
     assert evaluated == {2, 3}  # every 2nd epoch, and the last
 
 
-def test_the_check_without_host_reads_gives_the_per_step_checks_numbers(mnist_root, tmp_path,
-                                                                       monkeypatch):  # fmt: skip
+def test_the_check_without_host_reads_gives_the_per_step_checks_numbers(
+    mnist_root, tmp_path, monkeypatch
+):
     """Divergence is checked on the device every step and read by the host once per epoch;
     dropping a member at once (reading every step, as a naive loop would) gives the same
     curves, the same divergence steps and the same parameters at the end."""
@@ -303,14 +343,14 @@ def test_the_check_without_host_reads_gives_the_per_step_checks_numbers(mnist_ro
         for key in ("train_cost", "train_cost_full", "test_loss", "test_accuracy"):
             assert a[key] == pytest.approx(b[key], rel=1e-12, nan_ok=True), key
     assert models["deferred"].live.tolist() == models["eager"].live.tolist() == [0, 2]
-    for a, b in zip(models["deferred"].model.parameters(), models["eager"].model.parameters(),
-                    strict=True):  # fmt: skip
+    for a, b in zip(
+        models["deferred"].model.parameters(), models["eager"].model.parameters(), strict=True
+    ):
         assert a.shape[0] == 2 and torch.allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("model", ["experiment=mnist_logreg", "experiment=mnist_mlp"])
-def test_members_that_diverge_leave_and_the_others_run_as_without_them(mnist_root, tmp_path,
-                                                                      model):  # fmt: skip
+def test_members_that_diverge_leave_and_the_others_run_as_without_them(mnist_root, tmp_path, model):
     """Two seeds, two of six members diverge in the first epoch and leave the population;
     the four that go on give the curves of a population that never had the two (float64,
     no dropout), and their steps no longer compute the two."""
@@ -354,15 +394,16 @@ def test_members_that_diverge_leave_and_the_others_run_as_without_them(mnist_roo
             assert math.isnan(row["train_cost_full"])
 
 
-def test_halving_keeps_the_best_settings_by_mean_cost_and_they_run_as_alone(mnist_root,
-                                                                           tmp_path):  # fmt: skip
+def test_halving_keeps_the_best_settings_by_mean_cost_and_they_run_as_alone(mnist_root, tmp_path):
     """sweep.halving after 1 epoch, keep 2 of 4 settings (2 seeds each): the two settings
     with the lowest epoch-1 training cost averaged over seeds go on, exactly as a grid of
     those two alone; the others' curves end at epoch 1 and the record names them."""
     common = ["optimizer=adam", "dtype=float64", "sweep.seeds=[0,1]", "trainer.epochs=3"]
     grid = "+grid.stepsize=[1e-4,3e-2,1e-2,1e-3]"
-    full = train(tiny(mnist_root, *common, grid, "+sweep.halving={after_epochs:1,keep:2}"),
-                 tmp_path / "halved")  # fmt: skip
+    full = train(
+        tiny(mnist_root, *common, grid, "+sweep.halving={after_epochs:1,keep:2}"),
+        tmp_path / "halved",
+    )
     first = {}
     for row in full["curves"]:
         if row["epoch"] == 1:
@@ -374,8 +415,9 @@ def test_halving_keeps_the_best_settings_by_mean_cost_and_they_run_as_alone(mnis
     assert len(kept) == 4 and set(best) != {1e-4, 1e-3}  # not simply the ends of the grid
     assert full["pruned"] == {str(k): 1 for k in range(8) if k not in kept}
     assert full["diverged"] == {}
-    alone = train(tiny(mnist_root, *common, f"+grid.stepsize=[{best[0]},{best[1]}]"),
-                  tmp_path / "alone")  # fmt: skip
+    alone = train(
+        tiny(mnist_root, *common, f"+grid.stepsize=[{best[0]},{best[1]}]"), tmp_path / "alone"
+    )
     other = {(m["stepsize"], m["seed"]): k for k, m in enumerate(alone["members"])}
     for row in full["curves"]:
         member = full["members"][row["member"]]
@@ -401,10 +443,13 @@ def test_halving_keeps_the_best_settings_by_mean_cost_and_they_run_as_alone(mnis
     assert (grid_table["diverged_seeds"] == 0).all()
 
 
-@pytest.mark.parametrize("value,message", [
-    ("{after_epochs:0,keep:2}", "sweep.halving.after_epochs must be at least 1, got 0"),
-    ("{keep:2}", "sweep.halving must be null or {after_epochs: E, keep: k}, got {'keep': 2}"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "value,message",
+    [
+        ("{after_epochs:0,keep:2}", "sweep.halving.after_epochs must be at least 1, got 0"),
+        ("{keep:2}", "sweep.halving must be null or {after_epochs: E, keep: k}, got {'keep': 2}"),
+    ],
+)
 def test_a_wrong_halving_is_one_line(mnist_root, tmp_path, value, message):
     with pytest.raises(ConfigError) as error:
         train(tiny(mnist_root, f"+sweep.halving={value}"), tmp_path / "run")
@@ -428,26 +473,45 @@ def test_a_training_step_on_cuda_never_waits_for_the_host(mnist_root, tmp_path, 
             torch.cuda.set_sync_debug_mode("default")
 
     monkeypatch.setattr(Training, "_step", strict)
-    cfg = tiny(mnist_root, "optimizer=adam", "device=cuda", "+grid.stepsize=[1e-3,1e6]",
-               "trainer.stepsize_decay=sqrt_step")  # fmt: skip
+    cfg = tiny(
+        mnist_root,
+        "optimizer=adam",
+        "device=cuda",
+        "+grid.stepsize=[1e-3,1e6]",
+        "trainer.stepsize_decay=sqrt_step",
+    )
     record = train(cfg, tmp_path / "run")
     assert record["status"] == "completed" and list(record["diverged"]) == ["1"]
 
 
 def mlp_tiny(root: Path, *overrides: str):
     return hydra_config(
-        "experiment=mnist_mlp_deterministic", f"data.root={root}", "data.verify=false",
-        "data.download=false", "trainer.epochs=2", "trainer.batch_size=64",
-        "model.hidden=[16,16]", "optimizer=adam", "trainer.train_eval_subset=0", *overrides,
-    )  # fmt: skip
+        "experiment=mnist_mlp_deterministic",
+        f"data.root={root}",
+        "data.verify=false",
+        "data.download=false",
+        "trainer.epochs=2",
+        "trainer.batch_size=64",
+        "model.hidden=[16,16]",
+        "optimizer=adam",
+        "trainer.train_eval_subset=0",
+        *overrides,
+    )
 
 
 def test_the_initial_evaluation_is_the_untrained_models_cost(mnist_root, tmp_path):
     """Epoch 0 holds the costs before any step: log(10) for every member when the output layer
     starts at zero; no minibatch cost (NaN); the epochs after it are the usual ones."""
-    record = train(mlp_tiny(mnist_root, "trainer.evaluate_initial=true", "model.zero_output=true",
-                            "model.weight_decay=0", "+grid.stepsize=[1e-3,1e-2]"),
-                   tmp_path / "run")  # fmt: skip
+    record = train(
+        mlp_tiny(
+            mnist_root,
+            "trainer.evaluate_initial=true",
+            "model.zero_output=true",
+            "model.weight_decay=0",
+            "+grid.stepsize=[1e-3,1e-2]",
+        ),
+        tmp_path / "run",
+    )
     initial = [r for r in record["curves"] if r["epoch"] == 0]
     assert [r["member"] for r in initial] == [0, 1]
     for row in initial:
@@ -463,8 +527,9 @@ def test_the_initial_evaluation_is_the_untrained_models_cost(mnist_root, tmp_pat
 def test_the_initial_evaluation_matches_the_models_own_evaluation(mnist_root, tmp_path):
     from adamrepro.data import load_mnist
 
-    cfg = mlp_tiny(mnist_root, "trainer.evaluate_initial=true", "trainer.epochs=1",
-                   "model.weight_decay=1e-3")  # fmt: skip
+    cfg = mlp_tiny(
+        mnist_root, "trainer.evaluate_initial=true", "trainer.epochs=1", "model.weight_decay=1e-3"
+    )
     record = train(cfg, tmp_path / "run")
     data = load_mnist(mnist_root, download=False, verify=False)
     model = build_model(cfg.model, data, seeds=[0])
@@ -488,8 +553,9 @@ def test_a_fixed_order_visits_the_same_minibatches_every_epoch():
     assert torch.equal(first[0], epochs[0][0])  # the same first draw
     assert not torch.equal(first[0], second[0])  # then a new permutation per epoch
     resumed = MinibatchOrder([3, 4], n=50, batch_size=8, fixed=True)
-    assert all(torch.equal(a, b) for a, b in zip(epochs[1][2:], resumed.epoch(device, skip=2),
-                                                 strict=True))  # fmt: skip
+    assert all(
+        torch.equal(a, b) for a, b in zip(epochs[1][2:], resumed.epoch(device, skip=2), strict=True)
+    )
 
 
 def test_a_fixed_order_run_repeats_its_epochs_cost_pattern(mnist_root, tmp_path):
@@ -497,10 +563,16 @@ def test_a_fixed_order_run_repeats_its_epochs_cost_pattern(mnist_root, tmp_path)
     a random one the same mean (each pass sees every row) but a different sequence."""
     logged = {}
     for order in ("fixed", "random"):
-        record = train(mlp_tiny(mnist_root, f"trainer.minibatch_order={order}",
-                                "optimizer.stepsize=0", "trainer.step_log_epochs=2",
-                                "model.zero_output=false"),  # else every cost is log 10
-                       tmp_path / order)  # fmt: skip
+        record = train(
+            mlp_tiny(
+                mnist_root,
+                f"trainer.minibatch_order={order}",
+                "optimizer.stepsize=0",
+                "trainer.step_log_epochs=2",
+                "model.zero_output=false",
+            ),  # else every cost is log 10
+            tmp_path / order,
+        )
         costs = [c[0] for c in record["step_costs"]["cost"]]
         steps = record["step_costs"]["steps_per_epoch"]
         logged[order] = (costs[:steps], costs[steps:])
@@ -532,8 +604,10 @@ def test_test_metrics_are_measured_on_the_test_set(tmp_path):
     root = make_mnist(tmp_path / "shifted", compress=False)
     labels = read_idx((root / "t10k-labels-idx1-ubyte").read_bytes())
     write_idx(root / "t10k-labels-idx1-ubyte", (labels + 1) % 10)
-    record = train(tiny(root, "trainer.epochs=3", "optimizer=adam", "optimizer.stepsize=1e-2"),
-                   tmp_path / "run")  # fmt: skip
+    record = train(
+        tiny(root, "trainer.epochs=3", "optimizer=adam", "optimizer.stepsize=1e-2"),
+        tmp_path / "run",
+    )
     last = record["curves"][-1]
     assert last["train_cost_full"] < 0.3
     assert last["test_accuracy"] < 0.05
@@ -551,8 +625,11 @@ def test_the_l2_penalty_adds_exactly_half_lambda_times_the_squared_weights(mnist
     without = train(mlp_tiny(mnist_root, *common, "model.weight_decay=0"), tmp_path / "none")
     data = load_mnist(mnist_root, download=False, verify=False)
     model = build_model(mlp_tiny(mnist_root).model, data, seeds=[0, 0])
-    squares = sum(p.detach().double().pow(2).flatten(1).sum(1)
-                  for name, p in model.named_parameters() if name.endswith("weight"))  # fmt: skip
+    squares = sum(
+        p.detach().double().pow(2).flatten(1).sum(1)
+        for name, p in model.named_parameters()
+        if name.endswith("weight")
+    )
     for member in (0, 1):
         first = [r for r in with_l2["curves"] if r["epoch"] == 0 and r["member"] == member][0]
         base = [r for r in without["curves"] if r["epoch"] == 0 and r["member"] == member][0]
@@ -590,8 +667,9 @@ def test_the_wall_time_is_the_time_the_run_took(mnist_root, tmp_path):
     assert 0 < times[0] < times[1] <= record["wall_time_s"] <= took
 
 
-def test_the_progress_bar_counts_every_step_of_every_epoch(mnist_root, tmp_path, capsys,
-                                                            monkeypatch):  # fmt: skip
+def test_the_progress_bar_counts_every_step_of_every_epoch(
+    mnist_root, tmp_path, capsys, monkeypatch
+):
     """600 rows in minibatches of 32: 19 steps an epoch, 38 in two; the bar is titled with
     the experiment's name (`experiment_name`, "test" here), else "train". It shows on a
     terminal only: into a file it writes nothing."""
@@ -605,16 +683,16 @@ def test_the_progress_bar_counts_every_step_of_every_epoch(mnist_root, tmp_path,
     assert shown.rstrip().endswith(f"cost={best:.4f}]")  # the lowest cost of the last epoch
     train(tiny(mnist_root, "trainer.progress=true", "experiment_name="), tmp_path / "unnamed")
     assert "train: 100%" in capsys.readouterr().err
-    diverged = train(tiny(mnist_root, "trainer.progress=true", "optimizer.stepsize=1e6"),
-                     tmp_path / "diverged")  # fmt: skip
+    diverged = train(
+        tiny(mnist_root, "trainer.progress=true", "optimizer.stepsize=1e6"), tmp_path / "diverged"
+    )
     assert diverged["status"] == "failed" and "cost=diverged]" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("minutes,before_steps", [("0", []), ("5", []),
-                                                  ("1e-9", list(range(38)))])  # fmt: skip
-def test_checkpoints_come_at_epoch_ends_and_every_so_many_minutes(mnist_root, tmp_path,
-                                                                  monkeypatch, minutes,
-                                                                  before_steps):  # fmt: skip
+@pytest.mark.parametrize("minutes,before_steps", [("0", []), ("5", []), ("1e-9", list(range(38)))])
+def test_checkpoints_come_at_epoch_ends_and_every_so_many_minutes(
+    mnist_root, tmp_path, monkeypatch, minutes, before_steps
+):
     """trainer.checkpoint_minutes: 0 never by time, 5 not within this short run, 1e-9 before
     every step; the first epoch's end (step 19) checkpoints, the last saves the record only."""
     from adamrepro.training.loop import Training

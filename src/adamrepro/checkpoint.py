@@ -28,9 +28,10 @@ CHECKPOINT_NAME = "checkpoint.pt"
 # SIGINT: Ctrl-C; SIGTERM: what schedulers send before they stop or preempt a job; SIGUSR1 and
 # SIGUSR2: what SLURM sends ahead of a time limit (submitit requeues a job on SIGUSR2).
 SIGNALS = tuple(
-    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2")
+    getattr(signal, name)
+    for name in ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2")
     if hasattr(signal, name)
-)  # fmt: skip
+)
 
 
 def save_checkpoint(state: dict[str, Any], directory: Path) -> Path:

@@ -67,16 +67,19 @@ def spectra(data_root: str, epsilon: float, verify: bool, cache: str) -> tuple[A
         return torch.cat([values, values.new_zeros(flat.shape[1] - len(values))])
 
     e, lossy_e = eigenvalues(exact.x_train), eigenvalues(lossy.x_train)
-    table = pd.DataFrame({"rank": range(1, len(e) + 1), "exact": e.numpy(),
-                          "lossy": lossy_e.numpy()})  # fmt: skip
+    table = pd.DataFrame(
+        {"rank": range(1, len(e) + 1), "exact": e.numpy(), "lossy": lossy_e.numpy()}
+    )
     table["lossy_over_exact"] = table["lossy"] / table["exact"]
     facts = {
         "label": lossy.description["label"],
-        "psnr_median_db": float(psnr.median()), "psnr_min_db": float(psnr.min()),
+        "psnr_median_db": float(psnr.median()),
+        "psnr_min_db": float(psnr.min()),
         "above_eps_exact": int((e > epsilon).sum()),
         "above_eps_lossy": int((lossy_e > epsilon).sum()),
-        "variance_kept": float(lossy_e.sum() / e.sum()), "epsilon": epsilon,
-    }  # fmt: skip
+        "variance_kept": float(lossy_e.sum() / e.sum()),
+        "epsilon": epsilon,
+    }
     return table, facts
 
 
@@ -90,17 +93,30 @@ def training(data_root: str, runs: Path, epochs: int, extra: list[str]) -> Any:
     for optimizer, (label, stepsizes) in GRIDS.items():
         for copy, source in COPIES.items():
             overrides = [
-                "experiment=cifar_cnn", f"optimizer={optimizer}", f"data.root={data_root}",
-                f"+grid.stepsize=[{','.join(map(str, stepsizes))}]", f"trainer.epochs={epochs}",
-                "trainer.progress=false", f"experiment_name=copycheck_{copy}", *source, *extra,
-            ]  # fmt: skip
+                "experiment=cifar_cnn",
+                f"optimizer={optimizer}",
+                f"data.root={data_root}",
+                f"+grid.stepsize=[{','.join(map(str, stepsizes))}]",
+                f"trainer.epochs={epochs}",
+                "trainer.progress=false",
+                f"experiment_name=copycheck_{copy}",
+                *source,
+                *extra,
+            ]
             record = train(compose_config(overrides), runs / f"{optimizer}_{copy}")
             for row in record["curves"]:
                 member = record["members"][row["member"]]
-                frames.append({"optimizer": label, "stepsize": member["stepsize"], "copy": copy,
-                               "epoch": row["epoch"], "train_cost": row["train_cost"],
-                               "test_accuracy": row["test_accuracy"],
-                               "data": record["data"]["label"]})  # fmt: skip
+                frames.append(
+                    {
+                        "optimizer": label,
+                        "stepsize": member["stepsize"],
+                        "copy": copy,
+                        "epoch": row["epoch"],
+                        "train_cost": row["train_cost"],
+                        "test_accuracy": row["test_accuracy"],
+                        "data": record["data"]["label"],
+                    }
+                )
     return pd.DataFrame(frames)
 
 
@@ -114,18 +130,27 @@ def compare(curves: Any) -> tuple[Any, dict[str, float], dict[str, float]]:
         exact = group[group["copy"] == "exact"].set_index("epoch")["train_cost"]
         lossy = group[group["copy"] == "lossy"].set_index("epoch")["train_cost"]
         difference = (exact - lossy).abs()
-        rows.append({"optimizer": optimizer, "stepsize": stepsize,
-                     "final_exact": exact.iloc[-1], "final_lossy": lossy.iloc[-1],
-                     "max_abs_difference": difference.max(),
-                     "max_relative_difference": (difference / exact).max()})  # fmt: skip
+        rows.append(
+            {
+                "optimizer": optimizer,
+                "stepsize": stepsize,
+                "final_exact": exact.iloc[-1],
+                "final_lossy": lossy.iloc[-1],
+                "max_abs_difference": difference.max(),
+                "max_relative_difference": (difference / exact).max(),
+            }
+        )
     table = pd.DataFrame(rows)
     finite = table[table["final_exact"].apply(math.isfinite)]
     best = finite.loc[finite.groupby("optimizer", sort=False)["final_exact"].idxmin()]
     selected = dict(zip(best["optimizer"], best["stepsize"], strict=True))
     finals = dict(zip(best["optimizer"], best["final_exact"], strict=True))
     names = list(finals)
-    gaps = {f"{a} - {b}": abs(finals[a] - finals[b])
-            for i, a in enumerate(names) for b in names[i + 1:]}  # fmt: skip
+    gaps = {
+        f"{a} - {b}": abs(finals[a] - finals[b])
+        for i, a in enumerate(names)
+        for b in names[i + 1 :]
+    }
     return table, selected, gaps
 
 
@@ -149,8 +174,13 @@ def draw(curves: Any, spectrum: Any, selected: dict[str, float], facts: dict, ou
         mine = curves[(curves["optimizer"] == optimizer) & (curves["stepsize"] == stepsize)]
         for copy, style in (("exact", "-"), ("lossy", "--")):
             line = mine[mine["copy"] == copy]
-            right.plot(line["epoch"] - 1, line["train_cost"], color=colours[i], ls=style,
-                       label=f"{optimizer} {stepsize:g}, {copy}")  # fmt: skip
+            right.plot(
+                line["epoch"] - 1,
+                line["train_cost"],
+                color=colours[i],
+                ls=style,
+                label=f"{optimizer} {stepsize:g}, {copy}",
+            )
     right.set_yscale("log")
     right.set_xlabel("iterations over the 4,000 images")
     right.set_ylabel("training cost")
@@ -198,13 +228,16 @@ def main(argv: list[str] | None = None) -> None:
         "",
         "| optimizer | stepsize | final cost, exact | final cost, copy | largest difference |",
         "|---|---|---|---|---|",
-        *(f"| {r.optimizer} | {r.stepsize:g} | {r.final_exact:.4f} | {r.final_lossy:.4f} "
-          f"| {r.max_abs_difference:.4f} ({r.max_relative_difference:.1%}) |"
-          for r in at_best.itertuples()),
+        *(
+            f"| {r.optimizer} | {r.stepsize:g} | {r.final_exact:.4f} | {r.final_lossy:.4f} "
+            f"| {r.max_abs_difference:.4f} ({r.max_relative_difference:.1%}) |"
+            for r in at_best.itertuples()
+        ),
         "",
         "Gaps between optimizers (final cost, exact images): "
-        + ", ".join(f"{k} {v:.4f}" for k, v in gaps.items()) + ".",
-    ]  # fmt: skip
+        + ", ".join(f"{k} {v:.4f}" for k, v in gaps.items())
+        + ".",
+    ]
     (args.out / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

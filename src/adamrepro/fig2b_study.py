@@ -37,9 +37,15 @@ from .errors import command_parser
 
 EXPERIMENT = "mnist_mlp_deterministic"
 # The old protocol, written out so that the study does not depend on the experiment's defaults.
-OLD = ["model.weight_decay=1e-8", "trainer.minibatch_order=random", "model.zero_output=false",
-       "model.init_std=null", "dtype=float32", "trainer.stepsize_decay=none",
-       "trainer.batch_size=128"]  # fmt: skip
+OLD = [
+    "model.weight_decay=1e-8",
+    "trainer.minibatch_order=random",
+    "model.zero_output=false",
+    "model.init_std=null",
+    "dtype=float32",
+    "trainer.stepsize_decay=none",
+    "trainer.batch_size=128",
+]
 MEASURE = ["trainer.evaluate_initial=true", "trainer.train_eval_subset=5000"]
 SCREEN_STEPSIZES = (1e-4, 3e-4, 1e-3)
 CHECKPOINTS = (1, 5, 10, 25)
@@ -59,36 +65,67 @@ class Variant:
 
 VARIANTS = (
     Variant("old", "none: the old protocol", []),
-    Variant("harness", "the SFO harness: L2 0, fixed cyclic minibatches, zero output layer",
-            HARNESS),
-    Variant("harness_sqrt_step", "the harness, stepsize alpha / sqrt(t), t the step",
-            [*HARNESS, "trainer.stepsize_decay=sqrt_step"], stepsizes=(1e-3, 3e-3, 1e-2)),
-    Variant("harness_sqrt_epoch", "the harness, stepsize alpha / sqrt(epoch)",
-            [*HARNESS, "trainer.stepsize_decay=sqrt_epoch"], stepsizes=(3e-4, 1e-3, 3e-3)),
-    Variant("init_2.54", "L2 0, fixed cyclic minibatches, weights N(0, 1.6^2 / fan_in) and "
-            "biases 0 (initial cost 2.55, the paper's SFO starts at 2.54)",
-            [*NO_INIT, "model.init_std=1.6"]),
+    Variant(
+        "harness", "the SFO harness: L2 0, fixed cyclic minibatches, zero output layer", HARNESS
+    ),
+    Variant(
+        "harness_sqrt_step",
+        "the harness, stepsize alpha / sqrt(t), t the step",
+        [*HARNESS, "trainer.stepsize_decay=sqrt_step"],
+        stepsizes=(1e-3, 3e-3, 1e-2),
+    ),
+    Variant(
+        "harness_sqrt_epoch",
+        "the harness, stepsize alpha / sqrt(epoch)",
+        [*HARNESS, "trainer.stepsize_decay=sqrt_epoch"],
+        stepsizes=(3e-4, 1e-3, 3e-3),
+    ),
+    Variant(
+        "init_2.54",
+        "L2 0, fixed cyclic minibatches, weights N(0, 1.6^2 / fan_in) and "
+        "biases 0 (initial cost 2.55, the paper's SFO starts at 2.54)",
+        [*NO_INIT, "model.init_std=1.6"],
+    ),
     Variant("l2_0", "L2 0", ["model.weight_decay=0"]),
     Variant("l2_1e-10", "L2 1e-10", ["model.weight_decay=1e-10"]),
     Variant("fixed_order", "L2 0; fixed minibatches visited cyclically", NO_INIT),
-    Variant("zero_output", "L2 0; output layer starts at zero (initial cost log 10 = 2.30)",
-            ["model.weight_decay=0", "model.zero_output=true"]),
+    Variant(
+        "zero_output",
+        "L2 0; output layer starts at zero (initial cost log 10 = 2.30)",
+        ["model.weight_decay=0", "model.zero_output=true"],
+    ),
     Variant("harness_float64", "the harness in float64", [*HARNESS, "dtype=float64"]),
-    Variant("sqrt_step_10k", "the harness, alpha / sqrt(t), trained on 10,000 of the 60,000 "
-            "rows", [*HARNESS, "trainer.stepsize_decay=sqrt_step", "data.train_rows=10000"],
-            stepsizes=(3e-3, 1e-2, 3e-2)),
-    Variant("sqrt_step_20k", "the harness, alpha / sqrt(t), trained on 20,000 of the 60,000 "
-            "rows", [*HARNESS, "trainer.stepsize_decay=sqrt_step", "data.train_rows=20000"],
-            stepsizes=(3e-3, 1e-2, 3e-2)),
-    Variant("harness_10k", "the harness (constant stepsize) trained on 10,000 rows",
-            [*HARNESS, "data.train_rows=10000"]),
-    Variant("sqrt_step_float64", "the closest protocol (harness, alpha / sqrt(t)) in float64",
-            [*HARNESS, "trainer.stepsize_decay=sqrt_step", "dtype=float64"], stepsizes=(1e-2,)),
-    Variant("sqrt_step_init_2.54", "the closest protocol with weights N(0, 1.6^2 / fan_in) and "
-            "biases 0 in every layer (initial cost 2.55)",
-            [*NO_INIT, "trainer.stepsize_decay=sqrt_step", "model.init_std=1.6"],
-            stepsizes=(1e-2,)),
-)  # fmt: skip
+    Variant(
+        "sqrt_step_10k",
+        "the harness, alpha / sqrt(t), trained on 10,000 of the 60,000 rows",
+        [*HARNESS, "trainer.stepsize_decay=sqrt_step", "data.train_rows=10000"],
+        stepsizes=(3e-3, 1e-2, 3e-2),
+    ),
+    Variant(
+        "sqrt_step_20k",
+        "the harness, alpha / sqrt(t), trained on 20,000 of the 60,000 rows",
+        [*HARNESS, "trainer.stepsize_decay=sqrt_step", "data.train_rows=20000"],
+        stepsizes=(3e-3, 1e-2, 3e-2),
+    ),
+    Variant(
+        "harness_10k",
+        "the harness (constant stepsize) trained on 10,000 rows",
+        [*HARNESS, "data.train_rows=10000"],
+    ),
+    Variant(
+        "sqrt_step_float64",
+        "the closest protocol (harness, alpha / sqrt(t)) in float64",
+        [*HARNESS, "trainer.stepsize_decay=sqrt_step", "dtype=float64"],
+        stepsizes=(1e-2,),
+    ),
+    Variant(
+        "sqrt_step_init_2.54",
+        "the closest protocol with weights N(0, 1.6^2 / fan_in) and "
+        "biases 0 in every layer (initial cost 2.55)",
+        [*NO_INIT, "trainer.stepsize_decay=sqrt_step", "model.init_std=1.6"],
+        stepsizes=(1e-2,),
+    ),
+)
 NAMES = [v.name for v in VARIANTS]
 
 
@@ -103,16 +140,24 @@ def paper_adam() -> Any:
     return adam.set_index(adam["x"].round().astype(int))["y"]
 
 
-def run_variant(variant: Variant, data_root: str, runs: Path, extra: list[str],
-                passes: int | None) -> dict[str, Any]:  # fmt: skip
+def run_variant(
+    variant: Variant, data_root: str, runs: Path, extra: list[str], passes: int | None
+) -> dict[str, Any]:
     from .training import compose_config, train
 
     grid = f"+grid.stepsize=[{','.join(f'{s:g}' for s in variant.stepsizes)}]"
     overrides = [
-        f"experiment={EXPERIMENT}", f"data.root={data_root}", *OLD, *MEASURE,
-        *variant.overrides, grid, f"trainer.epochs={passes or variant.passes}",
-        f"experiment_name=fig2b_study_{variant.name}", *variant.extra, *extra,
-    ]  # fmt: skip
+        f"experiment={EXPERIMENT}",
+        f"data.root={data_root}",
+        *OLD,
+        *MEASURE,
+        *variant.overrides,
+        grid,
+        f"trainer.epochs={passes or variant.passes}",
+        f"experiment_name=fig2b_study_{variant.name}",
+        *variant.extra,
+        *extra,
+    ]
     return train(compose_config(overrides), runs / variant.name)
 
 
@@ -131,10 +176,13 @@ def table(records: dict[str, dict[str, Any]]) -> Any:
             full = group.set_index("epoch")["train_cost_full"]
             subset = group.set_index("epoch")["train_cost_subset"]
             row: dict[str, Any] = {
-                "variant": name, "stepsize": record["members"][member]["stepsize"],
-                "dtype": record["config"]["dtype"], "passes": passes,
-                "full_0": full.get(0, math.nan), "subset_0": subset.get(0, math.nan),
-            }  # fmt: skip
+                "variant": name,
+                "stepsize": record["members"][member]["stepsize"],
+                "dtype": record["config"]["dtype"],
+                "passes": passes,
+                "full_0": full.get(0, math.nan),
+                "subset_0": subset.get(0, math.nan),
+            }
             for k in CHECKPOINTS:
                 row[f"full_{k}"] = full.get(k, math.nan)
                 row[f"subset_{k}"] = subset.get(k, math.nan)
@@ -164,19 +212,34 @@ def draw(records: dict[str, dict[str, Any]], chosen: Any, out: Path) -> None:
 
     paper = paper_adam()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), dpi=150, sharey=True)
-    for ax, column, title in zip(axes, ("train_cost_full", "train_cost_subset"),
-                                 ("whole training set", "fixed 5,000 training rows"),
-                                 strict=True):  # fmt: skip
-        ax.plot(paper.index, paper.to_numpy(), color="black", lw=2.2, ls="--",
-                label="Adam (paper; x = 0 left out)")  # fmt: skip
+    for ax, column, title in zip(
+        axes,
+        ("train_cost_full", "train_cost_subset"),
+        ("whole training set", "fixed 5,000 training rows"),
+        strict=True,
+    ):
+        ax.plot(
+            paper.index,
+            paper.to_numpy(),
+            color="black",
+            lw=2.2,
+            ls="--",
+            label="Adam (paper; x = 0 left out)",
+        )
         for _, row in chosen.iterrows():
             curves = pd.DataFrame(records[row["variant"]]["curves"])
             member = [m["stepsize"] for m in records[row["variant"]]["members"]].index(
                 row["stepsize"]
             )
             mine = curves[curves["member"] == member]
-            ax.plot(mine["epoch"], mine[column], lw=1.2, marker=".", ms=3,
-                    label=f"{row['variant']} ({row['stepsize']:g})")  # fmt: skip
+            ax.plot(
+                mine["epoch"],
+                mine[column],
+                lw=1.2,
+                marker=".",
+                ms=3,
+                label=f"{row['variant']} ({row['stepsize']:g})",
+            )
         ax.set_yscale("log")
         ax.set_xlim(0, 25)
         ax.set_ylim(1e-6, 1e1)
@@ -194,12 +257,17 @@ def markdown(study: Any, chosen: Any) -> str:
     def cost(value: float) -> str:
         return "" if math.isnan(value) else f"{value:.3g}"
 
-    head = ("| variant | stepsize | dtype | passes | x=0 | x=1 | x=5 | x=10 | x=25 "
-            "| log10 ratio 1 / 5 / 10 / 25 | distance |")  # fmt: skip
+    head = (
+        "| variant | stepsize | dtype | passes | x=0 | x=1 | x=5 | x=10 | x=25 "
+        "| log10 ratio 1 / 5 / 10 / 25 | distance |"
+    )
     lines = [head, "|" + "---|" * 11]
     for _, r in study.iterrows():
-        mark = "**" if ((chosen["variant"] == r["variant"])
-                        & (chosen["stepsize"] == r["stepsize"])).any() else ""  # fmt: skip
+        mark = (
+            "**"
+            if ((chosen["variant"] == r["variant"]) & (chosen["stepsize"] == r["stepsize"])).any()
+            else ""
+        )
         ratios = " / ".join(cost(r[f"log10_ratio_{k}"]) or "-" for k in CHECKPOINTS)
         lines.append(
             f"| {mark}{r['variant']}{mark} | {r['stepsize']:g} | {r['dtype']} | {r['passes']} "
@@ -207,16 +275,26 @@ def markdown(study: Any, chosen: Any) -> str:
             + f"| {ratios} | {r['distance']:.2f} |"
         )
     paper = paper_adam()
-    factors = [f"- `{v.name}`: {v.changes} ({' '.join(v.overrides) or 'no override'}; "
-               f"{v.passes} passes)" for v in VARIANTS]  # fmt: skip
-    return "\n".join([
-        "Full-training-set cost after k passes (x = k), ours against the paper's Adam "
-        f"(x = 1: {paper[1]:.3g}, 5: {paper[5]:.3g}, 10: {paper[10]:.3g}, 25: {paper[25]:.3g}); "
-        "distance: RMS of log10(ours / paper) over the paper's points 1..passes (a factor of "
-        "2 is 0.30). Bold: each variant's stepsize closest to the paper.", "", *lines, "",
-        "Variants (each changes the old protocol: float32, L2 1e-8, a new random order of "
-        "minibatches of 128 every pass, our initialisation, constant stepsize):", *factors, "",
-    ])  # fmt: skip
+    factors = [
+        f"- `{v.name}`: {v.changes} ({' '.join(v.overrides) or 'no override'}; {v.passes} passes)"
+        for v in VARIANTS
+    ]
+    return "\n".join(
+        [
+            "Full-training-set cost after k passes (x = k), ours against the paper's Adam "
+            f"(x = 1: {paper[1]:.3g}, 5: {paper[5]:.3g}, 10: {paper[10]:.3g}, "
+            f"25: {paper[25]:.3g}); "
+            "distance: RMS of log10(ours / paper) over the paper's points 1..passes (a factor of "
+            "2 is 0.30). Bold: each variant's stepsize closest to the paper.",
+            "",
+            *lines,
+            "",
+            "Variants (each changes the old protocol: float32, L2 1e-8, a new random order of "
+            "minibatches of 128 every pass, our initialisation, constant stepsize):",
+            *factors,
+            "",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -227,8 +305,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="+", choices=NAMES, help="run these variants only")
     parser.add_argument("--override", nargs="+", default=[], help="Hydra overrides for every run")
     parser.add_argument("--passes", type=int, help="every variant's length (a short check)")
-    parser.add_argument("--collect", action="store_true",
-                        help="train nothing: tabulate the completed variants")  # fmt: skip
+    parser.add_argument(
+        "--collect", action="store_true", help="train nothing: tabulate the completed variants"
+    )
     args = parser.parse_args(argv)
     from .errors import USER_ERRORS
     from .records import read_record
@@ -244,8 +323,9 @@ def main(argv: list[str] | None = None) -> None:
                     records[variant.name] = record
                 continue
             print(f"== {variant.name}: {variant.changes}", file=sys.stderr, flush=True)
-            records[variant.name] = run_variant(variant, args.data_root, args.runs,
-                                                args.override, args.passes)  # fmt: skip
+            records[variant.name] = run_variant(
+                variant, args.data_root, args.runs, args.override, args.passes
+            )
     except USER_ERRORS as error:
         sys.exit(f"error: {error}")
     if not records:

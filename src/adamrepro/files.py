@@ -109,8 +109,12 @@ def exclusive(folder: Path) -> Iterator[None]:
         ) from None
     try:
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"process {os.getpid()} on {platform.node()} since "
-                      f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)  # fmt: skip
+        os.pwrite(
+            fd,
+            f"process {os.getpid()} on {platform.node()} since "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(),
+            0,
+        )
         yield
     finally:
         os.close(fd)  # closing releases the lock

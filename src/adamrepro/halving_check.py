@@ -64,13 +64,19 @@ def check(figure: str, runs: list[str], after: list[int], keep: list[int]) -> pd
             for k in keep:
                 n = len(ranked)
                 kept = list(ranked.index[:k])
-                rows.append({
-                    "figure": figure, "curve": curve, "after_epochs": e, "keep": k,
-                    "settings": n, "winner_kept": winner in kept,
-                    "winner_rank_at_E": int(list(ranked.index).index(winner)) + 1,
-                    "trained_share": (n * e + min(k, n) * (epochs - e)) / (n * epochs),
-                    "epochs": epochs,
-                })  # fmt: skip
+                rows.append(
+                    {
+                        "figure": figure,
+                        "curve": curve,
+                        "after_epochs": e,
+                        "keep": k,
+                        "settings": n,
+                        "winner_kept": winner in kept,
+                        "winner_rank_at_E": int(list(ranked.index).index(winner)) + 1,
+                        "trained_share": (n * e + min(k, n) * (epochs - e)) / (n * epochs),
+                        "epochs": epochs,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -81,9 +87,16 @@ def safe_settings(table: pd.DataFrame) -> pd.DataFrame:
     for (e, k), part in table.groupby(["after_epochs", "keep"]):
         later = table[(table["keep"] == k) & (table["after_epochs"] >= e)]
         trained = (part["trained_share"] * part["settings"]).sum() / part["settings"].sum()
-        out.append({"after_epochs": e, "keep": k, "every_curve": bool(part["winner_kept"].all()),
-                    "safe": bool(later["winner_kept"].all()), "trained_share": trained,
-                    "missed": ", ".join(part.loc[~part["winner_kept"], "curve"])})  # fmt: skip
+        out.append(
+            {
+                "after_epochs": e,
+                "keep": k,
+                "every_curve": bool(part["winner_kept"].all()),
+                "safe": bool(later["winner_kept"].all()),
+                "trained_share": trained,
+                "missed": ", ".join(part.loc[~part["winner_kept"], "curve"]),
+            }
+        )
     return pd.DataFrame(out)
 
 
@@ -106,18 +119,27 @@ def report(out: Path) -> str:
         figure, epochs = table["figure"].iloc[0], int(table["epochs"].iloc[0])
         sizes = table.groupby("curve")["settings"].first()
         grids = ", ".join(f"{curve} {n}" for curve, n in sizes.items())
-        lines += [f"## {figure} ({epochs} epochs; settings per curve: {grids})", "",
-                  "| E | k | every curve keeps its winner | safe | trained | missed |",
-                  "|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            f"## {figure} ({epochs} epochs; settings per curve: {grids})",
+            "",
+            "| E | k | every curve keeps its winner | safe | trained | missed |",
+            "|---|---|---|---|---|---|",
+        ]
         for _, row in safe_settings(table).iterrows():
-            lines.append(f"| {row['after_epochs']} | {row['keep']} "
-                         f"| {'yes' if row['every_curve'] else 'no'} "
-                         f"| {'yes' if row['safe'] else 'no'} | {row['trained_share']:.0%} "
-                         f"| {row['missed']} |")  # fmt: skip
+            lines.append(
+                f"| {row['after_epochs']} | {row['keep']} "
+                f"| {'yes' if row['every_curve'] else 'no'} "
+                f"| {'yes' if row['safe'] else 'no'} | {row['trained_share']:.0%} "
+                f"| {row['missed']} |"
+            )
         ranks = table.groupby(["curve", "after_epochs"])["winner_rank_at_E"].first().unstack()
-        lines += ["", "The winner's rank at epoch E, per curve:", "",
-                  "| curve | " + " | ".join(f"E={e}" for e in ranks.columns) + " |",
-                  "|---|" + "---|" * len(ranks.columns)]  # fmt: skip
+        lines += [
+            "",
+            "The winner's rank at epoch E, per curve:",
+            "",
+            "| curve | " + " | ".join(f"E={e}" for e in ranks.columns) + " |",
+            "|---|" + "---|" * len(ranks.columns),
+        ]
         for curve, row in ranks.iterrows():
             lines.append(f"| {curve} | " + " | ".join(str(int(v)) for v in row) + " |")
         lines.append("")
@@ -160,8 +182,11 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     for figure in figures:
         try:
-            runs = ([str(train_grid(figure, Path(args.runs[0]), args.data_root))] if args.train
-                    else args.runs)  # fmt: skip
+            runs = (
+                [str(train_grid(figure, Path(args.runs[0]), args.data_root))]
+                if args.train
+                else args.runs
+            )
             after = args.after or list(GRIDS.get(figure, ((), (), (1, 2, 3, 5, 10, 20)))[2])
             table = check(figure, runs, after, args.keep)
         except (*USER_ERRORS, FileNotFoundError) as error:

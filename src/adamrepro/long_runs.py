@@ -57,14 +57,18 @@ ORDER = ("fig4", "fig2a", "fig3")
 
 def _protocols() -> dict[str, Protocol]:
     variants = {p.name: p for p in every_variant() if p.units}
-    return {n: variants[n] for n in [*[n for n in ORDER if n in variants],
-                                     *sorted(set(variants) - set(ORDER))]}  # fmt: skip
+    return {
+        n: variants[n]
+        for n in [*[n for n in ORDER if n in variants], *sorted(set(variants) - set(ORDER))]
+    }
 
 
 PROTOCOLS = _protocols()
-UNITS = [Unit(name, protocol.figure, run.name, tuple(protocol.overrides(run)),
-              run.minutes or 100.0)
-         for name, protocol in PROTOCOLS.items() for run in protocol.runs]  # fmt: skip
+UNITS = [
+    Unit(name, protocol.figure, run.name, tuple(protocol.overrides(run)), run.minutes or 100.0)
+    for name, protocol in PROTOCOLS.items()
+    for run in protocol.runs
+]
 
 
 def record_folder(unit: Unit, results: Path = RESULTS) -> Path:
@@ -85,14 +89,19 @@ def unit_config(unit: Unit, *extra: str):
     return compose_config(merge([f"experiment_name={unit.protocol}"], unit.overrides, extra))
 
 
-def run_unit(unit: Unit, work: Path, data_root: str, minutes: float | None,
-             extra: list[str]) -> dict:  # fmt: skip
+def run_unit(
+    unit: Unit, work: Path, data_root: str, minutes: float | None, extra: list[str]
+) -> dict:
     from .training import train
 
-    config = unit_config(unit, f"data.root={data_root}", "trainer.progress=false",
-                         "trainer.checkpoint_minutes=5",
-                         *([f"trainer.max_minutes={minutes}"] if minutes is not None else []),
-                         *extra)  # fmt: skip
+    config = unit_config(
+        unit,
+        f"data.root={data_root}",
+        "trainer.progress=false",
+        "trainer.checkpoint_minutes=5",
+        *([f"trainer.max_minutes={minutes}"] if minutes is not None else []),
+        *extra,
+    )
     folder = work / unit.protocol / unit.name
     with run_log(folder):
         return train(config, folder)
@@ -110,8 +119,10 @@ def keep_record(unit: Unit, work: Path, results: Path) -> Path:
 
 def commit(folder: Path, unit: Unit, record: dict, command: str) -> None:
     minutes = record["wall_time_s"] / 60
-    message = (f"long-run unit {unit.protocol}/{unit.name}: {record['status']}, "
-               f"{minutes:.0f} min of training ({command})")  # fmt: skip
+    message = (
+        f"long-run unit {unit.protocol}/{unit.name}: {record['status']}, "
+        f"{minutes:.0f} min of training ({command})"
+    )
     subprocess.run(["git", "add", str(folder)], check=True)
     subprocess.run(["git", "commit", "-q", "-m", message, "--", str(folder)], check=True)
 
@@ -126,14 +137,17 @@ def status(results: Path = RESULTS) -> str:
         todo = [u for u in units if records[u] is None]
         hours = sum(per_unit or u.minutes for u in todo) / 60
         left += hours
-        lines.append(f"{protocol:6s} {len(units) - len(todo)}/{len(units)} units done, "
-                     f"{hours:.1f} CPU-hours left ("
-                     + (f"{per_unit:.0f} min per unit measured" if per_unit else "estimated")
-                     + ")")  # fmt: skip
+        lines.append(
+            f"{protocol:6s} {len(units) - len(todo)}/{len(units)} units done, "
+            f"{hours:.1f} CPU-hours left ("
+            + (f"{per_unit:.0f} min per unit measured" if per_unit else "estimated")
+            + ")"
+        )
         for u in units:
             record = records[u]
-            state = (f"{record['status']}, {record['wall_time_s'] / 60:.0f} min" if record
-                     else "to do")  # fmt: skip
+            state = (
+                f"{record['status']}, {record['wall_time_s'] / 60:.0f} min" if record else "to do"
+            )
             lines.append(f"  {u.name:32s} {state}")
     lines.append(f"total: {left:.1f} CPU-hours left")
     return "\n".join(lines)
@@ -150,8 +164,14 @@ def figures(results: Path = RESULTS) -> list[str]:
             continue
         runs = results / protocol.figure / "runs" / name
         for drawing in protocol.draws:
-            make_figure(drawing.figure, [str(runs)], results / drawing.out, drawing.note,
-                        drawing.xlim, drawing.ylim)  # fmt: skip
+            make_figure(
+                drawing.figure,
+                [str(runs)],
+                results / drawing.out,
+                drawing.note,
+                drawing.xlim,
+                drawing.ylim,
+            )
             drawn.append(drawing.out)
     return drawn
 
@@ -168,8 +188,10 @@ def plan(results: Path = RESULTS) -> str:
     from .settings import Halving
     from .training import population
 
-    lines = ["| protocol | unit | members | precision | s/step | estimate (min) | measured (min) |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| protocol | unit | members | precision | s/step | estimate (min) | measured (min) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     totals: dict[str, list[float]] = {}
     for unit in UNITS:
         config = unit_config(unit)
@@ -195,13 +217,18 @@ def plan(results: Path = RESULTS) -> str:
         totals.setdefault(unit.protocol, [0.0, 0.0])
         totals[unit.protocol][0] += seconds / 60
         totals[unit.protocol][1] += 0.0 if math.isnan(measured) else measured
-        lines.append(f"| {unit.protocol} | {unit.name} | {shown} | {config.precision} "
-                     f"| {full:.3g} | {seconds / 60:.0f} | "
-                     + ("" if math.isnan(measured) else f"{measured:.0f}") + " |")  # fmt: skip
+        lines.append(
+            f"| {unit.protocol} | {unit.name} | {shown} | {config.precision} "
+            f"| {full:.3g} | {seconds / 60:.0f} | "
+            + ("" if math.isnan(measured) else f"{measured:.0f}")
+            + " |"
+        )
     lines.append("")
     for protocol, (estimate, measured) in totals.items():
-        lines.append(f"- {protocol}: {estimate / 60:.1f} CPU-hours estimated; "
-                     f"{measured / 60:.1f} measured over the units done")  # fmt: skip
+        lines.append(
+            f"- {protocol}: {estimate / 60:.1f} CPU-hours estimated; "
+            f"{measured / 60:.1f} measured over the units done"
+        )
     total = sum(e for e, _ in totals.values()) / 60
     lines.append(f"- all: {total:.1f} CPU-hours estimated")
     return "\n".join(lines)
@@ -235,8 +262,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"drew {', '.join(figures(args.results)) or 'nothing (no figure is complete)'}")
         return
     data_root = args.data_root or os.environ.get("ADAMREPRO_DATA", "data")
-    todo = [u for u in UNITS if done(u, args.results) is None
-            and (not args.only or u.protocol in args.only)]  # fmt: skip
+    todo = [
+        u
+        for u in UNITS
+        if done(u, args.results) is None and (not args.only or u.protocol in args.only)
+    ]
     if not todo:
         print("all units done")
         return
@@ -252,8 +282,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(75)
     folder = keep_record(unit, args.work, args.results)
     command = "python -m adamrepro.long_runs " + " ".join(argv or sys.argv[1:])
-    print(f"{unit.protocol}/{unit.name}: {record['status']} in "
-          f"{(time.monotonic() - started) / 60:.1f} min; record in {folder}")  # fmt: skip
+    print(
+        f"{unit.protocol}/{unit.name}: {record['status']} in "
+        f"{(time.monotonic() - started) / 60:.1f} min; record in {folder}"
+    )
     if args.commit:
         commit(folder, unit, record, command.strip())
     print(f"{len(todo) - 1} units left: run the same command for the next")

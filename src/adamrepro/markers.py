@@ -33,8 +33,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 COLOURS = {True: "tab:red", False: "tab:green"}
 
 
-def panel(frame: pd.DataFrame, epochs_key: str, epochs: int,
-          settings: dict[str, float]) -> pd.DataFrame:  # fmt: skip
+def panel(
+    frame: pd.DataFrame, epochs_key: str, epochs: int, settings: dict[str, float]
+) -> pd.DataFrame:
     """The rows of one panel: one block's epochs and one value of each panel setting."""
     keep = frame[epochs_key] == epochs
     for key, value in settings.items():
@@ -54,14 +55,20 @@ def marker_table(table: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
             continue
         epoch = min(int(wanted), last)
         at = table[table["epoch"] == epoch]
-        frames.append(pd.DataFrame({
-            "block_epochs": int(wanted), "epoch": epoch,
-            row_key: at[row_key].astype(float), col_key: at[col_key].astype(float),
-            "bias_correction": at["bias_correction"].astype(bool),
-            "stepsize": at["stepsize"].astype(float),
-            "log10_stepsize": np.log10(at["stepsize"].astype(float)),
-            "loss": at["train_cost"].astype(float),
-        }))  # fmt: skip
+        frames.append(
+            pd.DataFrame(
+                {
+                    "block_epochs": int(wanted),
+                    "epoch": epoch,
+                    row_key: at[row_key].astype(float),
+                    col_key: at[col_key].astype(float),
+                    "bias_correction": at["bias_correction"].astype(bool),
+                    "stepsize": at["stepsize"].astype(float),
+                    "log10_stepsize": np.log10(at["stepsize"].astype(float)),
+                    "loss": at["train_cost"].astype(float),
+                }
+            )
+        )
     markers = pd.concat(frames, ignore_index=True)
     top = spec["y"]["lim"][1]
     markers["off_chart"] = ~np.isfinite(markers["loss"]) | (markers["loss"] > top)
@@ -81,23 +88,38 @@ def compare(markers: pd.DataFrame, paper: pd.DataFrame, spec: dict[str, Any]) ->
         for x in positions:
             near = ours.iloc[(ours["log10_stepsize"] - x).abs().argmin()]
             match = theirs[(theirs["log10_alpha"] - x).abs() < 0.1]
-            rows.append({
-                "epochs": epochs, row_key: r, col_key: c, "bias_correction": bc,
-                "log10_stepsize": round(float(near["log10_stepsize"]), 2),
-                "paper_loss": float(match["loss"].iloc[0]) if len(match) else math.nan,
-                "our_loss": float(near["loss"]), "our_epoch": int(near["epoch"]),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "epochs": epochs,
+                    row_key: r,
+                    col_key: c,
+                    "bias_correction": bc,
+                    "log10_stepsize": round(float(near["log10_stepsize"]), 2),
+                    "paper_loss": float(match["loss"].iloc[0]) if len(match) else math.nan,
+                    "our_loss": float(near["loss"]),
+                    "our_epoch": int(near["epoch"]),
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def draw(markers: pd.DataFrame, paper: pd.DataFrame, spec: dict[str, Any], path: Path,
-         note: str = "") -> None:  # fmt: skip
+def draw(
+    markers: pd.DataFrame, paper: pd.DataFrame, spec: dict[str, Any], path: Path, note: str = ""
+) -> None:
     (row_key, row_values), (col_key, col_values) = *spec["rows"].items(), *spec["columns"].items()
     blocks = list(spec["epochs"])
     n_rows, n_cols = len(blocks) * len(row_values), len(col_values)
     size = (3.0 * n_cols, 2.2 * n_rows + 0.6)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=size, dpi=130, sharex=True, sharey=True,
-                             squeeze=False, layout="constrained")  # fmt: skip
+    fig, axes = plt.subplots(
+        n_rows,
+        n_cols,
+        figsize=size,
+        dpi=130,
+        sharex=True,
+        sharey=True,
+        squeeze=False,
+        layout="constrained",
+    )
     low, top = spec["y"]["lim"]
     for b, wanted in enumerate(blocks):
         for i, r in enumerate(row_values):
@@ -113,14 +135,35 @@ def draw(markers: pd.DataFrame, paper: pd.DataFrame, spec: dict[str, Any], path:
                     off = ours[ours["off_chart"]]
                     shift = -0.06 if bc else 0.06  # side by side where both are off
                     if len(off):  # (an empty unclipped line would span the whole figure)
-                        ax.plot(off["log10_stepsize"] + shift, np.full(len(off), top), "^",
-                                color=colour, ms=4.5, clip_on=False)  # fmt: skip
+                        ax.plot(
+                            off["log10_stepsize"] + shift,
+                            np.full(len(off), top),
+                            "^",
+                            color=colour,
+                            ms=4.5,
+                            clip_on=False,
+                        )
                     p = theirs[theirs["bias_correction"] == bc]
-                    ax.plot(p["log10_alpha"], p["loss"], "o", mfc="none", color=colour, ms=7,
-                            mew=1.2, alpha=0.8)  # fmt: skip
+                    ax.plot(
+                        p["log10_alpha"],
+                        p["loss"],
+                        "o",
+                        mfc="none",
+                        color=colour,
+                        ms=7,
+                        mew=1.2,
+                        alpha=0.8,
+                    )
                 if mine.empty:
-                    ax.text(0.5, 0.5, "ours: not run", transform=ax.transAxes, ha="center",
-                            color="0.5", fontsize=8)  # fmt: skip
+                    ax.text(
+                        0.5,
+                        0.5,
+                        "ours: not run",
+                        transform=ax.transAxes,
+                        ha="center",
+                        color="0.5",
+                        fontsize=8,
+                    )
                     after = f"{wanted} epochs"
                 else:
                     epoch = int(mine["epoch"].max())
@@ -139,16 +182,24 @@ def draw(markers: pd.DataFrame, paper: pd.DataFrame, spec: dict[str, Any], path:
         plt.Line2D([], [], color="0.3", marker="o", mfc="none", ls="", label="paper (hollow)"),
         plt.Line2D([], [], color="0.3", marker="^", ls="", label="ours above the chart / diverged"),
     ]
-    fig.legend(handles=handles, loc="outside upper center", ncol=4, fontsize=7, frameon=False,
-               title=spec["title"], title_fontsize=9)  # fmt: skip
+    fig.legend(
+        handles=handles,
+        loc="outside upper center",
+        ncol=4,
+        fontsize=7,
+        frameon=False,
+        title=spec["title"],
+        title_fontsize=9,
+    )
     if note:
         fig.supxlabel(note, fontsize=6, color="0.3", wrap=True)
     fig.savefig(path)
     plt.close(fig)
 
 
-def make_marker_figure(spec: dict[str, Any], table: pd.DataFrame, out: Path,
-                       note: str = "") -> pd.DataFrame:  # fmt: skip
+def make_marker_figure(
+    spec: dict[str, Any], table: pd.DataFrame, out: Path, note: str = ""
+) -> pd.DataFrame:
     """Write figure.png, markers.csv and compare.csv into `out`; return the comparison."""
     paper = spec["paper"].assign(bias_correction=spec["paper"]["bias_correction"].eq("yes"))
     markers = marker_table(table, spec)

@@ -136,18 +136,23 @@ def summarise(table: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
         mean["x"] = mean["epoch"] - spec["x"]["offset"]
         points = paper_points(spec, group["curve"].iloc[0])
         first = group.iloc[0]
-        rows.append({
-            "curve": first["curve"], "label": first["label"],
-            **{c: first[c] for c in settings},
-            "seeds": group["seed"].nunique(), "epochs": int(group["epoch"].max()),
-            "final_cost": math.inf if diverged.any() or len(pruned) else float(
-                last[metric].mean()),
-            "diverged_seeds": int(diverged.sum()),
-            "pruned_at_epoch": int(pruned.min()) if len(pruned) else math.nan,
-            "paper_rmse": paper_rmse(mean, points, metric),
-            "run": first["run"],
-            "setting": setting,
-        })  # fmt: skip
+        rows.append(
+            {
+                "curve": first["curve"],
+                "label": first["label"],
+                **{c: first[c] for c in settings},
+                "seeds": group["seed"].nunique(),
+                "epochs": int(group["epoch"].max()),
+                "final_cost": math.inf
+                if diverged.any() or len(pruned)
+                else float(last[metric].mean()),
+                "diverged_seeds": int(diverged.sum()),
+                "pruned_at_epoch": int(pruned.min()) if len(pruned) else math.nan,
+                "paper_rmse": paper_rmse(mean, points, metric),
+                "run": first["run"],
+                "setting": setting,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -167,8 +172,14 @@ def mean_curve(table: pd.DataFrame, setting: str, spec: dict[str, Any]) -> pd.Da
     return curve[[*dict.fromkeys(columns), "wall_time_s"]]
 
 
-def draw(spec: dict[str, Any], curves: dict[str, pd.DataFrame], extra: dict[str, pd.DataFrame],
-         path: Path, note: str = "", x: str = "epoch") -> None:  # fmt: skip
+def draw(
+    spec: dict[str, Any],
+    curves: dict[str, pd.DataFrame],
+    extra: dict[str, pd.DataFrame],
+    path: Path,
+    note: str = "",
+    x: str = "epoch",
+) -> None:
     """Our curves (column `x` against the figure's metric) over the paper's."""
     fig, ax = plt.subplots(figsize=(5.6, 4.4), dpi=150)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -179,8 +190,14 @@ def draw(spec: dict[str, Any], curves: dict[str, pd.DataFrame], extra: dict[str,
             mine = curves[name].dropna(subset=[metric])
             ax.plot(mine[x], mine[metric], color=colour, lw=1.6, label=f"{name}")
             if mine["seeds"].max() > 1:
-                ax.fill_between(mine[x], mine[f"{metric}_min"], mine[f"{metric}_max"],
-                                color=colour, alpha=0.25, lw=0)  # fmt: skip
+                ax.fill_between(
+                    mine[x],
+                    mine[f"{metric}_min"],
+                    mine[f"{metric}_max"],
+                    color=colour,
+                    alpha=0.25,
+                    lw=0,
+                )
         theirs = paper[paper["curve"] == name]
         ax.plot(theirs["x"], theirs["y"], color=colour, lw=1.1, ls="--", label=f"{name} (paper)")
     for j, (legend, mine) in enumerate(extra.items()):
@@ -247,8 +264,11 @@ def usable_runs(runs: list[str], epochs: int | None = None) -> tuple[Records, li
         raise FileNotFoundError(f"no record.json found under {', '.join(map(str, runs))}")
     used, left_out = completed_runs(records, epochs)
     read = {path for path, _ in records}
-    left_out += [{"run": str(path.parent), "why": "its record.json cannot be read (half-written "
-                  "or damaged)"} for path in paths if path not in read]  # fmt: skip
+    left_out += [
+        {"run": str(path.parent), "why": "its record.json cannot be read (half-written or damaged)"}
+        for path in paths
+        if path not in read
+    ]
     if not used:
         reasons = "; ".join(f"{r['run']}: {r['why']}" for r in left_out[:3])
         raise FileNotFoundError(f"no completed run under {', '.join(map(str, runs))} ({reasons})")
@@ -259,9 +279,15 @@ def _describe(row: pd.Series) -> str:
     return f"{row['label']}, stepsize {row['stepsize']:.3g}"
 
 
-def make_figure(name: str, runs: list[str], out: Path, note: str = "",
-                xlim: Sequence[float] | None = None, ylim: Sequence[float] | None = None,
-                epochs: int | None = None) -> pd.DataFrame:  # fmt: skip
+def make_figure(
+    name: str,
+    runs: list[str],
+    out: Path,
+    note: str = "",
+    xlim: Sequence[float] | None = None,
+    ylim: Sequence[float] | None = None,
+    epochs: int | None = None,
+) -> pd.DataFrame:
     """Write the figure `name` and its tables into `out` from the completed runs under `runs`
     (of `epochs` epochs, else of the most any has; the others are listed in sources.json);
     return the selected curves (or, for a figure of markers, the comparison with the paper's
@@ -310,8 +336,13 @@ def make_figure(name: str, runs: list[str], out: Path, note: str = "",
     return best
 
 
-def walltime_figure(spec: dict[str, Any], curves: dict[str, pd.DataFrame], out: Path, note: str,
-                    seconds_per_pass: dict[str, float] | None = None) -> None:  # fmt: skip
+def walltime_figure(
+    spec: dict[str, Any],
+    curves: dict[str, pd.DataFrame],
+    out: Path,
+    note: str,
+    seconds_per_pass: dict[str, float] | None = None,
+) -> None:
     """The curves against wall-clock time, in units of the `unit` curve's mean time per pass
     (the paper's "normalized walltime"). Each curve's time is its own run's, or, with
     `seconds_per_pass` (a time per pass for every curve, measured side by side), k passes of a
@@ -328,19 +359,33 @@ def walltime_figure(spec: dict[str, Any], curves: dict[str, pd.DataFrame], out: 
         how = "each run's own time"
     else:
         unit = seconds_per_pass[wall["unit"]]
-        timed = {name: c.assign(walltime=c["epoch"] * seconds_per_pass[name] / unit)
-                 for name, c in curves.items()}  # fmt: skip
+        timed = {
+            name: c.assign(walltime=c["epoch"] * seconds_per_pass[name] / unit)
+            for name, c in curves.items()
+        }
         how = ", ".join(f"{name} {seconds_per_pass[name]:.1f} s" for name in curves)
         how = f"passes timed side by side ({how})"
     paper = pd.read_csv(EXPERIMENTS / spec["name"] / "paper_curves_walltime.csv")
     note = f"time unit: {wall['unit']}'s {unit:.1f} s per pass, {how} | {note}"
-    draw({**spec, "x": wall, "paper": paper}, timed, {}, out / "figure_walltime.png", note,
-         x="walltime")  # fmt: skip
+    draw(
+        {**spec, "x": wall, "paper": paper},
+        timed,
+        {},
+        out / "figure_walltime.png",
+        note,
+        x="walltime",
+    )
     pd.concat(timed.values()).to_csv(out / "curves_walltime.csv", index=False, float_format="%.6g")
 
 
-def step_figure(spec: dict[str, Any], table: pd.DataFrame, best: pd.DataFrame, used: Records,
-                out: Path, note: str) -> None:  # fmt: skip
+def step_figure(
+    spec: dict[str, Any],
+    table: pd.DataFrame,
+    best: pd.DataFrame,
+    used: Records,
+    out: Path,
+    note: str,
+) -> None:
     """The first epochs step by step (Figure 3, left), for the settings selected on the full
     run: each curve the per-step cost averaged over seeds and over a running window."""
     steps_spec = {**spec, **spec["steps"]}
@@ -374,16 +419,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", nargs="+", required=True, help="run folders or record files")
     parser.add_argument("--out", type=Path, required=True, help="where to write the results")
     parser.add_argument("--note", default="", help="a line printed under the figure")
-    parser.add_argument("--xlim", type=float, nargs=2, metavar=("LOW", "HIGH"),
-                        help="x axis limits, not the paper's (a shortened run)")  # fmt: skip
-    parser.add_argument("--ylim", type=float, nargs=2, metavar=("LOW", "HIGH"),
-                        help="y axis limits, not the paper's")  # fmt: skip
-    parser.add_argument("--epochs", type=int, help="the runs' expected length (default: the "
-                        "most that a completed run has); other runs are left out")  # fmt: skip
+    parser.add_argument(
+        "--xlim",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        help="x axis limits, not the paper's (a shortened run)",
+    )
+    parser.add_argument(
+        "--ylim",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        help="y axis limits, not the paper's",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        help="the runs' expected length (default: the "
+        "most that a completed run has); other runs are left out",
+    )
     args = parser.parse_args(argv)
     try:
-        best = make_figure(args.figure, args.runs, args.out, args.note, args.xlim, args.ylim,
-                           args.epochs)  # fmt: skip
+        best = make_figure(
+            args.figure, args.runs, args.out, args.note, args.xlim, args.ylim, args.epochs
+        )
     except FileNotFoundError as error:
         sys.exit(f"error: {error}")
     except OSError as error:  # an --out that cannot be written (read-only, full)

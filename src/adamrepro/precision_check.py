@@ -37,26 +37,61 @@ SEEDS = "[0,1,2]"
 COLUMNS = ("train_cost", "test_loss")
 # name -> (figure, what it runs, overrides): each figure's own setting (its selected stepsize)
 CHECKS: dict[str, tuple[str, str, list[str]]] = {
-    "mlp_dropout": ("Figure 2 (a)", "2x1000 MLP, dropout 20%/50%, Adam 3e-4",
-                    ["experiment=mnist_mlp", "optimizer=adam", "optimizer.stepsize=3e-4",
-                     "trainer.epochs=3"]),
-    "cnn": ("Figure 3", "CNN c64-c64-c128-1000, Adam 3e-4",
-            ["experiment=cifar_cnn", "optimizer=adam", "optimizer.stepsize=3e-4",
-             "model.dropout=false", "trainer.epochs=2", "trainer.step_log_epochs=0"]),
-    "cnn_dropout": ("Figure 3", "CNN c64-c64-c128-1000, dropout 20%/50%, Adam 3e-4",
-                    ["experiment=cifar_cnn", "optimizer=adam", "optimizer.stepsize=3e-4",
-                     "model.dropout=true", "trainer.epochs=2", "trainer.step_log_epochs=0"]),
-    "vae": ("Figure 4", "VAE 500 hidden, 50 latent, Adam 1e-3, beta1 0.9, beta2 0.999",
-            ["experiment=mnist_vae", "optimizer=adam", "optimizer.stepsize=1e-3",
-             "optimizer.beta1=0.9", "optimizer.beta2=0.999", "trainer.epochs=3",
-             "trainer.eval_every=1"]),
-}  # fmt: skip
+    "mlp_dropout": (
+        "Figure 2 (a)",
+        "2x1000 MLP, dropout 20%/50%, Adam 3e-4",
+        ["experiment=mnist_mlp", "optimizer=adam", "optimizer.stepsize=3e-4", "trainer.epochs=3"],
+    ),
+    "cnn": (
+        "Figure 3",
+        "CNN c64-c64-c128-1000, Adam 3e-4",
+        [
+            "experiment=cifar_cnn",
+            "optimizer=adam",
+            "optimizer.stepsize=3e-4",
+            "model.dropout=false",
+            "trainer.epochs=2",
+            "trainer.step_log_epochs=0",
+        ],
+    ),
+    "cnn_dropout": (
+        "Figure 3",
+        "CNN c64-c64-c128-1000, dropout 20%/50%, Adam 3e-4",
+        [
+            "experiment=cifar_cnn",
+            "optimizer=adam",
+            "optimizer.stepsize=3e-4",
+            "model.dropout=true",
+            "trainer.epochs=2",
+            "trainer.step_log_epochs=0",
+        ],
+    ),
+    "vae": (
+        "Figure 4",
+        "VAE 500 hidden, 50 latent, Adam 1e-3, beta1 0.9, beta2 0.999",
+        [
+            "experiment=mnist_vae",
+            "optimizer=adam",
+            "optimizer.stepsize=1e-3",
+            "optimizer.beta1=0.9",
+            "optimizer.beta2=0.999",
+            "trainer.epochs=3",
+            "trainer.eval_every=1",
+        ],
+    ),
+}
 
 
 def run(name: str, precision: str, data_root: str, runs: Path, extra: list[str]) -> dict:
-    overrides = [*CHECKS[name][2], f"sweep.seeds={SEEDS}", f"precision={precision}",
-                 f"data.root={data_root}", "trainer.progress=false",
-                 f"experiment_name=precision_{name}", *extra]  # fmt: skip
+    overrides = [
+        *CHECKS[name][2],
+        f"sweep.seeds={SEEDS}",
+        f"precision={precision}",
+        f"data.root={data_root}",
+        "trainer.progress=false",
+        f"experiment_name=precision_{name}",
+        *extra,
+    ]
     folder = runs / name / precision
     record = read_record(folder)
     if record is None or record["status"] != "completed":
@@ -69,19 +104,27 @@ def compare(name: str, records: dict[str, dict]) -> pd.DataFrame:
     """Per epoch and column: the largest |bf16-mixed - 32-true| over the seeds, and the
     float32 seed-to-seed spread."""
     rows = []
-    tables = {p: pd.DataFrame(r["curves"]).set_index(["epoch", "member"]) for p, r in
-              records.items()}  # fmt: skip
+    tables = {
+        p: pd.DataFrame(r["curves"]).set_index(["epoch", "member"]) for p, r in records.items()
+    }
     full, mixed = tables["32-true"], tables["bf16-mixed"]
     for epoch in sorted(full.index.get_level_values("epoch").unique()):
         for column in COLUMNS:
             a, b = full.loc[epoch, column], mixed.loc[epoch, column]
             if a.isna().all():
                 continue
-            rows.append({
-                "check": name, "figure": CHECKS[name][0], "epoch": epoch, "column": column,
-                "mean_32": a.mean(), "mean_bf16": b.mean(),
-                "largest_difference": (b - a).abs().max(), "seed_spread": a.max() - a.min(),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "check": name,
+                    "figure": CHECKS[name][0],
+                    "epoch": epoch,
+                    "column": column,
+                    "mean_32": a.mean(),
+                    "mean_bf16": b.mean(),
+                    "largest_difference": (b - a).abs().max(),
+                    "seed_spread": a.max() - a.min(),
+                }
+            )
     table = pd.DataFrame(rows)
     table["inside"] = table["largest_difference"] <= table["seed_spread"]
     return table
@@ -100,8 +143,13 @@ def figure(table: pd.DataFrame, path: Path) -> None:
         ax.plot(
             part["epoch"], part["seed_spread"], "o-", color="0.4", label="seed spread (32-true)"
         )
-        ax.plot(part["epoch"], part["largest_difference"], "s-", color="C3",
-                label="largest |bf16-mixed - 32-true|")  # fmt: skip
+        ax.plot(
+            part["epoch"],
+            part["largest_difference"],
+            "s-",
+            color="C3",
+            label="largest |bf16-mixed - 32-true|",
+        )
         ax.set_yscale("log")
         ax.set_title(f"{CHECKS[name][0]}: {name}", fontsize=8)
         ax.set_xlabel("epoch")
@@ -113,8 +161,9 @@ def figure(table: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def report(table: pd.DataFrame, records: dict[str, dict[str, dict]], command: str,
-           note: str = "") -> str:  # fmt: skip
+def report(
+    table: pd.DataFrame, records: dict[str, dict[str, dict]], command: str, note: str = ""
+) -> str:
     lines = [
         "# bf16-mixed against 32-true: the curve check",
         "",
@@ -150,8 +199,10 @@ def report(table: pd.DataFrame, records: dict[str, dict[str, dict]], command: st
         )
     missing = [name for name in CHECKS if name not in records]
     if missing:
-        lines.append(f"- Not run yet: {', '.join(missing)} (`{command}` runs them; the runs "
-                     "above are read back, not trained again).")  # fmt: skip
+        lines.append(
+            f"- Not run yet: {', '.join(missing)} (`{command}` runs them; the runs "
+            "above are read back, not trained again)."
+        )
     if note:
         lines += ["", note]
     lines += ["", "![precision check](precision.png)", ""]
@@ -165,13 +216,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("results"))
     parser.add_argument("--only", nargs="+", choices=list(CHECKS), default=list(CHECKS))
     parser.add_argument("--override", nargs="+", default=[], help="Hydra overrides for every run")
-    parser.add_argument("--command", default="make precision-check",
-                        help="the command written into the report")  # fmt: skip
+    parser.add_argument(
+        "--command", default="make precision-check", help="the command written into the report"
+    )
     parser.add_argument("--note", default="", help="a line added to the report")
     args = parser.parse_args(argv)
     try:
-        records = {name: {p: run(name, p, args.data_root, args.runs, args.override)
-                          for p in PRECISIONS} for name in args.only}  # fmt: skip
+        records = {
+            name: {p: run(name, p, args.data_root, args.runs, args.override) for p in PRECISIONS}
+            for name in args.only
+        }
     except USER_ERRORS as error:
         sys.exit(f"error: {error}")
     for name, pair in records.items():

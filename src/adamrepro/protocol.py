@@ -87,8 +87,10 @@ class Protocol:
         for run in self.runs:
             if run.name == name:
                 return run
-        raise ConfigError(f"{self.figure} ({self.variant}) has no run {name!r} "
-                          f"(its runs: {', '.join(r.name for r in self.runs)})")  # fmt: skip
+        raise ConfigError(
+            f"{self.figure} ({self.variant}) has no run {name!r} "
+            f"(its runs: {', '.join(r.name for r in self.runs)})"
+        )
 
     def overrides(self, run: Run, *extra: str) -> list[str]:
         """The run's overrides as the training loop composes them: its own, the caller's, then
@@ -127,14 +129,21 @@ def _expand(name: str, spec: Mapping[str, Any], where: str) -> list[Run]:
     matrix = spec.get("matrix") or {}
     rows: list[dict[str, Any]] = [{}]
     for axis, values in matrix.items():
-        rows = [{**row, **(value if isinstance(value, Mapping) else {axis: value})}
-                for row in rows for value in values]  # fmt: skip
+        rows = [
+            {**row, **(value if isinstance(value, Mapping) else {axis: value})}
+            for row in rows
+            for value in values
+        ]
     runs = []
     for row in rows:
         try:
-            runs.append(Run(name.format(**row), tuple(str(o).format(**row) for o in
-                                                      spec.get("overrides", [])),
-                            spec.get("minutes")))  # fmt: skip
+            runs.append(
+                Run(
+                    name.format(**row),
+                    tuple(str(o).format(**row) for o in spec.get("overrides", [])),
+                    spec.get("minutes"),
+                )
+            )
         except (KeyError, IndexError) as error:
             raise ConfigError(
                 f"{where}: run {name!r} names {error} that its matrix lacks"
@@ -183,8 +192,9 @@ def load(figure: str, variant: str = PAPER) -> Protocol:
     if variant != PAPER:
         known = spec.get("variants") or {}
         if variant not in known:
-            raise ConfigError(f"{figure} has no variant {variant!r} (its variants: "
-                              f"{', '.join(variants(figure))})")  # fmt: skip
+            raise ConfigError(
+                f"{figure} has no variant {variant!r} (its variants: {', '.join(variants(figure))})"
+            )
         part = known[variant] or {}
         unknown = set(part) - (KEYS - {"variants"})
         if unknown:
@@ -192,22 +202,39 @@ def load(figure: str, variant: str = PAPER) -> Protocol:
         own = {k: part.get(k) for k in OWN_KEYS}
         overrides += part.get("overrides") or []
         spec = {**spec, **{k: part[k] for k in ("runs", "draw") if k in part}}
-    runs = [run for name, run_spec in (spec.get("runs") or {}).items()
-            for run in _expand(str(name), run_spec or {}, where)]  # fmt: skip
+    runs = [
+        run
+        for name, run_spec in (spec.get("runs") or {}).items()
+        for run in _expand(str(name), run_spec or {}, where)
+    ]
     runs = [replace(run, overrides=tuple(merge(run.overrides, overrides))) for run in runs]
     if len({run.name for run in runs}) < len(runs):
         raise ConfigError(f"{where} ({variant}): two runs have the same name")
-    draws = tuple(Drawing(figure=d["figure"], out=d.get("out", d["figure"]),
-                          note=" ".join(str(d.get("note", "")).split()),
-                          xlim=tuple(d["xlim"]) if d.get("xlim") else None,
-                          ylim=tuple(d["ylim"]) if d.get("ylim") else None,
-                          also=tuple(d.get("also", ())))
-                  for d in spec.get("draw") or [])  # fmt: skip
+    draws = tuple(
+        Drawing(
+            figure=d["figure"],
+            out=d.get("out", d["figure"]),
+            note=" ".join(str(d.get("note", "")).split()),
+            xlim=tuple(d["xlim"]) if d.get("xlim") else None,
+            ylim=tuple(d["ylim"]) if d.get("ylim") else None,
+            also=tuple(d.get("also", ())),
+        )
+        for d in spec.get("draw") or []
+    )
     default_name = figure if variant == PAPER else f"{figure}_{variant}"
-    return Protocol(figure=figure, variant=variant, name=own["name"] or default_name,
-                    title=spec.get("title", figure), make=spec.get("make", figure),
-                    data=spec.get("data", ""), runs=tuple(runs), draws=draws,
-                    cost=own["cost"] or "", gpu=own["gpu"], units=bool(own["units"]))  # fmt: skip
+    return Protocol(
+        figure=figure,
+        variant=variant,
+        name=own["name"] or default_name,
+        title=spec.get("title", figure),
+        make=spec.get("make", figure),
+        data=spec.get("data", ""),
+        runs=tuple(runs),
+        draws=draws,
+        cost=own["cost"] or "",
+        gpu=own["gpu"],
+        units=bool(own["units"]),
+    )
 
 
 def every_variant() -> Iterator[Protocol]:
@@ -233,8 +260,9 @@ def resolve(target: str, variant: str | None = None) -> list[Protocol]:
                 f"{', '.join(dict.fromkeys(v for f in found for v in variants(f)))})"
             )
         return [load(f, chosen) for f in having]
-    raise ConfigError(f"no protocol {target!r} (known: "
-                      f"{', '.join(sorted({*figures, *makes.values()}))})")  # fmt: skip
+    raise ConfigError(
+        f"no protocol {target!r} (known: {', '.join(sorted({*figures, *makes.values()}))})"
+    )
 
 
 # -- running ----------------------------------------------------------------------------------
@@ -278,9 +306,15 @@ def status(protocol: Protocol, runs: Path) -> list[tuple[Run, str, int, int]]:
     return out
 
 
-def train_runs(protocol: Protocol, runs: Path, data_root: str, minutes: float | None = None,
-               only: Sequence[str] = (), restart: bool = False,
-               started: float | None = None) -> bool:  # fmt: skip
+def train_runs(
+    protocol: Protocol,
+    runs: Path,
+    data_root: str,
+    minutes: float | None = None,
+    only: Sequence[str] = (),
+    restart: bool = False,
+    started: float | None = None,
+) -> bool:
     """Train (or continue) the protocol's runs in order; True when every one has ended."""
     import shutil
 
@@ -366,15 +400,20 @@ def main(argv: list[str] | None = None) -> None:
         if args.status:
             for protocol in protocols:
                 for run, state, done, epochs in status(protocol, args.runs):
-                    print(f"{protocol.figure}/{protocol.variant}/{run.name}: {state}"
-                          + (f", {done}/{epochs} epochs" if epochs else ""))  # fmt: skip
+                    print(
+                        f"{protocol.figure}/{protocol.variant}/{run.name}: {state}"
+                        + (f", {done}/{epochs} epochs" if epochs else "")
+                    )
             return
         for protocol in protocols:
-            print(f"{protocol.title} ({protocol.variant}): data {check_data(protocol, data_root)}",
-                  flush=True)  # fmt: skip
+            print(
+                f"{protocol.title} ({protocol.variant}): data {check_data(protocol, data_root)}",
+                flush=True,
+            )
         for protocol in protocols:
-            if not train_runs(protocol, args.runs, data_root, args.minutes, args.only,
-                              args.restart, started):  # fmt: skip
+            if not train_runs(
+                protocol, args.runs, data_root, args.minutes, args.only, args.restart, started
+            ):
                 print("paused: the same command continues")
                 sys.exit(EXIT_PAUSED)
         if not args.no_draw:

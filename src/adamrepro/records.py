@@ -66,13 +66,24 @@ RECORD_NAME = "record.json"
 # differ in them (another machine, another data path, another time budget, another name: a
 # run started by `python -m adamrepro.train -m` continues under a protocol), and they are not
 # columns of the tidy table.
-HOW_TO_RUN = frozenset({
-    "experiment_name",
-    "trainer.progress", "trainer.eval_batch_size", "trainer.checkpoint_every",
-    "trainer.checkpoint_minutes", "trainer.max_minutes", "trainer.keep_checkpoint",
-    "data.root", "data.cache_dir", "data.download", "data.verify", "device", "resume",
-    "allow_half_precision",
-})  # fmt: skip
+HOW_TO_RUN = frozenset(
+    {
+        "experiment_name",
+        "trainer.progress",
+        "trainer.eval_batch_size",
+        "trainer.checkpoint_every",
+        "trainer.checkpoint_minutes",
+        "trainer.max_minutes",
+        "trainer.keep_checkpoint",
+        "data.root",
+        "data.cache_dir",
+        "data.download",
+        "data.verify",
+        "device",
+        "resume",
+        "allow_half_precision",
+    }
+)
 RUN_SETTINGS = ("model", "trainer")  # config groups copied into the tidy table
 ADDED_SETTINGS = {"precision": "32-true"}  # root settings newer than some records, as they ran
 
@@ -100,8 +111,9 @@ def code_version() -> dict[str, Any]:
 
     def git(*args: str) -> str | None:
         try:
-            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True,
-                                  text=True, timeout=10)  # fmt: skip
+            done = subprocess.run(
+                ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10
+            )
         except (OSError, subprocess.SubprocessError):
             return None
         return done.stdout.strip() if done.returncode == 0 else None
@@ -146,18 +158,33 @@ def environment(device: torch.device) -> dict[str, Any]:
 REQUIRED = ("format", "status", "config", "members", "curves", "diverged")
 
 
-def new_record(config: dict[str, Any], members: list[dict[str, Any]], *,
-               status: str = "running", seed: int | None = None,
-               device: torch.device | None = None, data: dict[str, Any] | None = None,
-               **extra: Any) -> dict[str, Any]:  # fmt: skip
+def new_record(
+    config: dict[str, Any],
+    members: list[dict[str, Any]],
+    *,
+    status: str = "running",
+    seed: int | None = None,
+    device: torch.device | None = None,
+    data: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     """A run's record as it starts (the loop's, SFO's, or that of a run that could not start:
     `status="failed"` with a `reason`): the keys above that every record has, then `extra`."""
     record: dict[str, Any] = {
-        "format": FORMAT, "status": status, "experiment": config.get("experiment_name") or "",
-        "config": config, "members": members, "seed": seed, "started": now(),
-        "wall_time_s": 0.0, **(environment(device) if device is not None else {}),
-        "data": data or {}, "curves": [], "diverged": {}, **extra,
-    }  # fmt: skip
+        "format": FORMAT,
+        "status": status,
+        "experiment": config.get("experiment_name") or "",
+        "config": config,
+        "members": members,
+        "seed": seed,
+        "started": now(),
+        "wall_time_s": 0.0,
+        **(environment(device) if device is not None else {}),
+        "data": data or {},
+        "curves": [],
+        "diverged": {},
+        **extra,
+    }
     check_record(record)
     return record
 

@@ -58,9 +58,15 @@ def _figures() -> tuple[Figure, ...]:
     for name in files():
         protocol = load(name)
         paper = OmegaConf.load(EXPERIMENTS / name / "figure.yaml")["paper_run"]
-        out.append(Figure(name, protocol.title, str(paper["passes"]),
-                          tuple(float(x) for x in paper["checkpoints"]),
-                          LEGACY_DATA.get(protocol.data, "")))  # fmt: skip
+        out.append(
+            Figure(
+                name,
+                protocol.title,
+                str(paper["passes"]),
+                tuple(float(x) for x in paper["checkpoints"]),
+                LEGACY_DATA.get(protocol.data, ""),
+            )
+        )
     return tuple(out)
 
 
@@ -162,35 +168,55 @@ def _show(values: dict[str, float]) -> str:
     return "; ".join(f"{k} {v:.4g}" for k, v in values.items())
 
 
-def as_fast_and_faster(results: Results, figure: str, fast: list[str], slow: list[str],
-                       at: list[float], tolerance: float) -> Verdict:  # fmt: skip
+def as_fast_and_faster(
+    results: Results,
+    figure: str,
+    fast: list[str],
+    slow: list[str],
+    at: list[float],
+    tolerance: float,
+) -> Verdict:
     values = _values(results, figure, fast + slow, at)
     if _missing(values):
         return Verdict(OPEN, _show({k: v for k, v in values.items() if not math.isnan(v)}))
     a, b = fast
-    close = all(abs(results.value(figure, a, x) - results.value(figure, b, x)) <= tolerance
-                for x in at)  # fmt: skip
-    faster = all(max(results.value(figure, n, x) for n in fast)
-                 < min(results.value(figure, s, x) for s in slow) for x in at)  # fmt: skip
+    close = all(
+        abs(results.value(figure, a, x) - results.value(figure, b, x)) <= tolerance for x in at
+    )
+    faster = all(
+        max(results.value(figure, n, x) for n in fast)
+        < min(results.value(figure, s, x) for s in slow)
+        for x in at
+    )
     rule = f"|{a} - {b}| <= {tolerance:g} and both below {', '.join(slow)} at x = {at}"
     return Verdict(HOLDS if close and faster else FAILS, f"{_show(values)} ({rule})")
 
 
-def lower_than(results: Results, figure: str, low: list[str], high: list[str],
-               at: list[float]) -> Verdict:  # fmt: skip
+def lower_than(
+    results: Results, figure: str, low: list[str], high: list[str], at: list[float]
+) -> Verdict:
     values = _values(results, figure, low + high, at)
     if _missing(values):
         ran = results.max_x(figure)
-        return Verdict(OPEN, f"our runs reach x = {ran:g}, the claim needs x = {max(at):g}"
-                       if not math.isnan(ran) else "no results")  # fmt: skip
-    holds = all(results.value(figure, a, x) < results.value(figure, b, x)
-                for a in low for b in high for x in at)  # fmt: skip
+        return Verdict(
+            OPEN,
+            f"our runs reach x = {ran:g}, the claim needs x = {max(at):g}"
+            if not math.isnan(ran)
+            else "no results",
+        )
+    holds = all(
+        results.value(figure, a, x) < results.value(figure, b, x)
+        for a in low
+        for b in high
+        for x in at
+    )
     rule = f"each of {', '.join(low)} below each of {', '.join(high)} at x = {at}"
     return Verdict(HOLDS if holds else FAILS, f"{_show(values)} ({rule})")
 
 
-def imdb_order(results: Results, figure: str, at: list[float], margin: float, tolerance: float,
-               close: float) -> Verdict:  # fmt: skip
+def imdb_order(
+    results: Results, figure: str, at: list[float], margin: float, tolerance: float, close: float
+) -> Verdict:
     names = ["Adagrad+dropout", "SGDNesterov+dropout", "Adam+dropout", "RMSProp+dropout"]
     values = _values(results, figure, names, at)
     if _missing(values):
@@ -202,15 +228,19 @@ def imdb_order(results: Results, figure: str, at: list[float], margin: float, to
     beats = all(v("SGDNesterov+dropout", x) - v("Adagrad+dropout", x) >= margin for x in at)
     as_fast = all(abs(v("Adam+dropout", x) - v("Adagrad+dropout", x)) <= tolerance for x in at)
     near = all(abs(v("RMSProp+dropout", x) - v("Adagrad+dropout", x)) <= close for x in at)
-    parts = [f"AdaGrad beats SGD-Nesterov by >= {margin:g}: {'yes' if beats else 'no'}",
-             f"|Adam - AdaGrad| <= {tolerance:g}: {'yes' if as_fast else 'no'}",
-             f"|RMSProp - AdaGrad| <= {close:g}: {'yes' if near else 'no'}"]  # fmt: skip
-    return Verdict(HOLDS if beats and as_fast and near else FAILS,
-                   f"{_show(values)} ({'; '.join(parts)})")  # fmt: skip
+    parts = [
+        f"AdaGrad beats SGD-Nesterov by >= {margin:g}: {'yes' if beats else 'no'}",
+        f"|Adam - AdaGrad| <= {tolerance:g}: {'yes' if as_fast else 'no'}",
+        f"|RMSProp - AdaGrad| <= {close:g}: {'yes' if near else 'no'}",
+    ]
+    return Verdict(
+        HOLDS if beats and as_fast and near else FAILS, f"{_show(values)} ({'; '.join(parts)})"
+    )
 
 
-def first_epochs_progress(results: Results, figure: str, quick: list[str],
-                          reference: list[str], at: list[float]) -> Verdict:  # fmt: skip
+def first_epochs_progress(
+    results: Results, figure: str, quick: list[str], reference: list[str], at: list[float]
+) -> Verdict:
     """From the per-step costs of the first epochs (steps.csv): the quick ones below the
     reference at each x."""
     steps = results.table(figure, "steps.csv")
@@ -225,8 +255,12 @@ def first_epochs_progress(results: Results, figure: str, quick: list[str],
             values[f"{name} @ x={x:g}"] = float(cost)
     if _missing(values):
         return Verdict(OPEN, "the first epochs are not all logged")
-    holds = all(values[f"{q} @ x={x:g}"] < values[f"{r} @ x={x:g}"]
-                for q in quick for r in reference for x in at)  # fmt: skip
+    holds = all(
+        values[f"{q} @ x={x:g}"] < values[f"{r} @ x={x:g}"]
+        for q in quick
+        for r in reference
+        for x in at
+    )
     rule = f"each of {', '.join(quick)} below {', '.join(reference)} at x = {at}"
     return Verdict(HOLDS if holds else FAILS, f"{_show(values)} ({rule})")
 
@@ -243,17 +277,20 @@ def vhat_below_eps(results: Results, figure: str, fraction: float) -> Verdict:
         for r in verdict.itertuples()
     )
     holds = len(dominated) > len(verdict) / 2
-    return Verdict(HOLDS if holds else FAILS,
-                   f"after {epochs:g} epochs: {text} (rule: eps dominates, >= {fraction:.0%} of "
-                   "entries below it, in most layers)")  # fmt: skip
+    return Verdict(
+        HOLDS if holds else FAILS,
+        f"after {epochs:g} epochs: {text} (rule: eps dominates, >= {fraction:.0%} of "
+        "entries below it, in most layers)",
+    )
 
 
 def _markers(results: Results, figure: str) -> pd.DataFrame | None:
     return results.table(figure, "markers.csv")
 
 
-def unstable_without_correction(results: Results, figure: str, beta2: float, unstable: float,
-                                worse: float) -> Verdict:  # fmt: skip
+def unstable_without_correction(
+    results: Results, figure: str, beta2: float, unstable: float, worse: float
+) -> Verdict:
     """Where the corrected run trains (on the chart) at beta2, how often the uncorrected one
     at the same beta1 and stepsize fails: off the chart, diverged, or `worse` nats behind."""
     markers = _markers(results, figure)
@@ -262,8 +299,9 @@ def unstable_without_correction(results: Results, figure: str, beta2: float, uns
     at = markers[np.isclose(markers["beta2"], beta2)]
     keys = ["block_epochs", "beta1", "stepsize"]
     pairs = at.pivot_table(index=keys, columns="bias_correction", values="loss", aggfunc="first")
-    off = at.pivot_table(index=keys, columns="bias_correction", values="off_chart",
-                         aggfunc="first").astype(bool)  # fmt: skip
+    off = at.pivot_table(
+        index=keys, columns="bias_correction", values="off_chart", aggfunc="first"
+    ).astype(bool)
     trains = ~off[True]
     failed = off[False] | (pairs[False] > pairs[True] + worse) | pairs[False].isna()
     share = float(failed[trains].mean()) if trains.any() else math.nan
@@ -285,14 +323,17 @@ def best_with_correction(results: Results, figure: str, beta2_at_least: float) -
         best = group.loc[group["loss"].idxmin()]
         ok = bool(best["bias_correction"]) and best["beta2"] >= beta2_at_least
         holds &= ok
-        parts.append(f"{block} epochs: best {best['loss']:.2f} at beta1 {best['beta1']:g}, beta2 "
-                     f"{best['beta2']:g}, stepsize {best['stepsize']:g}, correction "
-                     f"{'on' if best['bias_correction'] else 'off'}")  # fmt: skip
+        parts.append(
+            f"{block} epochs: best {best['loss']:.2f} at beta1 {best['beta1']:g}, beta2 "
+            f"{best['beta2']:g}, stepsize {best['stepsize']:g}, correction "
+            f"{'on' if best['bias_correction'] else 'off'}"
+        )
     return Verdict(HOLDS if holds else FAILS, "; ".join(parts))
 
 
-def paired_with_correction(results: Results, figure: str, beta1: float,
-                           tolerance: float) -> Verdict:  # fmt: skip
+def paired_with_correction(
+    results: Results, figure: str, beta1: float, tolerance: float
+) -> Verdict:
     markers = _markers(results, figure)
     if markers is None:
         return Verdict(OPEN, "no markers")
@@ -302,10 +343,12 @@ def paired_with_correction(results: Results, figure: str, beta1: float,
     pairs = pairs.replace([np.inf, -np.inf], np.nan)
     better = (pairs[True] <= pairs[False] + tolerance) | pairs[False].isna()
     better &= pairs[True].notna()
-    return Verdict(HOLDS if better.all() else FAILS,
-                   f"corrected within {tolerance:g} nats of, or below, uncorrected in "
-                   f"{int(better.sum())} of {len(better)} (block, beta2, stepsize) pairs at beta1 "
-                   f"{beta1:g}")  # fmt: skip
+    return Verdict(
+        HOLDS if better.all() else FAILS,
+        f"corrected within {tolerance:g} nats of, or below, uncorrected in "
+        f"{int(better.sum())} of {len(better)} (block, beta2, stepsize) pairs at beta1 "
+        f"{beta1:g}",
+    )
 
 
 def small_problem_verdict(results: Results, figure: str, claim: str) -> Verdict:
@@ -321,8 +364,12 @@ def sfo_comparison(results: Results, figure: str) -> Verdict:
     if sfo is None:
         return Verdict(OPEN, "SFO has not been run")
     row = sfo.iloc[0]  # every part of the claim, as adamrepro.sfo_study decided it
-    parts = ("adam_faster_per_pass", "adam_faster_per_second", "five_to_ten_times_slower",
-             "memory_linear")  # fmt: skip
+    parts = (
+        "adam_faster_per_pass",
+        "adam_faster_per_second",
+        "five_to_ten_times_slower",
+        "memory_linear",
+    )
     failing = [part.replace("_", " ") for part in parts if not bool(row[part])]
     why = f" (not: {', '.join(failing)})" if failing else ""
     return Verdict(HOLDS if not failing else FAILS, f"{row['summary']}{why}")
@@ -337,12 +384,21 @@ def sfo_dropout(results: Results, figure: str) -> Verdict:
 
 
 RULES: dict[str, Callable[..., Verdict]] = {
-    f.__name__: f for f in (
-        as_fast_and_faster, lower_than, imdb_order, first_epochs_progress, vhat_below_eps,
-        unstable_without_correction, best_with_correction, paired_with_correction,
-        small_problem_verdict, sfo_comparison, sfo_dropout,
+    f.__name__: f
+    for f in (
+        as_fast_and_faster,
+        lower_than,
+        imdb_order,
+        first_epochs_progress,
+        vhat_below_eps,
+        unstable_without_correction,
+        best_with_correction,
+        paired_with_correction,
+        small_problem_verdict,
+        sfo_comparison,
+        sfo_dropout,
     )
-}  # fmt: skip
+}
 
 
 def load_claims() -> list[dict[str, Any]]:
@@ -371,10 +427,14 @@ def protocol_of(results: Results, figure: Figure) -> str:
         settings = grid.groupby("curve").size()
         seeds = int(selected["seeds"].max())
         passes = int(selected["epochs"].max())
-        counts = (f"{settings.min()}" if settings.min() == settings.max()
-                  else f"{settings.min()}-{settings.max()}")  # fmt: skip
-        return (f"{passes} passes, {counts} settings per curve, "
-                f"{seeds} seed{'s' if seeds > 1 else ''}")  # fmt: skip
+        counts = (
+            f"{settings.min()}"
+            if settings.min() == settings.max()
+            else f"{settings.min()}-{settings.max()}"
+        )
+        return (
+            f"{passes} passes, {counts} settings per curve, {seeds} seed{'s' if seeds > 1 else ''}"
+        )
     markers = results.table(figure.folder, "markers.csv")
     if markers is not None:
         blocks = sorted({int(e) for e in markers["epoch"]})
@@ -403,8 +463,10 @@ def distances(results: Results, figure: Figure) -> list[dict[str, Any]]:
 
 def checkpoint_ratios(results: Results, figure: Figure, name: str) -> str:
     """'; log10(ours / paper) at x = 1, 5: -0.19, +0.08' over the checkpoints both have."""
-    pairs = [(x, results.value(figure.folder, name, x), paper_value(figure.folder, name, x))
-             for x in figure.checkpoints]  # fmt: skip
+    pairs = [
+        (x, results.value(figure.folder, name, x), paper_value(figure.folder, name, x))
+        for x in figure.checkpoints
+    ]
     pairs = [(x, o, t) for x, o, t in pairs if o > 0 and t > 0]  # NaN compares False
     if not pairs:
         return ""
@@ -426,8 +488,10 @@ def marker_distance(results: Results, figure: Figure) -> str:
     )
     ours_on = compare["our_loss"] <= 140
     agree = int((ours_on == compare["paper_loss"].notna()).sum())
-    return (f"RMS difference {rms:.2f} nats over {len(both)} markers both draw; on/off the chart "
-            f"agree at {agree} of {len(compare)} positions")  # fmt: skip
+    return (
+        f"RMS difference {rms:.2f} nats over {len(both)} markers both draw; on/off the chart "
+        f"agree at {agree} of {len(compare)} positions"
+    )
 
 
 def _cell(value: Any) -> str:
@@ -445,27 +509,37 @@ def build(results_dir: Path) -> tuple[str, str]:
     for claim in claims:
         folder = claim["params"]["figure"].split("/")[0]
         by_figure.setdefault(folder, []).append(f"{claim['id']} {verdicts[claim['id']].verdict}")
-    status = ["| figure | data | protocol run (paper) | distance to the paper | claims |",
-              "|---|---|---|---|---|"]  # fmt: skip
+    status = [
+        "| figure | data | protocol run (paper) | distance to the paper | claims |",
+        "|---|---|---|---|---|",
+    ]
     sections = []
     for figure in FIGURES:
         rows = distances(results, figure)
         finite = [r["log10 RMS"] for r in rows if not math.isnan(r["log10 RMS"])]
-        distance = (f"log10 RMS {min(finite):.2f}-{max(finite):.2f} over {len(finite)} curves"
-                    if finite else marker_distance(results, figure) or "-")  # fmt: skip
+        distance = (
+            f"log10 RMS {min(finite):.2f}-{max(finite):.2f} over {len(finite)} curves"
+            if finite
+            else marker_distance(results, figure) or "-"
+        )
         if len(finite) == 1:  # one curve: its distance at each checkpoint too
             (only,) = (r["curve"] for r in rows if not math.isnan(r["log10 RMS"]))
             distance += checkpoint_ratios(results, figure, only)
         link = f"[{figure.title}]({figure.folder})"
-        status.append(f"| {link} | {data_of(results, figure)} | {protocol_of(results, figure)} "
-                      f"({figure.paper_passes}) | {distance} | "
-                      f"{', '.join(by_figure.get(figure.folder, [])) or '-'} |")  # fmt: skip
+        status.append(
+            f"| {link} | {data_of(results, figure)} | {protocol_of(results, figure)} "
+            f"({figure.paper_passes}) | {distance} | "
+            f"{', '.join(by_figure.get(figure.folder, [])) or '-'} |"
+        )
         body = [f"## {figure.title}", ""]
         if (results.root / figure.folder / "figure.png").is_file():
             body += [f'<img src="{figure.folder}/figure.png" width="320">', ""]
         run = protocol_of(results, figure)
-        body += [f"- data: {data_of(results, figure)}",
-                 f"- protocol run: {run}; the paper: {figure.paper_passes}", ""]  # fmt: skip
+        body += [
+            f"- data: {data_of(results, figure)}",
+            f"- protocol run: {run}; the paper: {figure.paper_passes}",
+            "",
+        ]
         if rows:
             columns = list(rows[0])
             body += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -478,8 +552,10 @@ def build(results_dir: Path) -> tuple[str, str]:
     for claim in claims:
         v = verdicts[claim["id"]]
         numbers = v.numbers if v.verdict != OPEN else f"{v.numbers}; decided by: {claim['needs']}"
-        claim_rows.append(f"| {claim['id']} | {claim['source']} | {claim['claim']} | "
-                          f"**{v.verdict}** | {numbers.replace('|', '/')} |")  # fmt: skip
+        claim_rows.append(
+            f"| {claim['id']} | {claim['source']} | {claim['claim']} | "
+            f"**{v.verdict}** | {numbers.replace('|', '/')} |"
+        )
     counts = {k: sum(v.verdict == k for v in verdicts.values()) for k in (HOLDS, FAILS, OPEN)}
     report = [
         "# Report: what reproduces, and by how much",

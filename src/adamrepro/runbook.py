@@ -63,8 +63,7 @@ BY_NAME = {p.name: p for p in PROTOCOLS}
 def compose_run(protocol: Protocol, run: Run, data_root: str, extra: list[str], tiny: bool):
     """The run's config: `tiny` adds the overrides of its protocol's `tiny` variant."""
     small = variant_overrides(protocol.figure, "tiny") if tiny else []
-    return protocol.compose(run, f"data.root={data_root}", "trainer.progress=false", *small,
-                            *extra)  # fmt: skip
+    return protocol.compose(run, f"data.root={data_root}", "trainer.progress=false", *small, *extra)
 
 
 def run_folder(runs: Path, protocol: Protocol, run: Run) -> Path:
@@ -85,8 +84,9 @@ def state(runs: Path, protocol: Protocol) -> list[tuple[Run, str, int, int]]:
     return out
 
 
-def status_table(runs: Path, skipped: dict[str, str],
-                 only: list[str] | None = None) -> tuple[str, bool]:  # fmt: skip
+def status_table(
+    runs: Path, skipped: dict[str, str], only: list[str] | None = None
+) -> tuple[str, bool]:
     """A line per protocol, and whether every chosen one that can run is complete."""
     lines, all_done = [], True
     for protocol in PROTOCOLS:
@@ -105,8 +105,15 @@ def status_table(runs: Path, skipped: dict[str, str],
     return "\n".join(lines), all_done
 
 
-def train_one(protocol_name: str, run_name: str, runs: Path, data_root: str, extra: list[str],
-              tiny: bool, clock: float) -> tuple[str, str | None, bool]:  # fmt: skip
+def train_one(
+    protocol_name: str,
+    run_name: str,
+    runs: Path,
+    data_root: str,
+    extra: list[str],
+    tiny: bool,
+    clock: float,
+) -> tuple[str, str | None, bool]:
     """Train (or continue) one run, here or in a worker process: its status, the reason its
     data is missing (or None), and whether it trained at all."""
     from .training import train
@@ -124,8 +131,15 @@ def train_one(protocol_name: str, run_name: str, runs: Path, data_root: str, ext
     return record["status"], None, before is None or before["status"] != "completed"
 
 
-def run_pieces(runs: Path, data_root: str, minutes: float, only: list[str] | None,
-               extra: list[str], tiny: bool, parallel: int = 1) -> bool:  # fmt: skip
+def run_pieces(
+    runs: Path,
+    data_root: str,
+    minutes: float,
+    only: list[str] | None,
+    extra: list[str],
+    tiny: bool,
+    parallel: int = 1,
+) -> bool:
     """Train within the time budget, protocol after protocol; True when all are complete.
     With `parallel` > 1 the runs of a protocol train at once, in that many processes (on a
     GPU whose small populations leave it waiting for the host, they fill each other's gaps)."""
@@ -141,8 +155,9 @@ def run_pieces(runs: Path, data_root: str, minutes: float, only: list[str] | Non
         # The first runs of a piece get the whole budget from their own start, so that a piece
         # always trains, however long loading took; later runs share what is left.
         clock = started if trained else time.monotonic()
-        jobs = [(protocol.name, run.name, runs, data_root, extra, tiny, clock)
-                for run in protocol.runs]  # fmt: skip
+        jobs = [
+            (protocol.name, run.name, runs, data_root, extra, tiny, clock) for run in protocol.runs
+        ]
         if parallel > 1:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
@@ -200,8 +215,14 @@ def figures(runs: Path, results: Path) -> list[str]:
         seconds = sum(r["wall_time_s"] for r in records)
         for drawing in protocol.draws:
             note = f"{drawing.note}; {', '.join(devices)}, {seconds / 60:.0f} min of training"
-            make_figure(drawing.figure, [str(runs / protocol.name)], results / drawing.out, note,
-                        drawing.xlim, drawing.ylim)  # fmt: skip
+            make_figure(
+                drawing.figure,
+                [str(runs / protocol.name)],
+                results / drawing.out,
+                note,
+                drawing.xlim,
+                drawing.ylim,
+            )
     return list(drawn)
 
 
@@ -241,8 +262,12 @@ def step_cost(config) -> dict[str, float]:
     parameters = sum(p.numel() for p in model.parameters())
     # the update: about 10 operations per parameter tensor (see BYTES_PER_PARAMETER)
     ops = Count.ops + 10 * len(list(model.parameters()))
-    return {"members": len(members), "flops": float(flops.get_total_flops()),
-            "ops": float(ops), "parameters": float(parameters)}  # fmt: skip
+    return {
+        "members": len(members),
+        "flops": float(flops.get_total_flops()),
+        "ops": float(ops),
+        "parameters": float(parameters),
+    }
 
 
 def measure_cpu(config, steps: int = 3, members: int | None = None) -> float:
@@ -295,8 +320,11 @@ def plan(data_root: str, measure: bool) -> str:
             cost = step_cost(config)
             n_train = TRAINING_SET[config.data.name]
             steps = int(config.trainer.epochs) * math.ceil(n_train / int(config.trainer.batch_size))
-            gpu = (cost["flops"] / H100_MATMUL + cost["parameters"] * BYTES_PER_PARAMETER
-                   / H100_MEMORY + cost["ops"] * LAUNCH)  # fmt: skip
+            gpu = (
+                cost["flops"] / H100_MATMUL
+                + cost["parameters"] * BYTES_PER_PARAMETER / H100_MEMORY
+                + cost["ops"] * LAUNCH
+            )
             cpu = measure_cpu(config) if measure else math.nan
             totals.setdefault(protocol.name, [0.0, 0.0])
             totals[protocol.name][0] += cpu * steps
@@ -308,8 +336,10 @@ def plan(data_root: str, measure: bool) -> str:
             )
     lines.append("")
     for name, (cpu, gpu) in totals.items():
-        lines.append(f"- {name}: {cpu / 3600:.1f} CPU hours; projected {gpu / 60:.0f} min on one "
-                     f"H100 ({math.ceil(gpu / 60 / 9)} pieces of 9 minutes)")  # fmt: skip
+        lines.append(
+            f"- {name}: {cpu / 3600:.1f} CPU hours; projected {gpu / 60:.0f} min on one "
+            f"H100 ({math.ceil(gpu / 60 / 9)} pieces of 9 minutes)"
+        )
     lines.append(
         f"\nProjection per step = FLOPs / {H100_MATMUL / 1e12:.0f} TFLOP/s (float32 matmuls at "
         f"'highest' precision) + parameters x {BYTES_PER_PARAMETER} B / {H100_MEMORY / 1e12:.0f} "
@@ -352,8 +382,9 @@ def main(argv: list[str] | None = None) -> None:
         elif args.figures:
             drawn = figures(args.runs, args.results)
             print(f"drew {', '.join(drawn) or 'nothing (no protocol is complete)'}")
-        elif run_pieces(args.runs, data_root, args.minutes, args.only, args.override, args.tiny,
-                        args.parallel):  # fmt: skip
+        elif run_pieces(
+            args.runs, data_root, args.minutes, args.only, args.override, args.tiny, args.parallel
+        ):
             print("all done")
         else:
             print("not done: run the same command again to continue")

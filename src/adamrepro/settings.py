@@ -139,7 +139,7 @@ class TrainerSettings:
             checkpoint_every=_integer(name("checkpoint_every"), values["checkpoint_every"], 0),
             checkpoint_minutes=_number(
                 name("checkpoint_minutes"), values["checkpoint_minutes"], 0.0
-            ),  # fmt: skip
+            ),
             max_minutes=None if budget is None else _number(name("max_minutes"), budget, 0.0),
             keep_checkpoint=_flag(name("keep_checkpoint"), values["keep_checkpoint"]),
         )
@@ -163,8 +163,10 @@ class Halving:
             raise ConfigError(
                 f"sweep.halving must be null or {{after_epochs: E, keep: k}}, got {value!r}"
             )
-        return cls(after_epochs=_integer("sweep.halving.after_epochs", value["after_epochs"], 1),
-                   keep=_integer("sweep.halving.keep", value["keep"], 1))  # fmt: skip
+        return cls(
+            after_epochs=_integer("sweep.halving.after_epochs", value["after_epochs"], 1),
+            keep=_integer("sweep.halving.keep", value["keep"], 1),
+        )
 
 
 @dataclass(frozen=True)

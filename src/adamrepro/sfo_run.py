@@ -81,10 +81,21 @@ def run_sfo(config: DictConfig | dict[str, Any], out_dir: Path) -> dict[str, Any
         cost.backward()
         return cost.item(), torch.cat([p.grad.reshape(-1) for p in params])
 
-    optimizer = SFO(params, subfunction, count, selection=settings.get("selection", "distance"),
-                    max_history=int(settings.get("max_history", 10)), seed=seed)  # fmt: skip
-    member = {"name": "sfo", "label": "SFO", "stepsize": math.nan, "subfunctions": count,
-              "seed": seed}  # fmt: skip
+    optimizer = SFO(
+        params,
+        subfunction,
+        count,
+        selection=settings.get("selection", "distance"),
+        max_history=int(settings.get("max_history", 10)),
+        seed=seed,
+    )
+    member = {
+        "name": "sfo",
+        "label": "SFO",
+        "stepsize": math.nan,
+        "subfunctions": count,
+        "seed": seed,
+    }
     record = new_record(
         cfg,
         [member],
@@ -94,8 +105,9 @@ def run_sfo(config: DictConfig | dict[str, Any], out_dir: Path) -> dict[str, Any
         sfo={"subfunctions": count, "parameters": sum(p.numel() for p in params)},
     )
     eval_batch = int(cfg["trainer"]["eval_batch_size"])
-    subset = evaluation_subset(n, int(cfg["trainer"].get("train_eval_subset", 0)), seed,
-                               torch.device("cpu"))  # fmt: skip
+    subset = evaluation_subset(
+        n, int(cfg["trainer"].get("train_eval_subset", 0)), seed, torch.device("cpu")
+    )
     watch = DivergenceMonitor(1, math.inf, torch.device("cpu"))  # nothing is frozen: SFO alone
     started = time.perf_counter()
 
@@ -122,17 +134,26 @@ def run_sfo(config: DictConfig | dict[str, Any], out_dir: Path) -> dict[str, Any
             values = [optimizer.step()[1] * count for _ in range(count)]  # in mean-cost units
             stepping += time.perf_counter() - pass_started
             peak = max(peak, sfo_memory(optimizer))
-            row = {"member": 0, "epoch": epoch, "train_cost": sum(values) / len(values),
-                   **evaluate(), "current_stepsize": optimizer.step_scale,
-                   "wall_time_s": time.perf_counter() - started,
-                   "step_time_s": stepping}  # fmt: skip
+            row = {
+                "member": 0,
+                "epoch": epoch,
+                "train_cost": sum(values) / len(values),
+                **evaluate(),
+                "current_stepsize": optimizer.step_scale,
+                "wall_time_s": time.perf_counter() - started,
+                "step_time_s": stepping,
+            }
             record["curves"].append(row)
             record["wall_time_s"] = row["wall_time_s"]
-            record["sfo"].update(events=dict(optimizer.events), memory_bytes=peak,
-                                 subspace=optimizer.basis.shape[1])  # fmt: skip
+            record["sfo"].update(
+                events=dict(optimizer.events), memory_bytes=peak, subspace=optimizer.basis.shape[1]
+            )
             save_record(record, out_dir)
-            print(f"pass {epoch}: cost {row['train_cost']:.4g}, full {row['train_cost_full']:.4g}",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            print(
+                f"pass {epoch}: cost {row['train_cost']:.4g}, full {row['train_cost_full']:.4g}",
+                file=sys.stderr,
+                flush=True,
+            )
         record["status"] = "completed"
     except KeyboardInterrupt:
         record["status"] = "interrupted"

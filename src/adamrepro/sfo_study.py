@@ -73,8 +73,11 @@ def sfo(overrides: list[str], out: Path) -> dict[str, Any]:
     the start)."""
     config = compose_config(overrides)
     record = read_record(out)
-    if (record is not None and record.get("status") == "completed"
-            and record["config"].get("sfo") == OmegaConf.to_container(config.sfo)):  # fmt: skip
+    if (
+        record is not None
+        and record.get("status") == "completed"
+        and record["config"].get("sfo") == OmegaConf.to_container(config.sfo)
+    ):
         return record
     return run_sfo(config, out)
 
@@ -91,28 +94,49 @@ def timing(base: list[str], runs: Path, rounds: int, sfo_base: list[str]) -> pd.
     """Seconds per pass, training only, alternating Adam and SFO in this process."""
     rows = []
     for k in range(rounds):
-        record = adam([*base, *TIMED, "trainer.epochs=3", "trainer.eval_every=100"],
-                      runs / f"timing/adam_{k}")  # fmt: skip
+        record = adam(
+            [*base, *TIMED, "trainer.epochs=3", "trainer.eval_every=100"], runs / f"timing/adam_{k}"
+        )
         wall = curve(record).set_index("epoch")["wall_time_s"]
         rows.append({"round": k, "optimizer": "Adam", "pass": 2, "seconds": wall[2] - wall[1]})
-        record = sfo([*sfo_base, *TIMED, f"+sfo.passes={max(SFO_TIMED_PASSES)}"],
-                     runs / f"timing/sfo_{k}")  # fmt: skip
+        record = sfo(
+            [*sfo_base, *TIMED, f"+sfo.passes={max(SFO_TIMED_PASSES)}"], runs / f"timing/sfo_{k}"
+        )
         stepping = curve(record).set_index("epoch")["step_time_s"]
         for p in SFO_TIMED_PASSES:
-            rows.append({"round": k, "optimizer": "SFO", "pass": p,
-                         "seconds": stepping[p] - stepping[p - 1]})  # fmt: skip
+            rows.append(
+                {
+                    "round": k,
+                    "optimizer": "SFO",
+                    "pass": p,
+                    "seconds": stepping[p] - stepping[p - 1],
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def memory(base: list[str], runs: Path, train_rows: int = MEMORY_ROWS) -> pd.DataFrame:
     rows = []
     for count in MEMORY_SUBFUNCTIONS:
-        record = sfo([*base, *EXPERIMENT, *TIMED, f"data.train_rows={train_rows}",
-                      f"+sfo.subfunctions={count}", "+sfo.passes=2"],
-                     runs / f"memory/sfo_{count}")  # fmt: skip
-        rows.append({"subfunctions": count, "subspace": record["sfo"]["subspace"],
-                     "parameters": record["sfo"]["parameters"],
-                     "memory_bytes": record["sfo"]["memory_bytes"]})  # fmt: skip
+        record = sfo(
+            [
+                *base,
+                *EXPERIMENT,
+                *TIMED,
+                f"data.train_rows={train_rows}",
+                f"+sfo.subfunctions={count}",
+                "+sfo.passes=2",
+            ],
+            runs / f"memory/sfo_{count}",
+        )
+        rows.append(
+            {
+                "subfunctions": count,
+                "subspace": record["sfo"]["subspace"],
+                "parameters": record["sfo"]["parameters"],
+                "memory_bytes": record["sfo"]["memory_bytes"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -141,8 +165,9 @@ def compare(curves: pd.DataFrame, seconds: dict[str, float], mem: pd.DataFrame) 
     per_pass = [bool(a[k] < s[k]) for k in passes]
     ratio = seconds["SFO"] / seconds["Adam"]
     # At each time Adam's curve reaches (k passes of Adam), SFO's cost at that time.
-    at_time = [(a[k], log_interpolate(k / ratio, pd.Series(s.index, dtype=float), s))
-               for k in passes]  # fmt: skip
+    at_time = [
+        (a[k], log_interpolate(k / ratio, pd.Series(s.index, dtype=float), s)) for k in passes
+    ]
     per_second = [bool(x < y) for x, y in at_time if math.isfinite(y)]
     slope, intercept, r2 = linear_fit(mem["subfunctions"], mem["memory_bytes"])
     parts = {
@@ -161,15 +186,24 @@ def compare(curves: pd.DataFrame, seconds: dict[str, float], mem: pd.DataFrame) 
         f"({seconds['SFO']:.1f} s against {seconds['Adam']:.1f} s, training only); memory "
         f"{slope / 2**20:.1f} MiB per subfunction, R^2 {r2:.4f}"
     )
-    return {"passes": max(passes), **parts, "holds": all(parts.values()),
-            "adam_below_after_passes": sum(per_pass), "time_ratio": ratio,
-            "sfo_seconds_per_pass": seconds["SFO"], "adam_seconds_per_pass": seconds["Adam"],
-            "memory_bytes_per_subfunction": slope, "memory_intercept_bytes": intercept,
-            "memory_r2": r2, "summary": summary}  # fmt: skip
+    return {
+        "passes": max(passes),
+        **parts,
+        "holds": all(parts.values()),
+        "adam_below_after_passes": sum(per_pass),
+        "time_ratio": ratio,
+        "sfo_seconds_per_pass": seconds["SFO"],
+        "adam_seconds_per_pass": seconds["Adam"],
+        "memory_bytes_per_subfunction": slope,
+        "memory_intercept_bytes": intercept,
+        "memory_r2": r2,
+        "summary": summary,
+    }
 
 
-def dropout_verdict(sfo_curve: pd.DataFrame, adam_curve: pd.DataFrame,
-                    record: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+def dropout_verdict(
+    sfo_curve: pd.DataFrame, adam_curve: pd.DataFrame, record: dict[str, Any]
+) -> dict[str, Any]:
     """Claim P6 by the rule of the module's docstring, on the dropout cost of each pass."""
     s = sfo_curve.set_index("epoch")["train_cost"]
     a = adam_curve.set_index("epoch")["train_cost"]
@@ -186,9 +220,17 @@ def dropout_verdict(sfo_curve: pd.DataFrame, adam_curve: pd.DataFrame,
         f"{a[last]:.3g} (x{fall_adam:.2f}); SFO {s[last] / a[last]:.1f}x Adam's at the end; "
         f"{failed} of {steps} SFO steps failed, step scale {scale:.3g}"
     )
-    return {"passes": last, "converged": not fails, "sfo_cost": s[last], "adam_cost": a[last],
-            "sfo_fall": fall_sfo, "adam_fall": fall_adam, "failed_steps": failed,
-            "steps": steps, "summary": summary}  # fmt: skip
+    return {
+        "passes": last,
+        "converged": not fails,
+        "sfo_cost": s[last],
+        "adam_cost": a[last],
+        "sfo_fall": fall_sfo,
+        "adam_fall": fall_adam,
+        "failed_steps": failed,
+        "steps": steps,
+        "summary": summary,
+    }
 
 
 def draw_extras(mem: pd.DataFrame | None, dropout: pd.DataFrame | None, out: Path) -> None:
@@ -251,25 +293,30 @@ def study(args: Any, base: list[str]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     sfo_base = [*base, *EXPERIMENT, f"+sfo.subfunctions={args.subfunctions}"]
     if "timing" in args.only:
-        timing(base, runs, args.rounds, sfo_base).to_csv(out / "sfo_timing.csv", index=False,
-                                               float_format="%.6g")  # fmt: skip
+        timing(base, runs, args.rounds, sfo_base).to_csv(
+            out / "sfo_timing.csv", index=False, float_format="%.6g"
+        )
     if "memory" in args.only:
         memory(base, runs, args.memory_rows).to_csv(out / "sfo_memory.csv", index=False)
     if "dropout" in args.only:
         overrides = [*base, *DROPOUT, f"trainer.epochs={args.dropout_passes}"]
-        record = sfo([*sfo_base, *DROPOUT, f"+sfo.passes={args.dropout_passes}"],
-                     runs / "dropout/sfo")  # fmt: skip
+        record = sfo(
+            [*sfo_base, *DROPOUT, f"+sfo.passes={args.dropout_passes}"], runs / "dropout/sfo"
+        )
         adam_record = adam(overrides, runs / "dropout/adam")
-        both = pd.concat([curve(record).assign(curve="SFO"),
-                          curve(adam_record).assign(curve="Adam")])  # fmt: skip
+        both = pd.concat(
+            [curve(record).assign(curve="SFO"), curve(adam_record).assign(curve="Adam")]
+        )
         both.to_csv(out / "sfo_dropout_curves.csv", index=False, float_format="%.6g")
         verdict = dropout_verdict(curve(record), curve(adam_record), record)
         pd.DataFrame([verdict]).to_csv(out / "sfo_dropout.csv", index=False, float_format="%.6g")
     if "deterministic" in args.only:
         needed = [out / "sfo_timing.csv", out / "sfo_memory.csv"]
         if not all(path.exists() for path in needed):  # before the long run, not after it
-            raise ConfigError("the deterministic part needs the timing and memory parts first "
-                              f"(no sfo_timing.csv or sfo_memory.csv in {out})")  # fmt: skip
+            raise ConfigError(
+                "the deterministic part needs the timing and memory parts first "
+                f"(no sfo_timing.csv or sfo_memory.csv in {out})"
+            )
         timed, mem = (pd.read_csv(path) for path in needed)
         sfo([*sfo_base, f"+sfo.passes={args.passes}"], runs / "deterministic/sfo")
         note = args.note or (
@@ -278,14 +325,20 @@ def study(args: Any, base: list[str]) -> None:
             "float64; cost on the whole training set after k passes"
         )
         make_figure(FIGURE, [str(args.adam_runs), str(runs / "deterministic")], out, note)
-        seconds = {name: statistics.median(part["seconds"])
-                   for name, part in timed.groupby("optimizer")}  # fmt: skip
+        seconds = {
+            name: statistics.median(part["seconds"]) for name, part in timed.groupby("optimizer")
+        }
         curves = pd.read_csv(out / "curves.csv")
-        walltime_figure(figure_spec(FIGURE),
-                        {name: part for name, part in curves.groupby("curve")}, out, note,
-                        seconds)  # fmt: skip
-        pd.DataFrame([compare(curves, seconds, mem)]).to_csv(out / "sfo.csv", index=False,
-                                                             float_format="%.6g")  # fmt: skip
+        walltime_figure(
+            figure_spec(FIGURE),
+            {name: part for name, part in curves.groupby("curve")},
+            out,
+            note,
+            seconds,
+        )
+        pd.DataFrame([compare(curves, seconds, mem)]).to_csv(
+            out / "sfo.csv", index=False, float_format="%.6g"
+        )
     tables = [out / "sfo_memory.csv", out / "sfo_dropout_curves.csv"]
     draw_extras(*(pd.read_csv(f) if f.exists() else None for f in tables), out)
     write_summary(out)
@@ -297,15 +350,22 @@ def write_summary(out: Path) -> None:
         path = out / f"{name}.csv"
         if path.exists():
             row = pd.read_csv(path).iloc[0]
-            verdict = ("holds" if row["holds"] else "does not hold") if name == "sfo" else (
-                "holds" if not row["converged"] else "does not hold")  # fmt: skip
+            verdict = (
+                ("holds" if row["holds"] else "does not hold")
+                if name == "sfo"
+                else ("holds" if not row["converged"] else "does not hold")
+            )
             lines += [f"- **{title} {verdict}**: {row['summary']}", ""]
     for name in ("sfo_timing", "sfo_memory"):
         path = out / f"{name}.csv"
         if path.exists():
             table = pd.read_csv(path)
-            lines += [f"`{name}.csv`:", "", "| " + " | ".join(table.columns) + " |",
-                      "|" + "---|" * len(table.columns)]  # fmt: skip
+            lines += [
+                f"`{name}.csv`:",
+                "",
+                "| " + " | ".join(table.columns) + " |",
+                "|" + "---|" * len(table.columns),
+            ]
             lines += [
                 "| "
                 + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row)

@@ -34,8 +34,17 @@ from .errors import command_parser
 from .optim import build_optimizer
 from .optim.rules import Adam
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adadelta", "adam", "adamax",
-              "amsgrad")  # fmt: skip
+OPTIMIZERS = (
+    "sgd",
+    "momentum",
+    "nesterov",
+    "adagrad",
+    "rmsprop",
+    "adadelta",
+    "adam",
+    "adamax",
+    "amsgrad",
+)
 STEPS = {"bowl": 500, "valley": 1000, "saddle": 600, "rosenbrock": 3000, "beale": 2000}
 
 
@@ -48,10 +57,16 @@ def run_surfaces(runs: Path, out: Path, surfaces: list[str], steps_scale: float 
     for surface in surfaces:
         steps = max(2, int(STEPS[surface] * steps_scale))
         for optimizer in OPTIMIZERS:
-            config = compose_config([
-                "experiment=toy", f"optimizer={optimizer}", f"model.surface={surface}",
-                f"data.steps={steps}", "trainer.progress=false", f"experiment_name=toy_{surface}",
-            ])  # fmt: skip
+            config = compose_config(
+                [
+                    "experiment=toy",
+                    f"optimizer={optimizer}",
+                    f"model.surface={surface}",
+                    f"data.steps={steps}",
+                    "trainer.progress=false",
+                    f"experiment_name=toy_{surface}",
+                ]
+            )
             train(config, runs / surface / optimizer)
         selected[surface] = make_figure(f"toy_{surface}", [str(runs / surface)], out / surface)
         print(f"{surface}: drew {out / surface / 'figure.png'}", file=sys.stderr, flush=True)
@@ -74,8 +89,9 @@ def ewma_picture(out: Path) -> dict[str, float]:
         m = torch.zeros(1, dtype=torch.float64, requires_grad=True)
         adam = Adam([m], stepsize=0.0, beta1=beta)  # only its first moment is read
         raw, corrected, constant = [], [], []
-        constant_adam = Adam([c := torch.zeros(1, dtype=torch.float64, requires_grad=True)],
-                             stepsize=0.0, beta1=beta)  # fmt: skip
+        constant_adam = Adam(
+            [c := torch.zeros(1, dtype=torch.float64, requires_grad=True)], stepsize=0.0, beta1=beta
+        )
         for t, g in enumerate(signal.tolist(), start=1):
             m.grad, c.grad = (
                 torch.tensor([g], dtype=torch.float64),
@@ -109,13 +125,26 @@ def ewma_picture(out: Path) -> dict[str, float]:
             range(1, 31), moves, style, label=f"bias correction {'on' if correction else 'off'}"
         )
         numbers[f"first_step_over_alpha_{'on' if correction else 'off'}"] = float(moves[0])
-    finish(right, "step", "|step| / alpha", "Adam's first steps on x^2/2 (beta1 0.9, beta2 0.999)",
-           out / "ewma.png", legend_size=6)  # fmt: skip
+    finish(
+        right,
+        "step",
+        "|step| / alpha",
+        "Adam's first steps on x^2/2 (beta1 0.9, beta2 0.999)",
+        out / "ewma.png",
+        legend_size=6,
+    )
     return numbers
 
 
-def finish(ax: Any, xlabel: str, ylabel: str, title: str, path: Path, title_size: int = 8,
-           legend_size: int = 7) -> None:  # fmt: skip
+def finish(
+    ax: Any,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    path: Path,
+    title_size: int = 8,
+    legend_size: int = 7,
+) -> None:
     """Label the axes, add the legend, save the axes' figure to `path` and close it."""
     import matplotlib.pyplot as plt
 
@@ -154,8 +183,13 @@ def effective_stepsizes(out: Path, steps: int = 10_000) -> dict[str, float]:
         ax.loglog(range(1, steps + 1), smooth, label=name)
         numbers[f"{name}_ratio_late_over_early"] = float(smooth.iloc[-1] / smooth.iloc[99])
     numbers["s5_steps"] = steps
-    finish(ax, "step", "|update| / |gradient| (mean of 100)", "S5: the noisy bowl, stepsize 0.01",
-           out / "effective_stepsize.png")  # fmt: skip
+    finish(
+        ax,
+        "step",
+        "|update| / |gradient| (mean of 100)",
+        "S5: the noisy bowl, stepsize 0.01",
+        out / "effective_stepsize.png",
+    )
     return numbers
 
 
@@ -173,9 +207,11 @@ def update_bound(runs: Path, surfaces: list[str]) -> dict[str, float]:
             if k not in diverged:
                 ratios.append(np.abs(np.diff(paths[k], axis=0)).ravel() / member["stepsize"])
     ratios = np.concatenate(ratios)
-    return {"max_update_over_alpha": float(ratios.max()),
-            "fraction_at_most_alpha": float(np.mean(ratios <= 1 + 1e-9)),
-            "paper_worst_case": 0.1 / math.sqrt(0.001)}  # fmt: skip
+    return {
+        "max_update_over_alpha": float(ratios.max()),
+        "fraction_at_most_alpha": float(np.mean(ratios <= 1 + 1e-9)),
+        "paper_worst_case": 0.1 / math.sqrt(0.001),
+    }
 
 
 # -- 3. where the theory breaks ----------------------------------------------------------------
@@ -206,13 +242,20 @@ def counterexample(out: Path, steps: int = 20_000, alpha: float = 0.5) -> dict[s
         ax.plot(range(1, steps + 1), path, label=name)
         numbers[f"{name}_final_x"] = path[-1]
     ax.axhline(-1, color="0.4", ls=":", lw=1, label="x* = -1")
-    finish(ax, "t", "x_t", "Reddi et al.'s counterexample: f_t = 1010x (t mod 101 = 1), else -10x",
-           out / "counterexample.png", title_size=7)  # fmt: skip
+    finish(
+        ax,
+        "t",
+        "x_t",
+        "Reddi et al.'s counterexample: f_t = 1010x (t mod 101 = 1), else -10x",
+        out / "counterexample.png",
+        title_size=7,
+    )
     return numbers
 
 
-def regret(out: Path, horizon: int = 20_000, dimension: int = 10,
-           radius: float = 2.0) -> dict[str, float]:  # fmt: skip
+def regret(
+    out: Path, horizon: int = 20_000, dimension: int = 10, radius: float = 2.0
+) -> dict[str, float]:
     """The paper's Theorem 4.1 setting on online logistic regression: alpha_t = alpha/sqrt(t),
     beta1_t = beta1 lambda^(t-1) (lambda 0.999), the feasible set {|theta_i| <= radius}; the
     average regret against the best fixed theta in hindsight (fitted on the first T losses)."""
@@ -258,11 +301,11 @@ def regret(out: Path, horizon: int = 20_000, dimension: int = 10,
     fig, ax = plt.subplots(figsize=(5, 3.4), dpi=150)
     ax.loglog(horizons, average, "o-", label="Adam, Theorem 4.1 schedule")
     scale = average[0] * math.sqrt(horizons[0])
-    ax.loglog(horizons, [scale / math.sqrt(h) for h in horizons], ":", color="0.4",
-              label="1 / sqrt(T)")  # fmt: skip
+    ax.loglog(
+        horizons, [scale / math.sqrt(h) for h in horizons], ":", color="0.4", label="1 / sqrt(T)"
+    )
     finish(ax, "T", "R(T) / T", "online logistic regression: average regret", out / "regret.png")
-    pd.DataFrame({"T": horizons, "average_regret": average}).to_csv(out / "regret.csv",
-                                                                     index=False)  # fmt: skip
+    pd.DataFrame({"T": horizons, "average_regret": average}).to_csv(out / "regret.csv", index=False)
     return {f"average_regret_T{h}": r for h, r in zip(horizons, average, strict=True)}
 
 
@@ -275,8 +318,15 @@ def verdicts(selected: dict[str, pd.DataFrame], numbers: dict[str, float]) -> pd
         return float(table.loc[label, column]) if label in table.index else math.nan
 
     def add(claim, text, number, rule, holds):
-        rows.append({"claim": claim, "statement": text, "measured": number, "rule": rule,
-                     "verdict": "holds" if holds else "does not hold"})  # fmt: skip
+        rows.append(
+            {
+                "claim": claim,
+                "statement": text,
+                "measured": number,
+                "rule": rule,
+                "verdict": "holds" if holds else "does not hold",
+            }
+        )
 
     if "bowl" in selected:
         ratio = {
@@ -302,8 +352,10 @@ def verdicts(selected: dict[str, pd.DataFrame], numbers: dict[str, float]) -> pd
             "each of the first three spends more steps near the saddle than each of the last three",
             min(near[k] for k in slow) > max(near[k] for k in quick),
         )
-        after = {k: metric("saddle", k, "steps_after_saddle")
-                 for k in ("SGDMomentum", "SGDNesterov", "AdaGrad", "RMSProp")}  # fmt: skip
+        after = {
+            k: metric("saddle", k, "steps_after_saddle")
+            for k in ("SGDMomentum", "SGDNesterov", "AdaGrad", "RMSProp")
+        }
         add(
             "S3",
             "past the saddle, momentum and Nesterov reach the minimum fastest; AdaGrad and "
@@ -313,8 +365,10 @@ def verdicts(selected: dict[str, pd.DataFrame], numbers: dict[str, float]) -> pd
             max(after["SGDMomentum"], after["SGDNesterov"])
             < min(after["AdaGrad"], after["RMSProp"]),
         )
-    corrected_error = max(numbers["corrected_constant_max_error_beta0.9"],
-                          numbers["corrected_constant_max_error_beta0.98"])  # fmt: skip
+    corrected_error = max(
+        numbers["corrected_constant_max_error_beta0.9"],
+        numbers["corrected_constant_max_error_beta0.98"],
+    )
     add(
         "P14/S4",
         "bias correction removes the initialisation bias of the moving averages",
@@ -392,16 +446,33 @@ def readme(out: Path, table: pd.DataFrame, surfaces: list[str]) -> None:
         "",
     ]
     for surface in surfaces:
-        lines += [f"### {surface}", "", f"![{surface}]({surface}/figure.png) "
-                  f"[animation]({surface}/animation.gif)", ""]  # fmt: skip
-    lines += ["## The claims, decided", "", "| claim | statement | measured | rule | verdict |",
-              "|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            f"### {surface}",
+            "",
+            f"![{surface}]({surface}/figure.png) [animation]({surface}/animation.gif)",
+            "",
+        ]
+    lines += [
+        "## The claims, decided",
+        "",
+        "| claim | statement | measured | rule | verdict |",
+        "|---|---|---|---|---|",
+    ]
     for row in table.itertuples():
-        lines.append(f"| {row.claim} | {row.statement} | {row.measured} | {row.rule} | "
-                     f"**{row.verdict}** |")  # fmt: skip
-    lines += ["", "![EWMA](ewma.png)", "", "![effective stepsize](effective_stepsize.png)", "",
-              "## Where the theory breaks", "", "![counterexample](counterexample.png) "
-              "![regret](regret.png)", ""]  # fmt: skip
+        lines.append(
+            f"| {row.claim} | {row.statement} | {row.measured} | {row.rule} | **{row.verdict}** |"
+        )
+    lines += [
+        "",
+        "![EWMA](ewma.png)",
+        "",
+        "![effective stepsize](effective_stepsize.png)",
+        "",
+        "## Where the theory breaks",
+        "",
+        "![counterexample](counterexample.png) ![regret](regret.png)",
+        "",
+    ]
     (out / "README.md").write_text("\n".join(lines))
 
 

@@ -33,8 +33,7 @@ SETTING_KEYS = _setting_keys()
 
 def setting_columns(table: pd.DataFrame) -> list[str]:
     """The columns of a tidy table that are settings of a member, in the table's order."""
-    return [c for c in table.columns
-            if c in SETTING_KEYS or c.split(".", 1)[0] in RUN_SETTINGS]  # fmt: skip
+    return [c for c in table.columns if c in SETTING_KEYS or c.split(".", 1)[0] in RUN_SETTINGS]
 
 
 def find_records(roots: Iterable[str | Path]) -> list[Path]:
@@ -140,13 +139,18 @@ def load_step_costs(records: list[tuple[Path, dict[str, Any]]]) -> pd.DataFrame:
             continue
         cost = np.asarray(logged["cost"], dtype=float)  # (steps, members)
         steps, members = cost.shape
-        frames.append(pd.DataFrame({
-            "run": str(path.parent),
-            "member": np.tile(np.arange(members), steps),
-            "step": np.repeat(np.arange(1, steps + 1), members),
-            "epoch": np.repeat(np.arange(1, steps + 1), members) / logged["steps_per_epoch"],
-            "cost": cost.reshape(-1),
-        }))  # fmt: skip
+        frames.append(
+            pd.DataFrame(
+                {
+                    "run": str(path.parent),
+                    "member": np.tile(np.arange(members), steps),
+                    "step": np.repeat(np.arange(1, steps + 1), members),
+                    "epoch": np.repeat(np.arange(1, steps + 1), members)
+                    / logged["steps_per_epoch"],
+                    "cost": cost.reshape(-1),
+                }
+            )
+        )
     if not frames:
         return pd.DataFrame(columns=["run", "member", "step", "epoch", "cost"])
     return pd.concat(frames, ignore_index=True)

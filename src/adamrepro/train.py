@@ -62,10 +62,15 @@ def summary(record: dict[str, Any]) -> str:
     if finite:
         best = min(finite, key=lambda r: r["train_cost"])
         m = members[best["member"]]
-        setting = ", ".join(f"{k} {m[k]:g}" for k in ("stepsize", "momentum", "beta1", "beta2")
-                            if isinstance(m.get(k), (int, float)))  # fmt: skip
-        text += (f"; best: member {best['member']} ({m.get('label', m['name'])}, {setting}, "
-                 f"seed {m['seed']}), final train cost {best['train_cost']:.4g}")  # fmt: skip
+        setting = ", ".join(
+            f"{k} {m[k]:g}"
+            for k in ("stepsize", "momentum", "beta1", "beta2")
+            if isinstance(m.get(k), (int, float))
+        )
+        text += (
+            f"; best: member {best['member']} ({m.get('label', m['name'])}, {setting}, "
+            f"seed {m['seed']}), final train cost {best['train_cost']:.4g}"
+        )
     return text
 
 
@@ -101,19 +106,27 @@ def main() -> None:
             return stop(f"error: {error}", EXIT["config"])
         except torch.cuda.OutOfMemoryError as error:
             reason = one_line(error)[:200]
-            return stop(f"error: out of GPU memory ({reason}); train fewer members per run "
-                        "or lower trainer.eval_batch_size", EXIT["config"])  # fmt: skip
+            return stop(
+                f"error: out of GPU memory ({reason}); train fewer members per run "
+                "or lower trainer.eval_batch_size",
+                EXIT["config"],
+            )
         except KeyboardInterrupt:
-            print(f"{job}interrupted: what was done is in {out_dir}; the same command "
-                  "continues it", file=sys.stderr)  # fmt: skip
+            print(
+                f"{job}interrupted: what was done is in {out_dir}; the same command continues it",
+                file=sys.stderr,
+            )
             sys.exit(EXIT["SIGINT"])
         status = record["status"]
         if status == "paused":
-            return stop(f"paused: the time budget is spent; {out_dir} continues with the same "
-                        "command", EXIT["paused"])  # fmt: skip
+            return stop(
+                f"paused: the time budget is spent; {out_dir} continues with the same command",
+                EXIT["paused"],
+            )
         if status == "failed":
-            return stop(f"failed: {record.get('reason')} ({out_dir / RECORD_NAME})",
-                        EXIT["diverged"])  # fmt: skip
+            return stop(
+                f"failed: {record.get('reason')} ({out_dir / RECORD_NAME})", EXIT["diverged"]
+            )
         print(f"{job}{summary(record)}; record: {out_dir / RECORD_NAME}")
         return objective(record)
 
@@ -155,9 +168,12 @@ class CheckOutputFolder(Callback):
         self._check(config.hydra.sweep.dir)
         launcher = str(config.hydra.launcher.get("_target_", ""))
         if "SlurmLauncher" in launcher and shutil.which("srun") is None:
-            print("error: hydra/launcher=submitit_slurm needs a SLURM cluster (no srun on this "
-                  "machine): run the sweep here with the default launcher or "
-                  "hydra/launcher=joblib", file=sys.stderr)  # fmt: skip
+            print(
+                "error: hydra/launcher=submitit_slurm needs a SLURM cluster (no srun on this "
+                "machine): run the sweep here with the default launcher or "
+                "hydra/launcher=joblib",
+                file=sys.stderr,
+            )
             sys.exit(EXIT["config"])
 
 

@@ -42,8 +42,9 @@ def member_paths(record: dict[str, Any]) -> np.ndarray:
     return np.concatenate([initial, np.asarray(logged["values"], dtype=float)]).transpose(1, 0, 2)
 
 
-def path_metrics(path: np.ndarray, surface: Any, tolerance: float,
-                 radius: float | None) -> dict[str, float]:  # fmt: skip
+def path_metrics(
+    path: np.ndarray, surface: Any, tolerance: float, radius: float | None
+) -> dict[str, float]:
     """Numbers of one path (steps + 1, 2) on `surface`."""
     xs, ys = torch.from_numpy(path[:, 0]), torch.from_numpy(path[:, 1])
     gap = (surface.f(xs, ys) - surface.f_min).numpy()
@@ -92,8 +93,15 @@ def trajectory_tables(spec: dict[str, Any], used: list[tuple[Path, dict]]) -> tu
             if k in diverged:
                 metrics.update(steps_to_tolerance=math.inf, final_gap=math.inf)
             label = member.get("label", member["name"])
-            rows.append({"label": label, "stepsize": member["stepsize"], "member": k,
-                         "run": str(path.parent), **metrics})  # fmt: skip
+            rows.append(
+                {
+                    "label": label,
+                    "stepsize": member["stepsize"],
+                    "member": k,
+                    "run": str(path.parent),
+                    **metrics,
+                }
+            )
     table = pd.DataFrame(rows)
     if table.empty:
         raise FileNotFoundError("no run logged its positions (trainer.step_log_parameters)")
@@ -103,31 +111,49 @@ def trajectory_tables(spec: dict[str, Any], used: list[tuple[Path, dict]]) -> tu
     for row in selected.itertuples():
         points = member_paths(records[row.run])[row.member]
         xs, ys = torch.from_numpy(points[:, 0]), torch.from_numpy(points[:, 1])
-        paths.append(pd.DataFrame({
-            "label": row.label, "stepsize": row.stepsize, "step": np.arange(len(points)),
-            "x": points[:, 0], "y": points[:, 1], "f": surface.f(xs, ys).numpy(),
-        }))  # fmt: skip
+        paths.append(
+            pd.DataFrame(
+                {
+                    "label": row.label,
+                    "stepsize": row.stepsize,
+                    "step": np.arange(len(points)),
+                    "x": points[:, 0],
+                    "y": points[:, 1],
+                    "f": surface.f(xs, ys).numpy(),
+                }
+            )
+        )
     table["selected"] = table.index.isin(selected.index)
     return table, pd.concat(paths, ignore_index=True)
 
 
 def _contours(ax: Any, surface: Any) -> None:
     x0, x1, y0, y1 = surface.box
-    grid_x, grid_y = torch.meshgrid(torch.linspace(x0, x1, 300, dtype=torch.float64),
-                                    torch.linspace(y0, y1, 300, dtype=torch.float64),
-                                    indexing="xy")  # fmt: skip
+    grid_x, grid_y = torch.meshgrid(
+        torch.linspace(x0, x1, 300, dtype=torch.float64),
+        torch.linspace(y0, y1, 300, dtype=torch.float64),
+        indexing="xy",
+    )
     values = (surface.f(grid_x, grid_y) - surface.f_min).numpy()
     levels = np.logspace(np.log10(max(values.min(), 0) + 1e-3), np.log10(values.max()), 25)
-    ax.contour(grid_x.numpy(), grid_y.numpy(), values + 1e-12, levels=levels, cmap="Greys",
-               linewidths=0.5, norm=matplotlib.colors.LogNorm())  # fmt: skip
+    ax.contour(
+        grid_x.numpy(),
+        grid_y.numpy(),
+        values + 1e-12,
+        levels=levels,
+        cmap="Greys",
+        linewidths=0.5,
+        norm=matplotlib.colors.LogNorm(),
+    )
     ax.plot(*surface.start, "ko", ms=4)
     ax.plot(*surface.minimum, "k*", ms=9)
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
 
 
-def make_trajectory_figure(spec: dict[str, Any], used: list[tuple[Path, dict]], out: Path,
-                           note: str) -> pd.DataFrame:  # fmt: skip
+def make_trajectory_figure(
+    spec: dict[str, Any], used: list[tuple[Path, dict]], out: Path, note: str
+) -> pd.DataFrame:
     surface = SURFACES[spec["surface"]]
     table, paths = trajectory_tables(spec, used)
     out.mkdir(parents=True, exist_ok=True)
@@ -141,8 +167,9 @@ def make_trajectory_figure(spec: dict[str, Any], used: list[tuple[Path, dict]], 
     for i, label in enumerate(labels):
         mine = paths[paths["label"] == label]
         name = f"{label} ({mine['stepsize'].iloc[0]:g})"
-        (lines[label],) = ax.plot(mine["x"], mine["y"], color=colours[i % len(colours)], lw=1.2,
-                                  label=name, alpha=0.9)  # fmt: skip
+        (lines[label],) = ax.plot(
+            mine["x"], mine["y"], color=colours[i % len(colours)], lw=1.2, label=name, alpha=0.9
+        )
     ax.set_title(f"{spec['title']}: f = {surface.formula}", fontsize=8)
     ax.legend(fontsize=6, loc="best")
     if note:

@@ -54,14 +54,21 @@ def moment_table(spec: dict[str, Any], used: list[tuple[Path, dict]]) -> pd.Data
     return pd.concat(frames, ignore_index=True)
 
 
-def make_moment_figure(spec: dict[str, Any], used: list[tuple[Path, dict]], out: Path,
-                       note: str) -> pd.DataFrame:  # fmt: skip
+def make_moment_figure(
+    spec: dict[str, Any], used: list[tuple[Path, dict]], out: Path, note: str
+) -> pd.DataFrame:
     table = moment_table(spec, used)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "moments.csv", index=False, float_format="%.6g")
     parameters = spec["parameters"]
-    fig, axes = plt.subplots(1, len(parameters), figsize=(2.6 * len(parameters), 3.2), dpi=150,
-                             sharey=True, squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        1,
+        len(parameters),
+        figsize=(2.6 * len(parameters), 3.2),
+        dpi=150,
+        sharey=True,
+        squeeze=False,
+    )
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     verdict = []
     for ax, parameter in zip(axes[0], parameters, strict=True):
@@ -74,11 +81,17 @@ def make_moment_figure(spec: dict[str, Any], used: list[tuple[Path, dict]], out:
             ax.plot(rows["epoch"], rows["median"], color=colour, lw=1.3, label=name)
             ax.plot(rows["epoch"], rows["p90"], color=colour, lw=1.0, ls="--")
             last = rows.iloc[-1]
-            verdict.append({
-                "label": label, "parameter": parameter, "epoch": last["epoch"],
-                "median_sqrt_vhat": last["median"], "p90_sqrt_vhat": last["p90"],
-                "eps": last["eps"], "fraction_below_eps": last["below_eps"],
-            })  # fmt: skip
+            verdict.append(
+                {
+                    "label": label,
+                    "parameter": parameter,
+                    "epoch": last["epoch"],
+                    "median_sqrt_vhat": last["median"],
+                    "p90_sqrt_vhat": last["p90"],
+                    "eps": last["eps"],
+                    "fraction_below_eps": last["below_eps"],
+                }
+            )
         eps = table["eps"].iloc[0]
         ax.axhline(eps, color="0.3", ls=":", lw=1.0, label=f"eps = {eps:g}")
         ax.set_title(parameter, fontsize=7)

@@ -46,11 +46,19 @@ def training_subset(data: TensorData, rows: Any) -> TensorData:
         raise ConfigError("data.train_rows needs dense inputs (MNIST, CIFAR-10)")
     keep = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:rows].sort().values
     description = {**data.description, "train_rows": rows}
-    return replace(data, x_train=data.x_train[keep], y_train=data.y_train[keep],
-                   description=description)  # fmt: skip
+    return replace(
+        data, x_train=data.x_train[keep], y_train=data.y_train[keep], description=description
+    )
 
 
 __all__ = [
-    "LOADERS", "DataError", "SparseBatch", "SparseRows", "TensorData", "load_data",
-    "load_cifar10", "load_imdb", "load_mnist",
-]  # fmt: skip
+    "LOADERS",
+    "DataError",
+    "SparseBatch",
+    "SparseRows",
+    "TensorData",
+    "load_data",
+    "load_cifar10",
+    "load_imdb",
+    "load_mnist",
+]

@@ -23,8 +23,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--root", default=None, help="default: ADAMREPRO_DATA, else data")
     parser.add_argument("overrides", nargs="*", help="data.* overrides, e.g. data.verify=false")
     args = parser.parse_intermixed_args(argv)
-    overrides = [f"data={args.name}", *([f"data.root={args.root}"] if args.root else []),
-                 *args.overrides]  # fmt: skip
+    overrides = [
+        f"data={args.name}",
+        *([f"data.root={args.root}"] if args.root else []),
+        *args.overrides,
+    ]
     try:
         config = compose_config(overrides)
         data = load_data(config.data)
@@ -33,8 +36,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     described = data.description
     where = described.get("path") or described.get("source")
-    print(f"{described.get('label', args.name)}: {len(data.y_train):,} training and "
-          f"{len(data.y_test):,} test rows ({where})")  # fmt: skip
+    print(
+        f"{described.get('label', args.name)}: {len(data.y_train):,} training and "
+        f"{len(data.y_test):,} test rows ({where})"
+    )
 
 
 if __name__ == "__main__":

@@ -24,9 +24,14 @@ Found = TypeVar("Found")
 log = logging.getLogger(__name__)
 
 
-def find_or_download(root: Path, find: Callable[[Path], Found | None],
-                     download: Callable[[Path], None] | None, name: str,
-                     subdirs: Sequence[str], wanted: str) -> Found:  # fmt: skip
+def find_or_download(
+    root: Path,
+    find: Callable[[Path], Found | None],
+    download: Callable[[Path], None] | None,
+    name: str,
+    subdirs: Sequence[str],
+    wanted: str,
+) -> Found:
     """What `find(root)` finds; when it finds nothing, `download(root)` (if given) first and
     then `find` again; else one line saying where it looked for what. A download that fails
     leaves no folder behind that it created (a mistyped root is not made into a tree)."""

@@ -83,9 +83,16 @@ class _BatchUnpickler(pickle.Unpickler):
     """Unpickles what a CIFAR-10 batch holds (dicts, lists, bytes, numbers and numpy arrays)
     and nothing else: a crafted file that names any other callable is refused, not run."""
 
-    ARRAYS = {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),  # bytes, protocol 2
-              *((f"numpy.{core}.multiarray", name) for core in ("core", "_core")
-                for name in ("_reconstruct", "scalar"))}  # fmt: skip
+    ARRAYS = {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),  # bytes, protocol 2
+        *(
+            (f"numpy.{core}.multiarray", name)
+            for core in ("core", "_core")
+            for name in ("_reconstruct", "scalar")
+        ),
+    }
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in self.ARRAYS:
@@ -149,8 +156,9 @@ def _zca_cached(x: Tensor, eps: float, cache_dir: Path | None) -> tuple[Tensor, 
     return mean, matrix
 
 
-def whiten(train: Tensor, test: Tensor, whitening: str, eps: float,
-           cache_dir: Path | None) -> tuple[Tensor, Tensor]:  # fmt: skip
+def whiten(
+    train: Tensor, test: Tensor, whitening: str, eps: float, cache_dir: Path | None
+) -> tuple[Tensor, Tensor]:
     """Both sets transformed by the whitening fitted on the training set; float32."""
     if whitening == "none":
         return train, test
@@ -214,14 +222,26 @@ def find_images(root: Path) -> Path | None:
 
 
 def _from_pickles(root: Path, download: bool, verify: bool) -> Pixels:
-    folder = find_or_download(root, find_folder, _download if download else None, "CIFAR-10",
-                              SUBDIRS, f"{', '.join(TRAIN_FILES)}, {TEST_FILE}")  # fmt: skip
+    folder = find_or_download(
+        root,
+        find_folder,
+        _download if download else None,
+        "CIFAR-10",
+        SUBDIRS,
+        f"{', '.join(TRAIN_FILES)}, {TEST_FILE}",
+    )
     batches = [read_batch(folder / name, verify) for name in TRAIN_FILES]
     x_test, y_test = read_batch(folder / TEST_FILE, verify)
     x_train = np.concatenate([b[0] for b in batches])
     y_train = np.concatenate([b[1] for b in batches])
-    described = {"name": "CIFAR-10", "source": "pickle batches", "path": str(folder),
-                 "lossless": True, "order": "original", "label": "CIFAR-10"}  # fmt: skip
+    described = {
+        "name": "CIFAR-10",
+        "source": "pickle batches",
+        "path": str(folder),
+        "lossless": True,
+        "order": "original",
+        "label": "CIFAR-10",
+    }
     return Pixels(x_train, y_train, x_test, y_test, described)
 
 
@@ -239,8 +259,15 @@ def _from_images(root: Path, verify: bool, cache_dir: Path | None) -> Pixels:
         _check_md5(source, verify)
     labels_file = _beside(root, source, LABELS_FILE)
     stat = source.stat()
-    key_parts = [str(source.resolve()), stat.st_size, stat.st_mtime_ns, PIL.__version__,
-                 bool(verify), str(labels_file), IMAGES_VERSION]  # fmt: skip
+    key_parts = [
+        str(source.resolve()),
+        stat.st_size,
+        stat.st_mtime_ns,
+        PIL.__version__,
+        bool(verify),
+        str(labels_file),
+        IMAGES_VERSION,
+    ]
     key = hashlib.sha256(repr(key_parts).encode()).hexdigest()[:16]
     cached = cache_dir / f"cifar10_images_{key}.npz" if cache_dir else None
     stored = load_npz_checked(cached) if cached is not None else None
@@ -260,11 +287,18 @@ def _from_images(root: Path, verify: bool, cache_dir: Path | None) -> Pixels:
         if quality
         else ("CIFAR-10 (JPEG copy)")
     )
-    described = {"name": "CIFAR-10", "source": f"image copy ({formats})", "path": str(source),
-                 "lossless": lossless, "jpeg_quality": quality or None,
-                 "order": str(stored["order"]), "label": label}  # fmt: skip
-    return Pixels(stored["x_train"], stored["y_train"], stored["x_test"], stored["y_test"],
-                  described)  # fmt: skip
+    described = {
+        "name": "CIFAR-10",
+        "source": f"image copy ({formats})",
+        "path": str(source),
+        "lossless": lossless,
+        "jpeg_quality": quality or None,
+        "order": str(stored["order"]),
+        "label": label,
+    }
+    return Pixels(
+        stored["x_train"], stored["y_train"], stored["x_test"], stored["y_test"], described
+    )
 
 
 def _restore_order(images: ImageSet, labels_file: Path | None, verify: bool) -> dict:
@@ -277,9 +311,15 @@ def _restore_order(images: ImageSet, labels_file: Path | None, verify: bool) -> 
         original = np.load(labels_file).astype(np.int64)
         permutation = original_order(y_train, original)
         x_train, y_train, order = x_train[permutation], original, "original"
-    return {"x_train": x_train, "y_train": y_train, "x_test": images.images["test"],
-            "y_test": images.labels["test"], "formats": np.str_("+".join(images.formats)),
-            "quality": np.int64(images.jpeg_quality or 0), "order": np.str_(order)}  # fmt: skip
+    return {
+        "x_train": x_train,
+        "y_train": y_train,
+        "x_test": images.images["test"],
+        "y_test": images.labels["test"],
+        "formats": np.str_("+".join(images.formats)),
+        "quality": np.int64(images.jpeg_quality or 0),
+        "order": np.str_(order),
+    }
 
 
 def _exact_subset(root: Path, verify: bool) -> dict[str, np.ndarray]:
@@ -294,12 +334,21 @@ def _exact_subset(root: Path, verify: bool) -> dict[str, np.ndarray]:
 def _from_exact(root: Path, verify: bool) -> Pixels:
     exact = _exact_subset(root, verify)
     sizes = f"{len(exact['train_labels']):,} train, {len(exact['test_labels']):,} test"
-    described = {"name": "CIFAR-10", "source": "exact subset", "lossless": True,
-                 "order": "original", "rows": "exact",
-                 "label": f"CIFAR-10 (exact subset: {sizes})"}  # fmt: skip
-    return Pixels(exact["train_data"].reshape(-1, *SHAPE), exact["train_labels"].astype(np.int64),
-                  exact["test_data"].reshape(-1, *SHAPE), exact["test_labels"].astype(np.int64),
-                  described)  # fmt: skip
+    described = {
+        "name": "CIFAR-10",
+        "source": "exact subset",
+        "lossless": True,
+        "order": "original",
+        "rows": "exact",
+        "label": f"CIFAR-10 (exact subset: {sizes})",
+    }
+    return Pixels(
+        exact["train_data"].reshape(-1, *SHAPE),
+        exact["train_labels"].astype(np.int64),
+        exact["test_data"].reshape(-1, *SHAPE),
+        exact["test_labels"].astype(np.int64),
+        described,
+    )
 
 
 def _exact_rows(pixels: Pixels, root: Path, verify: bool) -> Pixels:
@@ -309,8 +358,10 @@ def _exact_rows(pixels: Pixels, root: Path, verify: bool) -> Pixels:
     row of that class before each of its rows)."""
     exact = _exact_subset(root, verify)
     if pixels.description["order"] != "original":
-        raise DataError(f"rows=exact needs the training images in their original order: put "
-                        f"{LABELS_FILE} beside the copy")  # fmt: skip
+        raise DataError(
+            f"rows=exact needs the training images in their original order: put "
+            f"{LABELS_FILE} beside the copy"
+        )
     train = exact["train_index"].astype(np.int64)
     test_rows, test_labels = exact["test_index"].astype(np.int64), exact["test_labels"]
     if pixels.description["source"] == "pickle batches":
@@ -326,10 +377,18 @@ def _exact_rows(pixels: Pixels, root: Path, verify: bool) -> Pixels:
         pixels.y_test[test], test_labels
     ):
         raise DataError("the exact subset's labels do not match the copy's at the same rows")
-    described = {**pixels.description, "rows": "exact",
-                 "label": pixels.description["label"] + ", exact subset's rows"}  # fmt: skip
-    return Pixels(pixels.x_train[train], pixels.y_train[train], pixels.x_test[test],
-                  pixels.y_test[test], described)  # fmt: skip
+    described = {
+        **pixels.description,
+        "rows": "exact",
+        "label": pixels.description["label"] + ", exact subset's rows",
+    }
+    return Pixels(
+        pixels.x_train[train],
+        pixels.y_train[train],
+        pixels.x_test[test],
+        pixels.y_test[test],
+        described,
+    )
 
 
 def load_cifar10(
@@ -344,8 +403,11 @@ def load_cifar10(
 ) -> TensorData:
     """CIFAR-10 as float images (n, 3, 32, 32), whitened as `whitening` says; integer labels;
     its `description` says which copy it came from and whether that copy is lossless."""
-    for name, value, allowed in (("whitening", whitening, WHITENINGS), ("source", source, SOURCES),
-                                 ("rows", rows, ROWS)):  # fmt: skip
+    for name, value, allowed in (
+        ("whitening", whitening, WHITENINGS),
+        ("source", source, SOURCES),
+        ("rows", rows, ROWS),
+    ):
         if value not in allowed:
             raise DataError(f"data.{name} must be one of {', '.join(allowed)}, got {value!r}")
     root = Path(root).expanduser()
@@ -363,7 +425,15 @@ def load_cifar10(
     train, test = whiten(
         torch.from_numpy(pixels.x_train).float() / 255.0,
         torch.from_numpy(pixels.x_test).float() / 255.0,
-        whitening, float(zca_epsilon), cache,
-    )  # fmt: skip
-    return TensorData(train, torch.from_numpy(pixels.y_train), test,
-                      torch.from_numpy(pixels.y_test), 10, pixels.description)  # fmt: skip
+        whitening,
+        float(zca_epsilon),
+        cache,
+    )
+    return TensorData(
+        train,
+        torch.from_numpy(pixels.y_train),
+        test,
+        torch.from_numpy(pixels.y_test),
+        10,
+        pixels.description,
+    )

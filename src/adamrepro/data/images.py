@@ -25,11 +25,74 @@ SPLITS = ("train", "test")
 EXTENSIONS = (".png", ".jpg", ".jpeg")
 _MEMBER = re.compile(r"(?:^|/)(train|test)/([^/]+)/([^/]+)$")
 # The IJG luminance quantisation table at quality 50 (JPEG standard, Annex K).
-_IJG_LUMINANCE = np.array([
-    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
-    14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113,
-    92, 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
-])  # fmt: skip
+_IJG_LUMINANCE = np.array(
+    [
+        16,
+        11,
+        10,
+        16,
+        24,
+        40,
+        51,
+        61,
+        12,
+        12,
+        14,
+        19,
+        26,
+        58,
+        60,
+        55,
+        14,
+        13,
+        16,
+        24,
+        40,
+        57,
+        69,
+        56,
+        14,
+        17,
+        22,
+        29,
+        51,
+        87,
+        80,
+        62,
+        18,
+        22,
+        37,
+        56,
+        68,
+        109,
+        103,
+        77,
+        24,
+        35,
+        55,
+        64,
+        81,
+        104,
+        113,
+        92,
+        49,
+        64,
+        78,
+        87,
+        103,
+        121,
+        120,
+        101,
+        72,
+        92,
+        95,
+        98,
+        112,
+        100,
+        103,
+        99,
+    ]
+)
 
 
 @dataclass
@@ -80,8 +143,9 @@ def _entries(source: Path) -> Iterator[tuple[str, str, str, bytes]]:
                 raise tarfile.ReadError(f"the tar stops at byte {position:,} but data follows")
 
 
-def read_image_tree(source: Path, classes: Sequence[str],
-                    counts: dict[str, int] | None = None) -> ImageSet:  # fmt: skip
+def read_image_tree(
+    source: Path, classes: Sequence[str], counts: dict[str, int] | None = None
+) -> ImageSet:
     """Decode every image of `source` (a folder or .tar.gz); `counts` (split -> images per
     class), when given, must hold exactly."""
     from PIL import Image, UnidentifiedImageError
@@ -141,8 +205,10 @@ def original_order(labels_by_class: np.ndarray, original_labels: np.ndarray) -> 
     index, in the grouped array, of the original set's i-th image."""
     classes = int(original_labels.max()) + 1
     start = np.searchsorted(labels_by_class, np.arange(classes))  # first of each class
-    if not np.array_equal(np.bincount(labels_by_class, minlength=classes),
-                          np.bincount(original_labels, minlength=classes)):  # fmt: skip
+    if not np.array_equal(
+        np.bincount(labels_by_class, minlength=classes),
+        np.bincount(original_labels, minlength=classes),
+    ):
         raise DataError("the labels file does not count the images of each class as the copy does")
     order = np.empty(len(original_labels), dtype=np.int64)
     for c in range(classes):

@@ -207,8 +207,11 @@ def _fingerprint(root: Path, source: str) -> str:
     stat = local.stat()
     parts = [str(local.resolve()), str(stat.st_size), str(stat.st_mtime_ns)]
     if local.is_dir():
-        parts += [str((local / s / c).stat().st_mtime_ns) for s in ("train", "test")
-                  for c in ("pos", "neg")]  # fmt: skip
+        parts += [
+            str((local / s / c).stat().st_mtime_ns)
+            for s in ("train", "test")
+            for c in ("pos", "neg")
+        ]
     return "|".join(parts)
 
 
@@ -218,9 +221,11 @@ def bag_of_words(texts_train, texts_test, vocab_size: int, binary: bool):
     from sklearn.feature_extraction.text import CountVectorizer
 
     vectorizer = CountVectorizer(
-        max_features=vocab_size, lowercase=True,
-        preprocessor=lambda text: _TAGS.sub(" ", text).lower(), dtype=np.float32,
-    )  # fmt: skip
+        max_features=vocab_size,
+        lowercase=True,
+        preprocessor=lambda text: _TAGS.sub(" ", text).lower(),
+        dtype=np.float32,
+    )
     train = vectorizer.fit_transform(texts_train)
     test = vectorizer.transform(texts_test)
     if binary:
@@ -230,8 +235,12 @@ def bag_of_words(texts_train, texts_test, vocab_size: int, binary: bool):
 
 def _pack(matrix, name: str) -> dict[str, np.ndarray]:
     """A CSR matrix as named arrays for np.savez."""
-    return {f"{name}_data": matrix.data, f"{name}_indices": matrix.indices,
-            f"{name}_indptr": matrix.indptr, f"{name}_shape": np.asarray(matrix.shape)}  # fmt: skip
+    return {
+        f"{name}_data": matrix.data,
+        f"{name}_indices": matrix.indices,
+        f"{name}_indptr": matrix.indptr,
+        f"{name}_shape": np.asarray(matrix.shape),
+    }
 
 
 def _unpack(stored, name: str):
@@ -256,9 +265,13 @@ def load_imdb(
     if source not in ("auto", "local", "hub"):
         raise DataError(f"data.source must be auto, local or hub, got {source!r}")
     root = Path(root).expanduser()
-    settings = {"source": _fingerprint(root, source), "vocab_size": int(vocab_size),
-                "binary": bool(binary), "verified": bool(verify),
-                "version": FEATURES_VERSION}  # fmt: skip
+    settings = {
+        "source": _fingerprint(root, source),
+        "vocab_size": int(vocab_size),
+        "binary": bool(binary),
+        "verified": bool(verify),
+        "version": FEATURES_VERSION,
+    }
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     cached = Path(cache_dir).expanduser() / f"imdb_bow_{key}.npz" if cache_dir else None
     stored = load_npz_checked(cached) if cached is not None else None
@@ -267,13 +280,19 @@ def load_imdb(
         y_train, y_test = stored["y_train"], stored["y_test"]
     else:
         text = load_imdb_text(root, source, verify)
-        train, test, _ = bag_of_words(text["train"]["text"], text["test"]["text"],
-                                      int(vocab_size), bool(binary))  # fmt: skip
+        train, test, _ = bag_of_words(
+            text["train"]["text"], text["test"]["text"], int(vocab_size), bool(binary)
+        )
         y_train = np.asarray(text["train"]["label"], dtype=np.int64)
         y_test = np.asarray(text["test"]["label"], dtype=np.int64)
         if cached is not None:
-            save_npz_checked(cached, y_train=y_train, y_test=y_test, **_pack(train, "train"),
-                             **_pack(test, "test"))  # fmt: skip
+            save_npz_checked(
+                cached,
+                y_train=y_train,
+                y_test=y_test,
+                **_pack(train, "train"),
+                **_pack(test, "test"),
+            )
     local = find_local(root) if source in ("auto", "local") else None
     return TensorData(
         x_train=SparseRows.from_scipy(train),
@@ -281,7 +300,11 @@ def load_imdb(
         x_test=SparseRows.from_scipy(test),
         y_test=torch.from_numpy(np.asarray(y_test)),
         num_classes=2,
-        description={"name": "IMDB", "source": str(local) if local else f"hub:{HUB_NAME}",
-                     "lossless": True, "checked": bool(verify),
-                     "label": f"IMDB, {'binary' if binary else 'counts of'} {vocab_size:,} words"},
-    )  # fmt: skip
+        description={
+            "name": "IMDB",
+            "source": str(local) if local else f"hub:{HUB_NAME}",
+            "lossless": True,
+            "checked": bool(verify),
+            "label": f"IMDB, {'binary' if binary else 'counts of'} {vocab_size:,} words",
+        },
+    )

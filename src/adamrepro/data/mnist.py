@@ -95,8 +95,14 @@ def load_mnist(
     """MNIST as float pixels in [0, 1], flattened to 784, with integer labels; `binarize`
     thresholds the pixels at 0.5 (fixed binarisation: each pixel 0 or 1)."""
     root = Path(root).expanduser()
-    files = find_or_download(root, find_files, _download if download else None, "MNIST",
-                             SUBDIRS, f"{', '.join(FILES.values())} (or .gz)")  # fmt: skip
+    files = find_or_download(
+        root,
+        find_files,
+        _download if download else None,
+        "MNIST",
+        SUBDIRS,
+        f"{', '.join(FILES.values())} (or .gz)",
+    )
     arrays = {key: _read(path, verify) for key, path in files.items()}
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
@@ -128,5 +134,5 @@ def load_mnist(
             "path": str(files["train_images"].parent),
             "md5_checked": bool(verify),
             "label": "MNIST" + (", binarised" if binarize else ""),
-        },  # fmt: skip
+        },
     )

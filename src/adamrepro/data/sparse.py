@@ -53,9 +53,11 @@ class SparseRows:
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None):
         return SparseRows(
-            self.indptr.to(device), self.indices.to(device),
-            self.values.to(device=device, dtype=dtype), self.width,
-        )  # fmt: skip
+            self.indptr.to(device),
+            self.indices.to(device),
+            self.values.to(device=device, dtype=dtype),
+            self.width,
+        )
 
     def __getitem__(self, idx: Tensor | slice) -> SparseBatch:
         if isinstance(idx, slice):
@@ -67,6 +69,9 @@ class SparseRows:
         first = torch.cumsum(lengths, 0) - lengths  # where each row's entries begin in the batch
         position = starts[row] + torch.arange(len(row), device=flat.device) - first[row]
         return SparseBatch(
-            row=row, col=self.indices[position], value=self.values[position], rows=len(flat),
+            row=row,
+            col=self.indices[position],
+            value=self.values[position],
+            rows=len(flat),
             groups=idx.shape[0] if idx.dim() == 2 else None,
-        )  # fmt: skip
+        )

@@ -19,6 +19,11 @@ def load_surface(steps: int = 1000, noise: float = 0.0, seed: int = 0) -> Tensor
     generator = torch.Generator().manual_seed(int(seed))
     rows = torch.randn(int(steps), 2, generator=generator) * float(noise)
     label = f"2-D surface, gradient noise sd {float(noise):g}" if noise else "2-D surface, no noise"
-    return TensorData(rows, torch.zeros(int(steps), dtype=torch.long), torch.zeros(1, 2),
-                      torch.zeros(1, dtype=torch.long), 0,
-                      {"name": "surface", "lossless": True, "label": label})  # fmt: skip
+    return TensorData(
+        rows,
+        torch.zeros(int(steps), dtype=torch.long),
+        torch.zeros(1, 2),
+        torch.zeros(1, dtype=torch.long),
+        0,
+        {"name": "surface", "lossless": True, "label": label},
+    )

@@ -35,17 +35,31 @@ def build_model(config: Mapping[str, Any], data: TensorData, seeds: Sequence[int
             LogisticRegression, "model logreg", in_features, data.num_classes, seeds, **settings
         )
     if name == "bow_logreg":
-        return checked_call(BagOfWordsLogisticRegression, "model bow_logreg",
-                            data.input_shape[0], data.num_classes, seeds, **settings)  # fmt: skip
+        return checked_call(
+            BagOfWordsLogisticRegression,
+            "model bow_logreg",
+            data.input_shape[0],
+            data.num_classes,
+            seeds,
+            **settings,
+        )
     if name == "mlp":
-        return checked_call(MultilayerNetwork, "model mlp", math.prod(data.input_shape),
-                            data.num_classes, seeds, **settings)  # fmt: skip
+        return checked_call(
+            MultilayerNetwork,
+            "model mlp",
+            math.prod(data.input_shape),
+            data.num_classes,
+            seeds,
+            **settings,
+        )
     if name == "cnn":
-        return checked_call(ConvolutionalNetwork, "model cnn", data.input_shape,
-                            data.num_classes, seeds, **settings)  # fmt: skip
+        return checked_call(
+            ConvolutionalNetwork, "model cnn", data.input_shape, data.num_classes, seeds, **settings
+        )
     if name == "vae":
-        return checked_call(VariationalAutoencoder, "model vae", math.prod(data.input_shape),
-                            seeds, **settings)  # fmt: skip
+        return checked_call(
+            VariationalAutoencoder, "model vae", math.prod(data.input_shape), seeds, **settings
+        )
     if name == "surface":
         return checked_call(SurfaceModel, "model surface", seeds, **settings)
     raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")

@@ -96,8 +96,14 @@ class BagOfWordsLogisticRegression(Classifier):
     the rest scaled by 1/(1 - p)) during training, independently for each member. Two classes
     give one output, the log-odds of the positive class."""
 
-    def __init__(self, vocab_size: int, num_classes: int, seeds: Sequence[int],
-                 weight_decay: float = 0.0, input_dropout: float = 0.5):  # fmt: skip
+    def __init__(
+        self,
+        vocab_size: int,
+        num_classes: int,
+        seeds: Sequence[int],
+        weight_decay: float = 0.0,
+        input_dropout: float = 0.5,
+    ):
         super().__init__()
         outputs = 1 if num_classes == 2 else num_classes
         self.linear = MemberLinear(vocab_size, outputs, seeds)
@@ -129,10 +135,18 @@ class MultilayerNetwork(Classifier):
     cost path halves weights drawn with c = 2). `zero_output` then starts the output layer's
     weights and biases at zero (the initial cost is log(classes) for every member)."""
 
-    def __init__(self, in_features: int, num_classes: int, seeds: Sequence[int],
-                 hidden: Sequence[int] = (1000, 1000), input_dropout: float = 0.2,
-                 hidden_dropout: float = 0.5, weight_decay: float = 0.0,
-                 init_std: float | None = None, zero_output: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        seeds: Sequence[int],
+        hidden: Sequence[int] = (1000, 1000),
+        input_dropout: float = 0.2,
+        hidden_dropout: float = 0.5,
+        weight_decay: float = 0.0,
+        init_std: float | None = None,
+        zero_output: bool = False,
+    ):
         super().__init__()
         sizes = [in_features, *hidden, num_classes]
         self.layers = nn.ModuleList(
@@ -181,10 +195,19 @@ class ConvolutionalNetwork(Classifier):
         torch.channels_last
     )  # torch.contiguous_format: NCHW (scripts/bench_precision.py)
 
-    def __init__(self, in_shape: Sequence[int], num_classes: int, seeds: Sequence[int],
-                 channels: Sequence[int] = (64, 64, 128), kernel_size: int = 5,
-                 hidden: int = 1000, dropout: bool = False, input_dropout: float = 0.2,
-                 hidden_dropout: float = 0.5, weight_decay: float = 0.0):  # fmt: skip
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        num_classes: int,
+        seeds: Sequence[int],
+        channels: Sequence[int] = (64, 64, 128),
+        kernel_size: int = 5,
+        hidden: int = 1000,
+        dropout: bool = False,
+        input_dropout: float = 0.2,
+        hidden_dropout: float = 0.5,
+        weight_decay: float = 0.0,
+    ):
         super().__init__()
         in_channels, height, width = in_shape
         sizes = [in_channels, *channels]
@@ -195,8 +218,9 @@ class ConvolutionalNetwork(Classifier):
         for _ in channels:
             height, width = (height - 1) // 2 + 1, (width - 1) // 2 + 1  # pool 3, stride 2, pad 1
         self.example_dims = len(in_shape)
-        self.fully_connected = MemberLinear(channels[-1] * height * width, hidden, seeds,
-                                            salt=len(channels))  # fmt: skip
+        self.fully_connected = MemberLinear(
+            channels[-1] * height * width, hidden, seeds, salt=len(channels)
+        )
         self.output = MemberLinear(hidden, num_classes, seeds, salt=len(channels) + 1)
         self.input_dropout = Dropout(input_dropout if dropout else 0.0)
         self.hidden_dropout = Dropout(hidden_dropout if dropout else 0.0)

@@ -91,8 +91,15 @@ class MemberConv2d(nn.Module):
     member k from `seeds[k]`; stride 1, zero padding `padding`.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
-                 seeds: Sequence[int], salt: int = 0, padding: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        seeds: Sequence[int],
+        salt: int = 0,
+        padding: int = 0,
+    ):
         super().__init__()
         fan_in = in_channels * kernel_size**2
         shape = (out_channels, in_channels, kernel_size, kernel_size)
@@ -107,8 +114,9 @@ class MemberConv2d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         g = self.members
-        return F.conv2d(x, self.weight.flatten(0, 1), self.bias.flatten(), padding=self.padding,
-                        groups=g)  # fmt: skip
+        return F.conv2d(
+            x, self.weight.flatten(0, 1), self.bias.flatten(), padding=self.padding, groups=g
+        )
 
     def extra_repr(self) -> str:
         g, o, i, k, _ = self.weight.shape

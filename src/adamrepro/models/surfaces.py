@@ -83,20 +83,54 @@ def _beale_gradient(x, y):
 SURFACES = {
     s.name: s
     for s in (
-        Surface("bowl", "x^2/20 + y^2", _bowl, lambda x, y: (x / 10, 2 * y),
-                start=(-7.0, 2.0), minimum=(0.0, 0.0), box=(-8, 8, -3, 3)),
-        Surface("valley", "u^2/200 + v^2, u = (x+y)/sqrt2, v = (x-y)/sqrt2", _valley,
-                _valley_gradient, start=(-5.0, -6.5), minimum=(0.0, 0.0), box=(-8, 8, -8, 8)),
-        Surface("saddle", "x^2 + y^4/4 - y^2/2", _saddle, lambda x, y: (2 * x, y**3 - y),
-                start=(1.0, 1e-3), minimum=(0.0, 1.0), box=(-1.5, 1.5, -1.5, 1.5),
-                saddle=(0.0, 0.0)),
-        Surface("rosenbrock", "(1-x)^2 + 100 (y-x^2)^2", _rosenbrock,
-                lambda x, y: (-2 * (1 - x) - 400 * x * (y - x**2), 200 * (y - x**2)),
-                start=(-1.5, 2.0), minimum=(1.0, 1.0), box=(-2, 2, -1, 3)),
-        Surface("beale", "(1.5-x+xy)^2 + (2.25-x+xy^2)^2 + (2.625-x+xy^3)^2", _beale,
-                _beale_gradient, start=(1.0, 1.0), minimum=(3.0, 0.5), box=(-0.5, 4, -1.5, 2)),
+        Surface(
+            "bowl",
+            "x^2/20 + y^2",
+            _bowl,
+            lambda x, y: (x / 10, 2 * y),
+            start=(-7.0, 2.0),
+            minimum=(0.0, 0.0),
+            box=(-8, 8, -3, 3),
+        ),
+        Surface(
+            "valley",
+            "u^2/200 + v^2, u = (x+y)/sqrt2, v = (x-y)/sqrt2",
+            _valley,
+            _valley_gradient,
+            start=(-5.0, -6.5),
+            minimum=(0.0, 0.0),
+            box=(-8, 8, -8, 8),
+        ),
+        Surface(
+            "saddle",
+            "x^2 + y^4/4 - y^2/2",
+            _saddle,
+            lambda x, y: (2 * x, y**3 - y),
+            start=(1.0, 1e-3),
+            minimum=(0.0, 1.0),
+            box=(-1.5, 1.5, -1.5, 1.5),
+            saddle=(0.0, 0.0),
+        ),
+        Surface(
+            "rosenbrock",
+            "(1-x)^2 + 100 (y-x^2)^2",
+            _rosenbrock,
+            lambda x, y: (-2 * (1 - x) - 400 * x * (y - x**2), 200 * (y - x**2)),
+            start=(-1.5, 2.0),
+            minimum=(1.0, 1.0),
+            box=(-2, 2, -1, 3),
+        ),
+        Surface(
+            "beale",
+            "(1.5-x+xy)^2 + (2.25-x+xy^2)^2 + (2.625-x+xy^3)^2",
+            _beale,
+            _beale_gradient,
+            start=(1.0, 1.0),
+            minimum=(3.0, 0.5),
+            box=(-0.5, 4, -1.5, 2),
+        ),
     )
-}  # fmt: skip
+}
 
 
 class SurfaceModel(nn.Module):
@@ -104,8 +138,9 @@ class SurfaceModel(nn.Module):
     the surface's). `cost` gives f per member plus the minibatch's noise term; `evaluate`
     gives f and its gap to the minimum, noise-free."""
 
-    def __init__(self, seeds: Sequence[int], surface: str = "bowl",
-                 start: Sequence[float] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, seeds: Sequence[int], surface: str = "bowl", start: Sequence[float] | None = None
+    ) -> None:
         super().__init__()
         if surface not in SURFACES:
             raise ConfigError(f"unknown surface {surface!r}; choose one of {', '.join(SURFACES)}")

@@ -24,8 +24,7 @@ class VariationalAutoencoder(nn.Module):
     the one training loop runs it; labels are ignored.
     """
 
-    def __init__(self, in_features: int, seeds: Sequence[int], hidden: int = 500,
-                 latent: int = 50):  # fmt: skip
+    def __init__(self, in_features: int, seeds: Sequence[int], hidden: int = 500, latent: int = 50):
         super().__init__()
         self.encoder_hidden = MemberLinear(in_features, hidden, seeds, salt=0)
         self.encoder_mean = MemberLinear(hidden, latent, seeds, salt=1)

@@ -104,8 +104,9 @@ class PaperOptimizer(torch.optim.Optimizer):
     def schedule(self, decay: str, steps_per_epoch: int = 1) -> None:
         """alpha_t = alpha * decay_factor(decay, t, steps_per_epoch) from here on."""
         if decay not in DECAYS:
-            raise ConfigError(f"the stepsize decay must be one of {', '.join(DECAYS)}, "
-                              f"got {decay!r}")  # fmt: skip
+            raise ConfigError(
+                f"the stepsize decay must be one of {', '.join(DECAYS)}, got {decay!r}"
+            )
         self.decay, self.steps_per_epoch = decay, int(steps_per_epoch)
 
     def current_stepsize(self, group: dict[str, Any]) -> Hyper:
@@ -147,8 +148,10 @@ class PaperOptimizer(torch.optim.Optimizer):
         for name in self.ranges:
             value = group[name]
             if value is not None and any(abs(v) > largest for v in _values(value)):
-                raise ConfigError(f"{name} must be at most {largest:.4g} for {params[0].dtype} "
-                                  f"parameters, got {max(_values(value), key=abs):g}")  # fmt: skip
+                raise ConfigError(
+                    f"{name} must be at most {largest:.4g} for {params[0].dtype} "
+                    f"parameters, got {max(_values(value), key=abs):g}"
+                )
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's, with settings that an older state dict lacks taken from the defaults (and,
@@ -174,16 +177,19 @@ class PaperOptimizer(torch.optim.Optimizer):
             group["params"] = [replaced[p] for p in group["params"]]
         for old, new in replaced.items():
             if old in state:
-                self.state[new] = {k: v[rows] if isinstance(v, Tensor) and v.shape == old.shape
-                                   else v for k, v in state[old].items()}  # fmt: skip
+                self.state[new] = {
+                    k: v[rows] if isinstance(v, Tensor) and v.shape == old.shape else v
+                    for k, v in state[old].items()
+                }
         self._work = {}  # scratch shaped like the old parameters
 
     # -- the pair each optimizer writes -------------------------------------------------
     def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
         raise NotImplementedError
 
-    def update(self, param: Tensor, grad: Tensor, state: dict[str, Any], t: int, work: Work,
-               **hp: Any) -> None:  # fmt: skip
+    def update(
+        self, param: Tensor, grad: Tensor, state: dict[str, Any], t: int, work: Work, **hp: Any
+    ) -> None:
         raise NotImplementedError
 
     # -- the torch.optim.Optimizer interface ---------------------------------------------
@@ -208,8 +214,10 @@ class PaperOptimizer(torch.optim.Optimizer):
                 state["step"] += 1
                 t = state["step"]
                 factor = decay_factor(self.decay, t, self.steps_per_epoch)
-                hp = {k: member_view(v * factor if k == "stepsize" and factor != 1.0 else v, p)
-                      for k, v in hyper.items()}  # fmt: skip
+                hp = {
+                    k: member_view(v * factor if k == "stepsize" and factor != 1.0 else v, p)
+                    for k, v in hyper.items()
+                }
                 self.update(p, p.grad, state, t, work, **hp)
         return loss
 
@@ -309,8 +317,9 @@ class TemporalAveraging:
     with beta = `averaging_beta` (the paper uses beta2). Mixed into Adam and AdaMax.
     """
 
-    def _average(self, param: Tensor, state: dict[str, Any], beta2: Hyper,
-                 averaging_beta: Hyper | None) -> None:  # fmt: skip
+    def _average(
+        self, param: Tensor, state: dict[str, Any], beta2: Hyper, averaging_beta: Hyper | None
+    ) -> None:
         ema_(state["average"], param, temporal_beta(beta2, averaging_beta))
 
     @contextmanager

@@ -18,8 +18,11 @@ def _per_member(value: Any, members: int) -> list[float]:
 
 
 @torch.no_grad()
-def second_moments(optimizer: torch.optim.Optimizer, names: dict[Tensor, str],
-                   members: dict[int, int] | None = None) -> list[dict[str, Any]]:  # fmt: skip
+def second_moments(
+    optimizer: torch.optim.Optimizer,
+    names: dict[Tensor, str],
+    members: dict[int, int] | None = None,
+) -> list[dict[str, Any]]:
     """For every parameter tensor whose state has a second-moment estimate v (Adam; RMSProp)
     and every member (the leading axis; `members`, row -> member, limits which and names
     them): the median and 90th percentile of sqrt(vhat), vhat = v / (1 - beta2^t) where bias
@@ -41,9 +44,14 @@ def second_moments(optimizer: torch.optim.Optimizer, names: dict[Tensor, str],
                 correction = 1.0 - beta2[k] ** t if corrected else 1.0
                 root = (v[k].flatten().float() / correction).sqrt()
                 median, p90 = torch.quantile(root, quantiles).tolist()
-                rows.append({
-                    "parameter": names.get(p, "?"), "member": member, "median": median,
-                    "p90": p90,
-                    "eps": eps[k], "below_eps": float((root < eps[k]).float().mean()),
-                })  # fmt: skip
+                rows.append(
+                    {
+                        "parameter": names.get(p, "?"),
+                        "member": member,
+                        "median": median,
+                        "p90": p90,
+                        "eps": eps[k],
+                        "below_eps": float((root < eps[k]).float().mean()),
+                    }
+                )
     return rows

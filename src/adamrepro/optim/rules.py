@@ -48,10 +48,22 @@ class SGD(PaperOptimizer):
     def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
         return {"velocity": torch.zeros_like(param)} if has_momentum(group) else {}
 
-    def update(self, param, grad, state, t, work: Work, *, stepsize, momentum, nesterov,
-               torch_momentum_form):  # fmt: skip
-        momentum_step(param, grad, state, stepsize, momentum, nesterov, torch_momentum_form,
-                      work, first=0)  # fmt: skip
+    def update(
+        self,
+        param,
+        grad,
+        state,
+        t,
+        work: Work,
+        *,
+        stepsize,
+        momentum,
+        nesterov,
+        torch_momentum_form,
+    ):
+        momentum_step(
+            param, grad, state, stepsize, momentum, nesterov, torch_momentum_form, work, first=0
+        )
 
 
 class AdaGrad(PaperOptimizer):
@@ -101,16 +113,31 @@ class RMSProp(PaperOptimizer):
             state["velocity"] = torch.zeros_like(param)
         return state
 
-    def update(self, param, grad, state, t, work: Work, *, stepsize, beta2, eps, momentum,
-               nesterov, eps_inside_sqrt, torch_momentum_form):  # fmt: skip
+    def update(
+        self,
+        param,
+        grad,
+        state,
+        t,
+        work: Work,
+        *,
+        stepsize,
+        beta2,
+        eps,
+        momentum,
+        nesterov,
+        eps_inside_sqrt,
+        torch_momentum_form,
+    ):
         v = ema_(state["v"], squared(grad, work[0]), beta2)
         if eps_inside_sqrt:
             denominator = torch.add(v, eps, out=work[0]).sqrt_()
         else:
             denominator = torch.sqrt(v, out=work[0]).add_(eps)
         d = torch.div(grad, denominator, out=work[0])  # d_t = g_t / (sqrt(v_t) + eps)
-        momentum_step(param, d, state, stepsize, momentum, nesterov, torch_momentum_form,
-                      work, first=1)  # fmt: skip
+        momentum_step(
+            param, d, state, stepsize, momentum, nesterov, torch_momentum_form, work, first=1
+        )
 
 
 class AdaDelta(PaperOptimizer):
@@ -168,9 +195,13 @@ class Adam(TemporalAveraging, PaperOptimizer):
         beta1_decay=1.0,
     )
     ranges: ClassVar = dict(
-        stepsize=_NONNEG, beta1=_UNIT, beta2=_UNIT, eps=_NONNEG, averaging_beta=_UNIT,
+        stepsize=_NONNEG,
+        beta1=_UNIT,
+        beta2=_UNIT,
+        eps=_NONNEG,
+        averaging_beta=_UNIT,
         beta1_decay=(0.0, 1.0 + 1e-12),
-    )  # fmt: skip
+    )
 
     def init_state(self, param, group):
         state = {"m": torch.zeros_like(param), "v": torch.zeros_like(param)}
@@ -180,8 +211,24 @@ class Adam(TemporalAveraging, PaperOptimizer):
             state["v_max"] = torch.zeros_like(param)
         return state
 
-    def update(self, param, grad, state, t, work: Work, *, stepsize, beta1, beta2, eps,
-               bias_correction, averaging, averaging_beta, amsgrad, beta1_decay):  # fmt: skip
+    def update(
+        self,
+        param,
+        grad,
+        state,
+        t,
+        work: Work,
+        *,
+        stepsize,
+        beta1,
+        beta2,
+        eps,
+        bias_correction,
+        averaging,
+        averaging_beta,
+        amsgrad,
+        beta1_decay,
+    ):
         beta1_t = (
             beta1
             if isinstance(beta1_decay, float) and beta1_decay == 1.0
@@ -225,8 +272,21 @@ class AdaMax(TemporalAveraging, PaperOptimizer):
             state["average"] = torch.zeros_like(param)
         return state
 
-    def update(self, param, grad, state, t, work: Work, *, stepsize, beta1, beta2, eps,
-               averaging, averaging_beta):  # fmt: skip
+    def update(
+        self,
+        param,
+        grad,
+        state,
+        t,
+        work: Work,
+        *,
+        stepsize,
+        beta1,
+        beta2,
+        eps,
+        averaging,
+        averaging_beta,
+    ):
         m = ema_(state["m"], grad, beta1)
         magnitude = torch.abs(grad, out=work[0]).add_(eps)  # |g_t| + eps
         u = torch.maximum(state["u"].mul_(beta2), magnitude, out=state["u"])

@@ -73,10 +73,19 @@ class SFO:
     values. `step()` evaluates one subfunction and moves; `events` counts failed steps,
     collapses and active-set growths."""
 
-    def __init__(self, params: Sequence[Tensor], subfunction: Subfunction, n: int,
-                 max_history: int = 10, initial_active: int = 2, hessian_init: float = 1e6,
-                 max_gradient_noise: float = 1.0, selection: str = "distance",
-                 dtype: torch.dtype = torch.float64, seed: int = 0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        params: Sequence[Tensor],
+        subfunction: Subfunction,
+        n: int,
+        max_history: int = 10,
+        initial_active: int = 2,
+        hessian_init: float = 1e6,
+        max_gradient_noise: float = 1.0,
+        selection: str = "distance",
+        dtype: torch.dtype = torch.float64,
+        seed: int = 0,
+    ) -> None:
         if selection not in ("distance", "cyclic", "random"):
             raise ValueError(f"selection must be distance, cyclic or random, got {selection!r}")
         self.params = list(params)
@@ -88,9 +97,11 @@ class SFO:
         theta = self._flat()
         self.m = theta.numel()
         self.k_max = min(3 * self.n + 3, self.m)
-        self.basis = (theta / theta.norm()).unsqueeze(1) if theta.norm() > 0 else (
-            self._random_direction().unsqueeze(1)
-        )  # fmt: skip
+        self.basis = (
+            (theta / theta.norm()).unsqueeze(1)
+            if theta.norm() > 0
+            else (self._random_direction().unsqueeze(1))
+        )
         self.models = [_Model() for _ in range(self.n)]
         first = torch.randperm(self.n, generator=self.generator)[: min(initial_active, self.n)]
         self.active = torch.zeros(self.n, dtype=torch.bool)
@@ -138,8 +149,10 @@ class SFO:
             if model.x is not None:
                 model.x = torch.cat([model.x, model.x.new_zeros(1)])
                 model.g = torch.cat([model.g, model.g.new_zeros(1)])
-                model.history = [(torch.cat([s, s.new_zeros(1)]), torch.cat([y, y.new_zeros(1)]))
-                                 for s, y in model.history]  # fmt: skip
+                model.history = [
+                    (torch.cat([s, s.new_zeros(1)]), torch.cat([y, y.new_zeros(1)]))
+                    for s, y in model.history
+                ]
                 model.hessian = _grow(model.hessian, model.beta)
 
     def _collapse(self, v: Tensor) -> None:
@@ -161,9 +174,9 @@ class SFO:
                 model.history = [(change @ s, change @ y) for s, y in model.history]
                 model.hessian = change @ model.hessian @ change.T
                 model.hessian = 0.5 * (model.hessian + model.hessian.T)
-                model.hessian += model.beta * (torch.eye(len(change), dtype=self.dtype,
-                                                         device=self.device)
-                                               - change @ change.T)  # fmt: skip
+                model.hessian += model.beta * (
+                    torch.eye(len(change), dtype=self.dtype, device=self.device) - change @ change.T
+                )
 
     # -- the models ------------------------------------------------------------------------
     def _betas(self) -> list[float]:
@@ -189,8 +202,9 @@ class SFO:
         model.hessian = 0.5 * (hessian + hessian.T)
 
     def _evaluated(self) -> list[int]:
-        return [i for i in torch.nonzero(self.active).flatten().tolist()
-                if self.models[i].x is not None]  # fmt: skip
+        return [
+            i for i in torch.nonzero(self.active).flatten().tolist() if self.models[i].x is not None
+        ]
 
     def _summed(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """The summed models' Hessian, and their gradient at x."""
@@ -221,8 +235,9 @@ class SFO:
         if self.selection == "random":
             return active[int(torch.randint(len(active), (1,), generator=self.generator))]
         hessian, _ = self._summed(x)
-        distances = {i: float((x - self.models[i].x) @ (hessian @ (x - self.models[i].x)))
-                     for i in active}  # fmt: skip
+        distances = {
+            i: float((x - self.models[i].x) @ (hessian @ (x - self.models[i].x))) for i in active
+        }
         if max(distances.values()) < 1e-12 and not bool(self.active.all()):
             return self._activate()
         return max(distances, key=distances.get)

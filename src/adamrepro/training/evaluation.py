@@ -48,8 +48,11 @@ class DivergenceMonitor:
     def settle(self) -> list[int]:
         """Record the members that diverged since the last call (one read of G numbers) and
         return them."""
-        fresh = [(k, s) for k, s in enumerate(self.diverged_at.tolist())
-                 if s and str(k) not in self.diverged]  # fmt: skip
+        fresh = [
+            (k, s)
+            for k, s in enumerate(self.diverged_at.tolist())
+            if s and str(k) not in self.diverged
+        ]
         for k, step in fresh:
             self.diverged[str(k)] = step
             log.info("member %d diverged at step %d", k, step)
@@ -60,8 +63,12 @@ class DivergenceMonitor:
         return torch.where(self.active, values, torch.full_like(values, math.nan))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"active": self.active, "diverged_at": self.diverged_at, "first": self.first,
-                "diverged": dict(self.diverged)}  # fmt: skip
+        return {
+            "active": self.active,
+            "diverged_at": self.diverged_at,
+            "first": self.first,
+            "diverged": dict(self.diverged),
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.active = state["active"].to(self.active.device)
@@ -73,22 +80,31 @@ class DivergenceMonitor:
 METRICS = ("train_cost_full", "test_loss", "test_accuracy")
 
 
-def evaluation_subset(n_train: int, examples: int, seed: int,
-                      device: torch.device) -> Tensor | None:  # fmt: skip
+def evaluation_subset(
+    n_train: int, examples: int, seed: int, device: torch.device
+) -> Tensor | None:
     """The fixed training rows of trainer.train_eval_subset (None for 0): the first `examples`
     of a permutation drawn from the run's seed."""
     if examples > n_train:
-        raise ConfigError(f"trainer.train_eval_subset={examples} is more than the "
-                          f"{n_train:,} training rows")  # fmt: skip
+        raise ConfigError(
+            f"trainer.train_eval_subset={examples} is more than the {n_train:,} training rows"
+        )
     if not examples:
         return None
     order = torch.randperm(n_train, generator=torch.Generator().manual_seed(seed))
     return order[:examples].to(device)
 
 
-def evaluation(model: torch.nn.Module, data: Any, batch_size: int, monitor: DivergenceMonitor,
-               due: bool, optimizer: Any = None, subset: Tensor | None = None,
-               live: Tensor | None = None) -> dict[str, list[float]]:  # fmt: skip
+def evaluation(
+    model: torch.nn.Module,
+    data: Any,
+    batch_size: int,
+    monitor: DivergenceMonitor,
+    due: bool,
+    optimizer: Any = None,
+    subset: Tensor | None = None,
+    live: Tensor | None = None,
+) -> dict[str, list[float]]:
     """The end-of-epoch columns of every member: full-training-set cost, test loss and test
     accuracy (NaN for the diverged members, and for all when no evaluation is `due`); with an
     `optimizer` that keeps a temporal average, the same three for the averaged parameters;
@@ -102,15 +118,20 @@ def evaluation(model: torch.nn.Module, data: Any, batch_size: int, monitor: Dive
     def columns(prefix: str = "") -> dict[str, list[float]]:
         full = model.evaluate(data.x_train, data.y_train, batch_size)
         test = model.evaluate(data.x_test, data.y_test, batch_size)
-        values = {"train_cost_full": full["cost"], "test_loss": test["loss"],
-                  "test_accuracy": test["accuracy"]}  # fmt: skip
+        values = {
+            "train_cost_full": full["cost"],
+            "test_loss": test["loss"],
+            "test_accuracy": test["accuracy"],
+        }
         if subset is not None and not prefix:
             values["train_cost_subset"] = model.evaluate(
                 data.x_train[subset], data.y_train[subset], batch_size
             )["cost"]
         members = len(monitor.active)
-        return {prefix + k: monitor.mask(v if live is None else spread(v, live, members)).tolist()
-                for k, v in values.items()}  # fmt: skip
+        return {
+            prefix + k: monitor.mask(v if live is None else spread(v, live, members)).tolist()
+            for k, v in values.items()
+        }
 
     out = columns()
     if optimizer is not None:

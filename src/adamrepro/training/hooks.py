@@ -55,8 +55,7 @@ class StepLog(Hook):
                 f"problems only, and this model has {width:,} per member"
             )
         if self.epochs:
-            record["step_costs"] = {"steps_per_epoch": training.order.steps_per_epoch,
-                                    "cost": []}  # fmt: skip
+            record["step_costs"] = {"steps_per_epoch": training.order.steps_per_epoch, "cost": []}
         if self.parameters:
             names = [name for name, _ in training.model.named_parameters()]
             initial = training.flat_parameters().tolist()
@@ -100,8 +99,15 @@ class InitialEvaluation(Hook):
             return  # a run that has begun has its epoch 0 already
         averaged = training.optimizer if training.trainer.evaluate_averaged else None
         with training.settings.autocast():
-            columns = evaluation(training.model, training.data, training.trainer.eval_batch_size,
-                                 training.monitor, True, averaged, training.subset)  # fmt: skip
+            columns = evaluation(
+                training.model,
+                training.data,
+                training.trainer.eval_batch_size,
+                training.monitor,
+                True,
+                averaged,
+                training.subset,
+            )
         for k in range(len(training.members)):
             row = {"member": k, "epoch": 0, "train_cost": math.nan}
             row.update({name: values[k] for name, values in columns.items()})

@@ -7,11 +7,10 @@ import contextlib
 import json
 import logging
 import math
-import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,25 +22,19 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from ..checkpoint import (
     CHECKPOINT_NAME,
     StopRequests,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
 )
 from ..data import load_data
 from ..errors import ConfigError, OutputError, one_line
 from ..models import build_model, keep_member_rows
 from ..optim import build_optimizer
 from ..records import (
-    environment,
-    epochs_done,
     new_record,
-    now,
-    save_record,
 )
 from ..settings import Halving, RunSettings, TrainerSettings
 from .evaluation import DivergenceMonitor, evaluation, evaluation_subset
 from .hooks import hooks_for
 from .population import MinibatchOrder, population, spread, stack_settings
+from .state import Progress, RunState
 
 log = logging.getLogger("adamrepro.train")  # one name for the loop's messages, in every module
 
@@ -58,27 +51,13 @@ def _console_beside_the_bar() -> Iterator[None]:
         yield
 
 
-@dataclass
-class Progress:
-    """Where the loop is: the epoch in progress, its steps done (`position`), all steps done,
-    and what the epoch has summed so far; `order` holds the minibatch generators' states from
-    before this epoch's draw."""
-
-    epoch: int = 1
-    position: int = 0
-    step: int = 0
-    order: dict[int, Tensor] = field(default_factory=dict)
-    cost_sum: Tensor | None = None
-    step_costs: list[Tensor] = field(default_factory=list)
-    step_parameters: list[Tensor] = field(default_factory=list)
-
-
-class Training:
+class Training(RunState):
     """One run: its population, data, optimizer and record, trained to its end or until it is
     asked to stop. `run()` returns the record."""
 
-    def __init__(self, cfg: dict[str, Any], settings: RunSettings, out_dir: Path,
-                 deadline: float | None) -> None:  # fmt: skip
+    def __init__(
+        self, cfg: dict[str, Any], settings: RunSettings, out_dir: Path, deadline: float | None
+    ) -> None:
         self.cfg, self.settings, self.out_dir = cfg, settings, out_dir
         self.trainer: TrainerSettings = settings.trainer
         self.deadline = deadline
@@ -87,12 +66,14 @@ class Training:
         torch.manual_seed(settings.seed)
         self.members = population(cfg)
         seeds = [m["seed"] for m in self.members]
-        stacked = {k: v.to(self.device) if isinstance(v, Tensor) else v  # on the device, once
-                   for k, v in stack_settings(self.members).items()}  # fmt: skip
+        stacked = {
+            k: v.to(self.device) if isinstance(v, Tensor) else v  # on the device, once
+            for k, v in stack_settings(self.members).items()
+        }
         data = load_data(cfg["data"])
-        self.data = replace(data, description={**data.description,
-                                               "fingerprint": data.fingerprint()}
-                            ).to(self.device, settings.dtype)  # fmt: skip
+        self.data = replace(
+            data, description={**data.description, "fingerprint": data.fingerprint()}
+        ).to(self.device, settings.dtype)
         self.model = build_model(cfg["model"], self.data, seeds).to(self.device, settings.dtype)
         self.optimizer = build_optimizer(self.model.parameters(), stacked)
         self.parameter_names = {p: name for name, p in self.model.named_parameters()}
@@ -108,12 +89,18 @@ class Training:
             )
         self.halving = Halving.from_config(cfg.get("sweep"))
         self.n_train = len(self.data.x_train)
-        self.order = MinibatchOrder(seeds, self.n_train, self.trainer.batch_size,
-                                    fixed=self.trainer.minibatch_order == "fixed")  # fmt: skip
-        self.subset = evaluation_subset(self.n_train, self.trainer.train_eval_subset,
-                                        settings.seed, self.device)  # fmt: skip
-        self.monitor = DivergenceMonitor(len(self.members), self.trainer.divergence_factor,
-                                         self.device)  # fmt: skip
+        self.order = MinibatchOrder(
+            seeds,
+            self.n_train,
+            self.trainer.batch_size,
+            fixed=self.trainer.minibatch_order == "fixed",
+        )
+        self.subset = evaluation_subset(
+            self.n_train, self.trainer.train_eval_subset, settings.seed, self.device
+        )
+        self.monitor = DivergenceMonitor(
+            len(self.members), self.trainer.divergence_factor, self.device
+        )
         # The members still in the population, in its order: a member that diverged leaves it
         # (`keep_members`), so that its steps cost nothing; the record keeps every member.
         self.live = torch.arange(len(self.members), device=self.device)
@@ -126,8 +113,14 @@ class Training:
 
     # -- the record and the checkpoint --------------------------------------------------
     def _new_record(self) -> dict[str, Any]:
-        record = new_record(self.cfg, self.members, seed=self.settings.seed, device=self.device,
-                            data=self.data.description, pieces=[])  # fmt: skip
+        record = new_record(
+            self.cfg,
+            self.members,
+            seed=self.settings.seed,
+            device=self.device,
+            data=self.data.description,
+            pieces=[],
+        )
         for hook in self.hooks:
             hook.start(self, record)
         return record
@@ -150,69 +143,17 @@ class Training:
         self.parameter_names = {p: name for name, p in self.model.named_parameters()}
         self.live = self.live[rows]
 
-    def resume_from(self, checkpoint: dict[str, Any]) -> None:
-        """Continue from a checkpoint: every state as it was at that step."""
-        self.keep_members(checkpoint.get("live", range(len(self.members))))
-        self.model.load_state_dict(checkpoint["model"])
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.monitor.load_state_dict(checkpoint["monitor"])
-        self.progress = Progress(**checkpoint["progress"])
-        self.order.load_state_dict(self.progress.order)
-        set_rng_state(checkpoint["rng"], self.device)
-        self.record = checkpoint["record"]
-        self.wall_before = float(self.record["wall_time_s"])
-        p = self.progress
-        log.info("resuming %s at epoch %d, step %d of %d (%d steps done)", self.out_dir,
-                 p.epoch, p.position, self.order.steps_per_epoch, p.step)  # fmt: skip
-
-    def wall_time(self) -> float:
-        return self.wall_before + time.perf_counter() - self.piece_started
-
-    def save(self, checkpoint: bool) -> None:
-        """The record, and before it (when `checkpoint`) everything needed to continue."""
-        self.record["wall_time_s"] = self.wall_time()
-        if checkpoint:
-            p = self.progress
-            save_checkpoint({
-                "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "monitor": self.monitor.state_dict(),
-                "progress": vars(p).copy(),
-                "rng": rng_state(self.device),
-                "record": self.record,
-                "live": self.live.tolist(),
-            }, self.out_dir)  # fmt: skip
-            self.last_checkpoint = time.monotonic()
-            log.debug("checkpoint at epoch %d, step %d (%d steps done)", p.epoch, p.position,
-                      p.step)  # fmt: skip
-        save_record(self.record, self.out_dir)
-
-    def _end_piece(self, status: str) -> None:
-        self.piece_open = False
-        self.record["status"] = status
-        piece = self.record["pieces"][-1]
-        piece.update(ended=now(), status=status, to_step=self.progress.step,
-                     epochs_done=epochs_done(self.record),
-                     wall_time_s=time.perf_counter() - self.piece_started)  # fmt: skip
-
-    # -- the loop -------------------------------------------------------------------------
-    def _start_piece(self) -> None:
-        self.progress_at_start = self.progress.step
-        self.piece_open = True
-        env = environment(self.device)
-        self.record["status"] = "running"
-        self.record["pieces"].append({
-            "started": now(), "from_step": self.progress.step,
-            "host": env["host"], "pid": os.getpid(), "device": env["device"],
-            "code": env["code"],
-        })  # fmt: skip
-
     def run(self) -> dict[str, Any]:
         self._start_piece()
-        log.info("%s: %d members (%s), %d epochs of %d steps, into %s",
-                 self.record["experiment"] or "run", len(self.members),
-                 self.members[0].get("label", self.members[0]["name"]), self.trainer.epochs,
-                 self.order.steps_per_epoch, self.out_dir)  # fmt: skip
+        log.info(
+            "%s: %d members (%s), %d epochs of %d steps, into %s",
+            self.record["experiment"] or "run",
+            len(self.members),
+            self.members[0].get("label", self.members[0]["name"]),
+            self.trainer.epochs,
+            self.order.steps_per_epoch,
+            self.out_dir,
+        )
         bar = tqdm(
             total=self.trainer.epochs * self.order.steps_per_epoch,
             initial=self.progress.step,
@@ -252,8 +193,7 @@ class Training:
             p = self.progress
             p.order = self.order.state_dict()  # before the draw: the epoch's order again
             if p.cost_sum is None:
-                p.cost_sum = torch.zeros(len(self.members), device=self.device,
-                                         dtype=torch.float64)  # fmt: skip
+                p.cost_sum = torch.zeros(len(self.members), device=self.device, dtype=torch.float64)
             self.model.train()
             for idx in self.order.epoch(self.device, skip=p.position):
                 reason = stop.requested()
@@ -293,9 +233,13 @@ class Training:
         self.monitor.active[pruned] = False  # left, not diverged
         self.record["pruned"] = {str(k): self.progress.epoch for k in pruned}
         self.keep_members([k for k in self.live.tolist() if k in kept])
-        log.info("halving after epoch %d: %d of %d settings go on (%d members)",
-                 self.progress.epoch, min(self.halving.keep, len(ranked)), len(ranked),
-                 len(self.live))  # fmt: skip
+        log.info(
+            "halving after epoch %d: %d of %d settings go on (%d members)",
+            self.progress.epoch,
+            min(self.halving.keep, len(ranked)),
+            len(ranked),
+            len(self.live),
+        )
 
     def settle(self) -> None:
         """Once per epoch: the members that diverged are recorded and leave the population."""
@@ -303,10 +247,6 @@ class Training:
             active = self.monitor.active.tolist()
             self.keep_members([m for m in self.live.tolist() if active[m]])
             log.info("%d of %d members go on", len(self.live), len(self.members))
-
-    def _checkpoint_due(self) -> bool:
-        minutes = self.trainer.checkpoint_minutes
-        return minutes > 0 and time.monotonic() - self.last_checkpoint >= 60 * minutes
 
     def _step(self, idx: Tensor, p: Progress) -> None:
         p.step += 1
@@ -338,8 +278,16 @@ class Training:
             hook.end_epoch(self, record)
         averaged = self.optimizer if trainer.evaluate_averaged else None
         with self.settings.autocast():  # evaluated as it trains (as Lightning does)
-            columns = evaluation(self.model, self.data, trainer.eval_batch_size, self.monitor,
-                                 due, averaged, self.subset, self.live)  # fmt: skip
+            columns = evaluation(
+                self.model,
+                self.data,
+                trainer.eval_batch_size,
+                self.monitor,
+                due,
+                averaged,
+                self.subset,
+                self.live,
+            )
         stepsize = self.optimizer.current_stepsize(self.optimizer.param_groups[0])
         stepsizes = (
             spread(stepsize, self.live, len(self.members)).tolist()
@@ -357,9 +305,15 @@ class Training:
             self.prune(train_cost)
         finite = [c for c in train_cost if math.isfinite(c)]
         best = min(finite) if finite else math.nan
-        log.debug("epoch %d/%d: best train cost %.6g, %d of %d diverged, %.1f s", p.epoch,
-                  trainer.epochs, best, len(self.monitor.diverged), len(self.members),
-                  elapsed)  # fmt: skip
+        log.debug(
+            "epoch %d/%d: best train cost %.6g, %d of %d diverged, %.1f s",
+            p.epoch,
+            trainer.epochs,
+            best,
+            len(self.monitor.diverged),
+            len(self.members),
+            elapsed,
+        )
         bar.set_postfix(cost=f"{best:.4f}" if finite else "diverged", refresh=False)
         epoch = p.epoch
         self.progress = Progress(epoch=epoch + 1, step=p.step, order=self.order.state_dict())
@@ -379,19 +333,3 @@ class Training:
         every = trainer.checkpoint_every
         self.save(checkpoint=every > 0 and epoch % every == 0)
         return None
-
-    def _stop(self, reason: str, stop: StopRequests) -> bool:
-        """Checkpoint between two steps, say how to continue, then do what was asked: True
-        when the loop returns (paused); an interruption raises, or goes on (False) where the
-        signal's own handler lets the run continue."""
-        p = self.progress
-        self._end_piece(reason)
-        self.save(checkpoint=True)
-        why = f"by {stop.signal_name()}" if reason == "interrupted" else "its time budget spent"
-        log.warning("%s (%s) at epoch %d, step %d of %d: run the same command to continue",
-                    reason, why, p.epoch, p.position, self.order.steps_per_epoch)  # fmt: skip
-        if reason != "interrupted":
-            return True
-        stop.finish()  # returns only where the signal's own handler lets the run go on
-        self._start_piece()
-        return False

@@ -33,8 +33,9 @@ from .loop import Training
 log = logging.getLogger("adamrepro.train")  # one name for the loop's messages, in every module
 
 
-def train(config: DictConfig | Mapping[str, Any], out_dir: str | Path,
-          started: float | None = None) -> dict[str, Any]:  # fmt: skip
+def train(
+    config: DictConfig | Mapping[str, Any], out_dir: str | Path, started: float | None = None
+) -> dict[str, Any]:
     """Train the population that `config` describes into `out_dir`, or continue the run that
     is there; write and return its record. `started` (a `time.monotonic()` value, default
     now) is when the time budget `trainer.max_minutes` began."""
@@ -58,8 +59,9 @@ def _train(cfg: dict[str, Any], out_dir: Path, started: float | None) -> dict[st
             log.info("%s is %s already: nothing to do", out_dir, existing["status"])
             return existing
         if deadline is not None and time.monotonic() >= deadline:
-            log.warning("the time budget (trainer.max_minutes=%g) is spent: %s not started",
-                        budget, out_dir)  # fmt: skip
+            log.warning(
+                "the time budget (trainer.max_minutes=%g) is spent: %s not started", budget, out_dir
+            )
             return existing or {"status": "paused", "curves": [], "members": []}
         training = Training(cfg, settings, out_dir, deadline)
         if existing is not None:
@@ -84,19 +86,24 @@ def _train(cfg: dict[str, Any], out_dir: Path, started: float | None) -> dict[st
     return training.run()
 
 
-def _existing_run(cfg: dict[str, Any], settings: RunSettings,
-                  out_dir: Path) -> dict[str, Any] | None:  # fmt: skip
+def _existing_run(
+    cfg: dict[str, Any], settings: RunSettings, out_dir: Path
+) -> dict[str, Any] | None:
     """The record of the run already in `out_dir` that this one continues; None for a fresh
     start (nothing there, or `resume=false`, which clears the folder's run)."""
     existing = read_record(out_dir)
     if existing is None and (out_dir / RECORD_NAME).is_file():
         if (out_dir / CHECKPOINT_NAME).is_file() and settings.resume:
-            log.warning("%s cannot be read: the run continues from its checkpoint's copy of it",
-                        out_dir / RECORD_NAME)  # fmt: skip
+            log.warning(
+                "%s cannot be read: the run continues from its checkpoint's copy of it",
+                out_dir / RECORD_NAME,
+            )
             existing = load_checkpoint(out_dir, torch.device("cpu"))["record"]  # type: ignore[index]
         else:
-            log.warning("%s cannot be read and there is no checkpoint: the run starts afresh",
-                        out_dir / RECORD_NAME)  # fmt: skip
+            log.warning(
+                "%s cannot be read and there is no checkpoint: the run starts afresh",
+                out_dir / RECORD_NAME,
+            )
     if existing is None:
         return None
     if existing.get("status") == "failed" and not existing.get("members"):
