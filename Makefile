@@ -57,20 +57,20 @@ restart-%: venv ## reproduce-% afresh: its runs in RUNS deleted first
 	$(PY) -m adamrepro.protocol $* --restart $(PROTOCOL_ARGS)
 
 copycheck: venv ## Figure 3: the JPEG-75 copy of CIFAR-10 against exact pixels, the stepsizes it selects (1 h)
-	$(PY) -m adamrepro.copycheck --data-root $(DATA_ROOT) --runs $(RUNS)/cifar_copycheck \
+	$(PY) -m adamrepro.studies.copycheck --data-root $(DATA_ROOT) --runs $(RUNS)/cifar_copycheck \
 	  --out $(RESULTS)/fig3_cifar10_cnn/jpeg_check $(COPYCHECK_ARGS)
 
 reproduce-sfo: venv ## Figure 2 (b) with our SFO, claims P5 and P6 (after reproduce-mlp's Adam; 1-2 h on a CPU)
-	$(PY) -m adamrepro.sfo_study --data-root $(DATA_ROOT) \
+	$(PY) -m adamrepro.studies.sfo_study --data-root $(DATA_ROOT) \
 	  --adam-runs $(RUNS)/fig2b_mnist_mlp_deterministic/paper --runs $(RUNS)/sfo \
 	  --out $(RESULTS)/fig2b_mnist_mlp_deterministic
 
 study-fig2b: venv ## Figure 2 (b): which protocol lands on the paper's Adam curve (variants x 3 stepsizes, 30 min each on a CPU)
-	$(PY) -m adamrepro.fig2b_study --data-root $(DATA_ROOT) --runs $(RUNS)/fig2b_study \
+	$(PY) -m adamrepro.studies.fig2b_study --data-root $(DATA_ROOT) --runs $(RUNS)/fig2b_study \
 	  --out $(RESULTS)/fig2b_mnist_mlp_deterministic/study $(STUDY_ARGS)
 
 trajectories: venv ## small problems: paths on 2-D surfaces (figures, animations), the tutorials' claims decided, Adam's counterexample and regret (5 min)
-	$(PY) -m adamrepro.small_problems --runs $(RUNS)/small_problems --out $(RESULTS)/small_problems $(SMALL_ARGS)
+	$(PY) -m adamrepro.studies.small_problems --runs $(RUNS)/small_problems --out $(RESULTS)/small_problems $(SMALL_ARGS)
 
 long-runs: venv ## the next unit of the long protocols (each protocol's units variant): niced; repeat
 	nice -n 19 $(PY) -m adamrepro.long_runs --data-root $(DATA_ROOT) $(LONG_ARGS)
@@ -91,11 +91,11 @@ plan-gpu: venv ## what each long protocol costs: FLOPs and operations per step, 
 	$(PY) -m adamrepro.runbook --plan --measure --data-root $(DATA_ROOT)
 
 precision-check: venv ## bf16-mixed against 32-true on each long protocol's model, 3 seeds: results/precision.md (~1.5 h on a CPU)
-	$(PY) -m adamrepro.precision_check --data-root $(DATA_ROOT) --runs $(RUNS)/precision \
+	$(PY) -m adamrepro.studies.precision_check --data-root $(DATA_ROOT) --runs $(RUNS)/precision \
 	  --out $(RESULTS) $(if $(OVERRIDES),--override $(OVERRIDES))
 
 halving-check: venv ## which successive halving keeps the full grids' winners (Fig 1 left and right, Fig 2a at 10 passes): results/halving.md
-	$(PY) -m adamrepro.halving_check --train --data-root $(DATA_ROOT) --runs $(HALVING_RUNS) --out $(RESULTS)
+	$(PY) -m adamrepro.studies.halving_check --train --data-root $(DATA_ROOT) --runs $(HALVING_RUNS) --out $(RESULTS)
 
 bench: venv ## populations vs the usual per-setting loop; our Adam step vs torch.optim
 	$(PY) scripts/bench.py --data-root $(DATA_ROOT) --epochs 2 --seeds 3 --out $(RESULTS)/bench.md

@@ -31,7 +31,7 @@ PLACES = {
     "adamrepro.train": "train.py, training/",
     "adamrepro.data": "data/",
     "adamrepro.models": "models/",
-    "adamrepro.plot": "plot.py",
+    "adamrepro.figures.plot": "figures/plot.py",
 }
 KILLED = {1, 3, 36, -9, -11, -24, 152}  # a failing test, a crash or a timeout
 SURVIVED = {0, 5}

@@ -14,9 +14,9 @@ import torch
 
 from adamrepro.data import cifar, load_cifar10, load_data
 from adamrepro.errors import DataError
+from adamrepro.figures.plot import main as plot_main
+from adamrepro.figures.plot import make_figure
 from adamrepro.models import ConvolutionalNetwork
-from adamrepro.plot import main as plot_main
-from adamrepro.plot import make_figure
 from adamrepro.records import save_record
 from adamrepro.training import train
 from conftest import hydra_config, line, make_cifar

@@ -177,7 +177,7 @@ def test_real_cifar_jpeg_copy_matches_the_exact_rows(tmp_path):
 
 @pytest.mark.slow
 def test_the_copy_check_compares_spectra_and_curves_and_picks_stepsizes(tmp_path):
-    from adamrepro.copycheck import main
+    from adamrepro.studies.copycheck import main
 
     written = make_cifar_images(tmp_path / "data", fmt="JPEG", per_class={"train": 6, "test": 4})
     make_exact_subset(tmp_path / "data", written)

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from adamrepro import fig2b_study
+from adamrepro.studies import fig2b_study
 from conftest import cli
 
 
@@ -67,7 +67,7 @@ def test_the_study_runs_its_variants_and_tabulates_them(mnist_root, tmp_path):
         "--override",
         *tiny,
     ]
-    done = cli(*args, cwd=tmp_path, module="adamrepro.fig2b_study")
+    done = cli(*args, cwd=tmp_path, module="adamrepro.studies.fig2b_study")
     assert done.returncode == 0, done.stderr
     study = pd.read_csv(tmp_path / "out" / "study.csv")
     assert sorted(set(study["variant"])) == ["harness", "old"]
@@ -77,7 +77,7 @@ def test_the_study_runs_its_variants_and_tabulates_them(mnist_root, tmp_path):
     assert (study[study["variant"] == "old"]["full_0"] != pytest.approx(math.log(10))).all()
     assert (tmp_path / "out" / "study.png").is_file()
     assert "| **" in (tmp_path / "out" / "study.md").read_text()
-    again = cli(*args[:6], "--collect", cwd=tmp_path, module="adamrepro.fig2b_study")
+    again = cli(*args[:6], "--collect", cwd=tmp_path, module="adamrepro.studies.fig2b_study")
     assert again.returncode == 0 and pd.read_csv(tmp_path / "out" / "study.csv").equals(study)
     bad = cli(
         *args[:6],
@@ -86,7 +86,7 @@ def test_the_study_runs_its_variants_and_tabulates_them(mnist_root, tmp_path):
         "--override",
         "model.hidden",
         cwd=tmp_path,
-        module="adamrepro.fig2b_study",
+        module="adamrepro.studies.fig2b_study",
     )
     assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "Traceback" not in bad.stderr

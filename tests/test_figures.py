@@ -8,8 +8,8 @@ import json
 import pandas as pd
 import pytest
 
-from adamrepro.plot import EXPERIMENTS, make_figure
-from adamrepro.plot import main as plot_main
+from adamrepro.figures.plot import EXPERIMENTS, make_figure
+from adamrepro.figures.plot import main as plot_main
 from adamrepro.training import train
 from conftest import hydra_config, line
 
@@ -155,8 +155,8 @@ def test_figure_4_from_a_short_run_of_the_whole_grid_drawn_by_the_command(
 
 
 def test_a_run_longer_than_a_block_reads_that_blocks_epoch(mnist_root, tmp_path):
-    from adamrepro.markers import marker_table
-    from adamrepro.plot import figure_spec
+    from adamrepro.figures.markers import marker_table
+    from adamrepro.figures.plot import figure_spec
     from adamrepro.tables import load_records
 
     run(

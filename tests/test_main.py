@@ -269,7 +269,7 @@ def test_a_full_disk_under_hydras_own_files_is_one_line(main, tmp_path: Path, mo
 
 
 def test_a_figure_that_cannot_be_written_is_one_line(mnist_root: Path, tmp_path: Path):
-    from adamrepro.plot import main as plot_main
+    from adamrepro.figures.plot import main as plot_main
     from adamrepro.training import train
     from conftest import hydra_config
 

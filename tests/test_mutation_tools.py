@@ -42,7 +42,7 @@ def test_the_sample_is_stratified_fixed_and_as_large_as_asked():
         "adamrepro.data.cifar": 30,
     }
     assert len(set(drawn)) == len(drawn) and set(drawn) <= set(pool)
-    assert len(mutation_sample.sample(names("plot", 7), per_place=40, seed=0)) == 7
+    assert len(mutation_sample.sample(names("figures.plot", 7), per_place=40, seed=0)) == 7
 
 
 def test_the_wilson_interval():
@@ -68,7 +68,7 @@ def test_the_report_scores_the_sample_only_and_counts_unreached_mutants_as_not_k
     meta.parent.mkdir(parents=True)
     meta.write_text(json.dumps({"exit_code_by_key": codes}))
     sample = tmp_path / "sample.txt"
-    gone = "adamrepro.plot.x_h__mutmut_9"  # drawn, then its function changed
+    gone = "adamrepro.figures.plot.x_h__mutmut_9"  # drawn, then its function changed
     sample.write_text("# header\n" + "\n".join(list(codes)[:4] + list(codes)[5:] + [gone]))
     equivalent = tmp_path / "equivalent.txt"
     equivalent.write_text("adamrepro.optim.rules.x_f__mutmut_4  only an allocation\n")

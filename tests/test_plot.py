@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from adamrepro.plot import EXPERIMENTS, make_figure, paper_rmse
+from adamrepro.figures.plot import EXPERIMENTS, make_figure, paper_rmse
 from adamrepro.records import FORMAT, save_record
 
 
@@ -375,7 +375,7 @@ def test_a_figure_at_the_passes_end_with_its_wall_clock_panel(tmp_path: Path, dr
     """Figure 2 (b)'s spec: the full-set cost after k passes drawn at x = k (offset 0), the
     paper's point Adam x = 0 left out of the distance, and the wall-clock figure in units of
     Adam's time per pass: from each run's own times, or from times measured side by side."""
-    from adamrepro.plot import figure_spec, walltime_figure
+    from adamrepro.figures.plot import figure_spec, walltime_figure
 
     runs, out = tmp_path / "runs", tmp_path / "out"
     for label, slow in (("Adam", 1.0), ("SFO", 3.0)):
@@ -438,7 +438,7 @@ def test_a_figure_at_the_passes_end_with_its_wall_clock_panel(tmp_path: Path, dr
 
 
 def test_a_figure_without_its_unit_curve_has_no_wall_clock_panel(tmp_path: Path, capsys):
-    from adamrepro.plot import figure_spec, walltime_figure
+    from adamrepro.figures.plot import figure_spec, walltime_figure
 
     spec = figure_spec("fig2b_mnist_mlp_deterministic")
     walltime_figure(spec, {"SFO": pd.DataFrame()}, tmp_path, "")
@@ -447,7 +447,7 @@ def test_a_figure_without_its_unit_curve_has_no_wall_clock_panel(tmp_path: Path,
 
 
 def test_what_cannot_be_drawn_is_one_clear_error(tmp_path: Path):
-    from adamrepro.plot import figure_spec
+    from adamrepro.figures.plot import figure_spec
 
     with pytest.raises(FileNotFoundError) as error:
         figure_spec("fig9")
@@ -479,7 +479,7 @@ def test_what_cannot_be_drawn_is_one_clear_error(tmp_path: Path):
 
 
 def test_the_command_prints_the_selection_and_what_it_wrote(tmp_path: Path, capsys):
-    from adamrepro.plot import main
+    from adamrepro.figures.plot import main
 
     save_record(record("Adam", [0.01, 0.1], [[0.5, 0.4, 0.3], [0.5, 0.4, 0.2]]), tmp_path / "a")
     main(["fig1_mnist_logreg", "--runs", str(tmp_path / "a"), "--out", str(tmp_path / "out")])
@@ -517,7 +517,7 @@ def test_the_command_prints_the_selection_and_what_it_wrote(tmp_path: Path, caps
 
 
 def test_the_commands_help_names_every_option(capsys, monkeypatch):
-    from adamrepro.plot import main
+    from adamrepro.figures.plot import main
 
     monkeypatch.setenv("COLUMNS", "80")
     with pytest.raises(SystemExit) as exit_:
@@ -525,7 +525,7 @@ def test_the_commands_help_names_every_option(capsys, monkeypatch):
     assert exit_.value.code == 0
     text = capsys.readouterr().out
     assert text.startswith(
-        "usage: python -m adamrepro.plot [-h] --runs RUNS [RUNS ...] --out OUT\n"
+        "usage: python -m adamrepro.figures.plot [-h] --runs RUNS [RUNS ...] --out OUT\n"
     )
     assert (
         text.split("positional arguments:\n")[1]
@@ -548,7 +548,7 @@ options:
 
 
 def test_the_command_draws_its_limits_and_shows_momentum(tmp_path: Path, capsys, drawn_axes):
-    from adamrepro.plot import main
+    from adamrepro.figures.plot import main
 
     sgd = record("SGDNesterov", [0.01], [[0.5, 0.4, 0.3]])
     sgd["members"][0]["momentum"] = 0.9

@@ -158,8 +158,8 @@ def _masked(x, rows, mask):
 
 
 def test_the_driver_records_sfo_like_any_run(mnist_root, tmp_path):
-    from adamrepro.plot import make_figure
-    from adamrepro.sfo_run import run_sfo
+    from adamrepro.figures.plot import make_figure
+    from adamrepro.studies.sfo_run import run_sfo
     from adamrepro.training import train
     from conftest import hydra_config
 

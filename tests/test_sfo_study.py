@@ -6,11 +6,11 @@ import math
 import pandas as pd
 import pytest
 
-from adamrepro.sfo_study import compare, dropout_verdict, linear_fit, log_interpolate
+from adamrepro.studies.sfo_study import compare, dropout_verdict, linear_fit, log_interpolate
 
 
 def test_every_part_runs_and_the_verdicts_follow_from_the_tables(mnist_root, tmp_path):
-    from adamrepro.sfo_study import main
+    from adamrepro.studies.sfo_study import main
     from adamrepro.training import compose_config, train
 
     small = ["data.verify=false", "data.download=false", "model.hidden=[16,16]"]

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from adamrepro.models.surfaces import SURFACES
-from adamrepro.small_problems import main, project
+from adamrepro.studies.small_problems import main, project
 from adamrepro.training import train
 from conftest import hydra_config
 
@@ -157,7 +157,7 @@ def test_a_surface_model_starts_where_asked_and_adds_the_minibatchs_noise_term()
 
 
 def test_the_plot_command_draws_a_small_problems_paths(tmp_path, capsys, drawn_axes):
-    from adamrepro.plot import main as plot_main
+    from adamrepro.figures.plot import main as plot_main
 
     cfg = hydra_config(
         "experiment=toy", "optimizer=sgd", "sweep=none", "optimizer.stepsize=0.1", "data.steps=20"

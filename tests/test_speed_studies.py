@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from adamrepro import halving_check, precision_check
 from adamrepro.records import read_record
+from adamrepro.studies import halving_check, precision_check
 from adamrepro.training import train
 from conftest import hydra_config
 

@@ -205,7 +205,7 @@ def test_a_hydra_sweep_and_the_figure_from_it(mnist_root, tmp_path, drawn):
     assert done.returncode == 0, done.stderr
     records = [json.loads(p.read_text()) for p in (tmp_path / "sweep").rglob("record.json")]
     assert len(records) == 6
-    from adamrepro.plot import make_figure
+    from adamrepro.figures.plot import make_figure
 
     selected = make_figure("fig1_mnist_logreg", [str(tmp_path / "sweep")], tmp_path / "res")
     assert set(selected["curve"]) == {"Adam", "AdaGrad", "SGDNesterov"}
@@ -432,7 +432,7 @@ def test_halving_keeps_the_best_settings_by_mean_cost_and_they_run_as_alone(mnis
             assert row["test_loss"] == pytest.approx(twin["test_loss"], rel=1e-10)
         elif row["epoch"] > 1:
             assert math.isnan(row["train_cost"]) and math.isnan(row["test_loss"])
-    from adamrepro.plot import figure_spec, summarise, with_settings
+    from adamrepro.figures.plot import figure_spec, summarise, with_settings
     from adamrepro.tables import tidy
 
     spec = figure_spec("fig1_mnist_logreg")

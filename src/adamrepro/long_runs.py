@@ -155,7 +155,7 @@ def status(results: Path = RESULTS) -> str:
 
 def figures(results: Path = RESULTS) -> list[str]:
     """Draw the figures of each protocol whose units are all in, from their records."""
-    from .plot import make_figure
+    from .figures.plot import make_figure
 
     drawn = []
     for name, protocol in PROTOCOLS.items():

@@ -340,7 +340,7 @@ def train_runs(
 
 
 def draw(protocol: Protocol, runs: Path, results: Path) -> list[Path]:
-    from .plot import make_figure
+    from .figures.plot import make_figure
 
     drawn = []
     for drawing in protocol.draws:

@@ -140,7 +140,7 @@ def paper_value(folder: str, name: str, x: float) -> float:
 def log_distance(results: Results, folder: str, name: str) -> float:
     """RMS of log10(ours) - log10(paper) over the paper's points inside its axes that lie in
     the x range we ran (less those the figure leaves out: `paper_left_out`)."""
-    from .plot import figure_spec, paper_points
+    from .figures.plot import figure_spec, paper_points
 
     ours = results.curve(folder, name)
     if paper_curves(folder) is None or ours is None:
@@ -363,7 +363,7 @@ def sfo_comparison(results: Results, figure: str) -> Verdict:
     sfo = results.table(figure, "sfo.csv")
     if sfo is None:
         return Verdict(OPEN, "SFO has not been run")
-    row = sfo.iloc[0]  # every part of the claim, as adamrepro.sfo_study decided it
+    row = sfo.iloc[0]  # every part of the claim, as adamrepro.studies.sfo_study decided it
     parts = (
         "adam_faster_per_pass",
         "adam_faster_per_second",

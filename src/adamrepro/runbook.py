@@ -201,7 +201,7 @@ def collect(runs: Path, target: Path) -> int:
 
 def figures(runs: Path, results: Path) -> list[str]:
     """Draw the figure of each complete protocol (3 seeds replace 1 where both are there)."""
-    from .plot import make_figure
+    from .figures.plot import make_figure
 
     drawn = {}
     for protocol in PROTOCOLS:

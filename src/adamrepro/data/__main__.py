@@ -16,7 +16,7 @@ from . import load_data
 
 
 def main(argv: list[str] | None = None) -> None:
-    from ..training import compose_config
+    from ..config import compose_config
 
     parser = command_parser("data", __doc__)
     parser.add_argument("name", choices=["mnist", "imdb", "cifar10"])

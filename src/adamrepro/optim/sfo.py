@@ -34,7 +34,7 @@ subfunctions' for one with none yet, `hessian_init` for the very first), pairs w
 s'y <= 0 skipped, and K_max = 3N + 3. Float64 by default, on the parameters' device.
 
 SFO is not a population optimizer: it trains one member, and it chooses which minibatch to
-evaluate, so it has its own driver (`adamrepro.sfo_run`), not the training loop.
+evaluate, so it has its own driver (`adamrepro.studies.sfo_run`), not the training loop.
 """
 
 from __future__ import annotations

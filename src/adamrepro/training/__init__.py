@@ -3,7 +3,7 @@
 and the configs composed as the command line composes them (`config`). The command line
 itself is `adamrepro.train`."""
 
-from .config import CONFIG_DIR, compose_config
+from ..config import CONFIG_DIR, compose_config
 from .population import population, stack_settings
 from .run import train
 

@@ -1,7 +1,7 @@
 """SFO's driver: the sum-of-functions optimizer (`optim/sfo.py`) on one of the project's
 experiments, recorded as any run is, so that the figure code draws it beside the others.
 
-    python -m adamrepro.sfo_run experiment=mnist_mlp_deterministic [overrides] \
+    python -m adamrepro.studies.sfo_run experiment=mnist_mlp_deterministic [overrides] \
         [+sfo.subfunctions=24] [+sfo.passes=25] hydra.run.dir=DIR
 
 SFO is not a population optimizer and chooses for itself which minibatch to evaluate, so it
@@ -29,12 +29,12 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from .data import load_data
-from .errors import USER_ERRORS, ConfigError
-from .models import build_model
-from .optim.sfo import SFO
-from .records import new_record, save_record
-from .training.evaluation import DivergenceMonitor, evaluation, evaluation_subset
+from ..data import load_data
+from ..errors import USER_ERRORS, ConfigError
+from ..models import build_model
+from ..optim.sfo import SFO
+from ..records import new_record, save_record
+from ..training.evaluation import DivergenceMonitor, evaluation, evaluation_subset
 
 
 def subfunction_batches(n: int, count: int, seed: int) -> list[torch.Tensor]:
@@ -167,7 +167,7 @@ def main() -> None:
     import hydra
     from hydra.core.hydra_config import HydraConfig
 
-    from .training import CONFIG_DIR
+    from ..training import CONFIG_DIR
 
     @hydra.main(config_path=CONFIG_DIR, config_name="train", version_base="1.3")
     def _run(cfg: DictConfig) -> None:
@@ -181,6 +181,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from adamrepro.sfo_run import main as _main
+    from adamrepro.studies.sfo_run import main as _main
 
     _main()

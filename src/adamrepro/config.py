@@ -7,9 +7,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ..errors import ConfigError, hydra_line
+from .errors import ConfigError, hydra_line
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[3] / "configs")
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
 
 
 def compose_config(overrides: Sequence[str]) -> DictConfig:

@@ -1,7 +1,8 @@
 """Figure 4's layout: the loss of every grid point after a given number of epochs, as markers
 against log10(stepsize), with and without bias correction, one panel per (beta1, beta2).
 
-    python -m adamrepro.plot fig4_vae_bias_correction --runs outputs/fig4_vae --out results/...
+    python -m adamrepro.figures.plot fig4_vae_bias_correction --runs outputs/fig4_vae \
+        --out results/...
 
 experiments/<figure>/figure.yaml (`kind: markers`) gives `epochs` (one block of panels each),
 `rows` and `columns` (one setting each) and the axes; paper_markers.csv the paper's markers

@@ -1,7 +1,7 @@
 """Paths of the optimizers on a 2-D surface: the contour plot, an animation, and the numbers
 behind the tutorials' claims (path length, zig-zags, steps to a tolerance, time at a saddle).
 
-    python -m adamrepro.plot toy_bowl --runs outputs/small_problems/bowl --out results/...
+    python -m adamrepro.figures.plot toy_bowl --runs outputs/small_problems/bowl --out results/...
 
 experiments/toy_<surface>/figure.yaml (`kind: trajectories`) names the surface, the tolerance
 and, for a saddle, the radius of its neighbourhood. The runs are one population per optimizer
@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .models.surfaces import SURFACES
+from ..models.surfaces import SURFACES
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

@@ -1,10 +1,10 @@
 """Figure 2 (b)'s other half, and claims P5 and P6: our SFO beside our Adam.
 
-    python -m adamrepro.sfo_study --data-root DIR [--adam-runs DIR] [--runs DIR] [--out DIR]
+    python -m adamrepro.studies.sfo_study --data-root DIR [--adam-runs DIR] [--runs DIR] [--out DIR]
         [--passes 25] [--dropout-passes 6] [--rounds 2] [--subfunctions 24] [--memory-rows 6000]
         [--only PART ...] [--override KEY=VALUE ...]
 
-Every SFO run goes through SFO's driver (`adamrepro.sfo_run`, float64, the training set cut
+Every SFO run goes through SFO's driver (`adamrepro.studies.sfo_run`, float64, the training set cut
 once into --subfunctions fixed subfunctions: by default sqrt(n)/10 = 24 of 2,500 rows, the
 SFO paper's rule; the SFO authors' harness cuts MNIST into 100 for its MLP, which costs ~4x
 more per pass here) and every Adam run through the one training loop, both on
@@ -51,11 +51,11 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from .errors import USER_ERRORS, ConfigError, command_parser
-from .plot import figure_spec, make_figure, walltime_figure
-from .records import read_record
+from ..errors import USER_ERRORS, ConfigError, command_parser
+from ..figures.plot import figure_spec, make_figure, walltime_figure
+from ..records import read_record
+from ..training import compose_config, train
 from .sfo_run import run_sfo
-from .training import compose_config, train
 
 FIGURE = "fig2b_mnist_mlp_deterministic"
 EXPERIMENT = ["experiment=mnist_mlp_deterministic", "experiment_name=mnist_mlp_deterministic"]
@@ -264,7 +264,7 @@ def draw_extras(mem: pd.DataFrame | None, dropout: pd.DataFrame | None, out: Pat
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = command_parser("sfo_study", __doc__)
+    parser = command_parser("studies.sfo_study", __doc__)
     parser.add_argument("--data-root", required=True)
     parser.add_argument(
         "--adam-runs", type=Path, default=Path("outputs/fig2b_mnist_mlp_deterministic/paper")
@@ -345,7 +345,10 @@ def study(args: Any, base: list[str]) -> None:
 
 
 def write_summary(out: Path) -> None:
-    lines = ["# SFO beside Adam: claims P5 and P6 (written by `python -m adamrepro.sfo_study`)", ""]
+    lines = [
+        "# SFO beside Adam: claims P5 and P6 (written by `python -m adamrepro.studies.sfo_study`)",
+        "",
+    ]
     for name, title in (("sfo", "P5"), ("sfo_dropout", "P6")):
         path = out / f"{name}.csv"
         if path.exists():

@@ -1,7 +1,7 @@
 """Figure 2 (b)'s protocol, measured: which setting of the deterministic 2x1000 network lands
 on the paper's Adam curve.
 
-    python -m adamrepro.fig2b_study [--data-root DIR] [--runs DIR] [--out DIR]
+    python -m adamrepro.studies.fig2b_study [--data-root DIR] [--runs DIR] [--out DIR]
         [--only NAME ...] [--override KEY=VALUE ...] [--passes K] [--collect]
 
 The figure is read as the SFO authors' harness draws it: x = k is the cost after k passes over
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import command_parser
+from ..errors import command_parser
 
 EXPERIMENT = "mnist_mlp_deterministic"
 # The old protocol, written out so that the study does not depend on the experiment's defaults.
@@ -133,7 +133,7 @@ def paper_adam() -> Any:
     """The paper's Adam, x = k after k passes (x = 0 left out: read as a typo)."""
     import pandas as pd
 
-    from .plot import EXPERIMENTS
+    from ..figures.plot import EXPERIMENTS
 
     paper = pd.read_csv(EXPERIMENTS / "fig2b_mnist_mlp_deterministic" / "paper_curves.csv")
     adam = paper[(paper["curve"] == "Adam") & (paper["x"] >= 1)]
@@ -143,7 +143,7 @@ def paper_adam() -> Any:
 def run_variant(
     variant: Variant, data_root: str, runs: Path, extra: list[str], passes: int | None
 ) -> dict[str, Any]:
-    from .training import compose_config, train
+    from ..training import compose_config, train
 
     grid = f"+grid.stepsize=[{','.join(f'{s:g}' for s in variant.stepsizes)}]"
     overrides = [
@@ -298,7 +298,7 @@ def markdown(study: Any, chosen: Any) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = command_parser("fig2b_study", __doc__)
+    parser = command_parser("studies.fig2b_study", __doc__)
     parser.add_argument("--data-root", default=os.environ.get("ADAMREPRO_DATA", "data"))
     parser.add_argument("--runs", type=Path, default=Path("outputs/fig2b_study"))
     parser.add_argument("--out", type=Path, default=Path("results/fig2b_mnist_mlp_deterministic"))
@@ -309,8 +309,8 @@ def main(argv: list[str] | None = None) -> None:
         "--collect", action="store_true", help="train nothing: tabulate the completed variants"
     )
     args = parser.parse_args(argv)
-    from .errors import USER_ERRORS
-    from .records import read_record
+    from ..errors import USER_ERRORS
+    from ..records import read_record
 
     records: dict[str, dict[str, Any]] = {}
     try:

@@ -1,8 +1,9 @@
 """Which successive halving keeps a figure's winners: results/halving.md.
 
-    python -m adamrepro.halving_check FIGURE --runs DIR [DIR ...] [--out DIR]
+    python -m adamrepro.studies.halving_check FIGURE --runs DIR [DIR ...] [--out DIR]
         [--after 1 2 3 5 10] [--keep 1 2 3]
-    python -m adamrepro.halving_check --train [FIGURE ...] --runs ROOT --data-root DIR [--out DIR]
+    python -m adamrepro.studies.halving_check --train [FIGURE ...] --runs ROOT --data-root DIR
+        [--out DIR]
 
 Reads the complete runs of a figure's full grid (every member trained to the end) and asks,
 for each (E, k): had `sweep.halving={after_epochs: E, keep: k}` pruned each run after epoch E,
@@ -29,9 +30,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import USER_ERRORS, command_parser
-from .plot import figure_spec, summarise, usable_runs, with_settings
-from .tables import tidy
+from ..errors import USER_ERRORS, command_parser
+from ..figures.plot import figure_spec, summarise, usable_runs, with_settings
+from ..tables import tidy
 
 # The figures whose full grids halving is checked against: figure -> (the runs of its protocol
 # that hold the grids, overrides, the epochs E checked). Figure 2 (a) at 10 of its 200 passes.
@@ -100,11 +101,11 @@ def safe_settings(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def report(out: Path) -> str:
+def report(out: Path, note: str = "") -> str:
     lines = [
         "# Successive halving: which (E, k) keeps the full grid's winners",
         "",
-        "Written by `python -m adamrepro.halving_check` (see its docstring) from complete "
+        "Written by `python -m adamrepro.studies.halving_check` (see its docstring) from complete "
         "full-grid runs. `winner kept`: the figure's selected setting (lowest final cost) "
         "is among the k best settings by the epoch-E training cost averaged over seeds. "
         "`safe`: kept on every curve at E and at every later E with the same k. "
@@ -113,6 +114,7 @@ def report(out: Path) -> str:
         "protocol, configs/protocol/; float32, the figures' grids and seeds; Figure 2 (a) at "
         "10 passes, seed 0).",
         "",
+        *([note, ""] if note else []),
     ]
     for path in sorted(out.glob("halving_*.csv")):
         table = pd.read_csv(path)
@@ -155,7 +157,7 @@ def report(out: Path) -> str:
 
 def train_grid(figure: str, root: Path, data_root: str) -> Path:
     """Train (or continue) the figure's full grid into `root`; the folder of its runs."""
-    from .protocol import load, train_runs
+    from ..protocol import load, train_runs
 
     only, overrides, _ = GRIDS[figure]
     protocol = load(figure).with_overrides(*overrides)
@@ -167,7 +169,7 @@ def train_grid(figure: str, root: Path, data_root: str) -> Path:
 def main(argv: list[str] | None = None) -> None:
     import os
 
-    parser = command_parser("halving_check", __doc__)
+    parser = command_parser("studies.halving_check", __doc__)
     parser.add_argument("figure", nargs="*")
     parser.add_argument("--runs", nargs="+", required=True)
     parser.add_argument("--out", type=Path, default=Path("results"))
@@ -175,6 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--train", action="store_true", help="train the full grids first")
     parser.add_argument("--data-root", default=os.environ.get("ADAMREPRO_DATA", "data"))
+    parser.add_argument("--note", default="", help="a paragraph added to the report")
     args = parser.parse_args(argv)
     figures = args.figure or (list(GRIDS) if args.train else [])
     if len(figures) != 1 and not args.train:
@@ -193,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(f"error: {error}")
         table.to_csv(args.out / f"halving_{figure}.csv", index=False, float_format="%.4g")
         print(safe_settings(table).to_string(index=False))
-    (args.out / "halving.md").write_text(report(args.out))
+    (args.out / "halving.md").write_text(report(args.out, args.note))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Claim P9's figure: Adam's sqrt(v-hat) per layer over training, against eps.
 
-    python -m adamrepro.plot fig3_cifar10_cnn_vhat --runs outputs/fig3_cpu --out results/...
+    python -m adamrepro.figures.plot fig3_cifar10_cnn_vhat --runs outputs/fig3_cpu --out results/...
 
 experiments/<figure>/figure.yaml (`kind: moments`) names the runs' labels to draw and the
 parameter tensors (one panel each). From each labelled run, the member with the lowest final

@@ -1,6 +1,7 @@
 """The curve check that decides where a figure may train in bf16-mixed (results/precision.md).
 
-    python -m adamrepro.precision_check --data-root DIR [--runs DIR] [--out DIR] [--only NAME ...]
+    python -m adamrepro.studies.precision_check --data-root DIR [--runs DIR] [--out DIR]
+        [--only NAME ...]
 
 For each long protocol's model (Figure 2 (a)'s MLP with dropout, Figure 3's CNN without and
 with dropout, Figure 4's VAE) one population of three seeds, at the figure's setting, trains
@@ -27,11 +28,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import USER_ERRORS, command_parser
-from .protocol import run_log
-from .records import read_record
-from .settings import PRECISIONS
-from .training import compose_config, train
+from ..errors import USER_ERRORS, command_parser
+from ..protocol import run_log
+from ..records import read_record
+from ..settings import PRECISIONS
+from ..training import compose_config, train
 
 SEEDS = "[0,1,2]"
 COLUMNS = ("train_cost", "test_loss")
@@ -210,7 +211,7 @@ def report(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = command_parser("precision_check", __doc__)
+    parser = command_parser("studies.precision_check", __doc__)
     parser.add_argument("--data-root", default=os.environ.get("ADAMREPRO_DATA", "data"))
     parser.add_argument("--runs", type=Path, default=Path("outputs/precision"))
     parser.add_argument("--out", type=Path, default=Path("results"))

@@ -1,7 +1,7 @@
 """Merge run records, select the best setting per optimizer, and draw a figure of the paper
 with the paper's own curves overlaid.
 
-    python -m adamrepro.plot fig1_mnist_logreg --runs outputs/fig1_mnist_logreg \
+    python -m adamrepro.figures.plot fig1_mnist_logreg --runs outputs/fig1_mnist_logreg \
         --out results/fig1_mnist_logreg
 
 experiments/<figure>/figure.yaml gives the axes, the title and `curves` (our optimizer label ->
@@ -51,10 +51,9 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from .errors import command_parser
-from .markers import make_marker_figure
-from .records import run_identity
-from .tables import (
+from ..errors import command_parser
+from ..records import run_identity
+from ..tables import (
     completed_runs,
     find_records,
     load_step_costs,
@@ -62,13 +61,14 @@ from .tables import (
     setting_columns,
     tidy,
 )
+from .markers import make_marker_figure
 from .trajectories import make_trajectory_figure
 from .vhat import make_moment_figure
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+EXPERIMENTS = Path(__file__).resolve().parents[3] / "experiments"
 METRICS = ["train_cost", "train_cost_full", "test_loss", "test_accuracy"]
 Records = list[tuple[Path, dict[str, Any]]]
 
@@ -414,7 +414,7 @@ def step_figure(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = command_parser("plot", __doc__)
+    parser = command_parser("figures.plot", __doc__)
     parser.add_argument("figure", help="a folder name under experiments/, e.g. fig1_mnist_logreg")
     parser.add_argument("--runs", nargs="+", required=True, help="run folders or record files")
     parser.add_argument("--out", type=Path, required=True, help="where to write the results")

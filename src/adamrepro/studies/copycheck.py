@@ -1,6 +1,6 @@
 """What a lossy copy of CIFAR-10 changes, measured on the images that exist in both forms.
 
-    python -m adamrepro.copycheck --data-root DIR [--runs DIR] [--out DIR] [--epochs 5]
+    python -m adamrepro.studies.copycheck --data-root DIR [--runs DIR] [--out DIR] [--epochs 5]
 
 The exact subset (`exact_subset.npz`: 4,000 training and 4,593 test images, pixel-exact) and
 the same images as the lossy copy holds them (`data.rows=exact` of the image copy) are compared
@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import command_parser
+from ..errors import command_parser
 
 GRIDS = {  # optimizer -> (label, stepsizes): half decades around each one's usual range
     "adagrad": ("AdaGrad", [3e-3, 1e-2, 3e-2]),
@@ -46,7 +46,7 @@ def spectra(data_root: str, epsilon: float, verify: bool, cache: str) -> tuple[A
     import pandas as pd
     import torch
 
-    from .data import load_cifar10
+    from ..data import load_cifar10
 
     exact = load_cifar10(data_root, whitening="none", source="exact", verify=verify)
     lossy = load_cifar10(
@@ -87,7 +87,7 @@ def training(data_root: str, runs: Path, epochs: int, extra: list[str]) -> Any:
     """Every (optimizer, stepsize, copy) curve: one population per optimizer and copy."""
     import pandas as pd
 
-    from .training import compose_config, train
+    from ..training import compose_config, train
 
     frames = []
     for optimizer, (label, stepsizes) in GRIDS.items():
@@ -192,7 +192,7 @@ def draw(curves: Any, spectrum: Any, selected: dict[str, float], facts: dict, ou
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = command_parser("copycheck", __doc__)
+    parser = command_parser("studies.copycheck", __doc__)
     parser.add_argument("--data-root", default=os.environ.get("ADAMREPRO_DATA", "data"))
     parser.add_argument("--runs", type=Path, default=Path("outputs/cifar_copycheck"))
     parser.add_argument("--out", type=Path, default=Path("results/fig3_cifar10_cnn/jpeg_check"))
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-verify", action="store_true", help="skip the copies' md5 checks")
     parser.add_argument("--cache-dir", default=os.environ.get("ADAMREPRO_CACHE", "data/cache"))
     args = parser.parse_args(argv)
-    from .errors import USER_ERRORS
+    from ..errors import USER_ERRORS
 
     try:
         spectrum, facts = spectra(args.data_root, 0.01, not args.no_verify, args.cache_dir)
