@@ -125,21 +125,16 @@ def test_every_python_command_of_the_readme_works_as_written(words, data_root, t
 def test_every_make_target_of_the_readme_runs_in_a_tiny_form(target, data_root, tmp_path):
     tiny = [o.format(cache=tmp_path / "cache") for o in MAKE_TINY.get(target, [])]
     overrides = " ".join([*TINY, *tiny])
-    done = subprocess.run(
-        [
-            "make",
-            "-s",
-            target,
-            f"DATA_ROOT={data_root}",
-            f"RUNS={tmp_path / 'runs'}",
-            f"RESULTS={tmp_path / 'results'}",
-            f"OVERRIDES={overrides}",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    command = [
+        "make",
+        "-s",
+        target,
+        f"DATA_ROOT={data_root}",
+        f"RUNS={tmp_path / 'runs'}",
+        f"RESULTS={tmp_path / 'results'}",
+        f"OVERRIDES={overrides}",
+    ]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-1500:]
     if target == "help":
         assert "reproduce-mnist" in done.stdout and "restart-%" in done.stdout
@@ -149,27 +144,11 @@ def test_every_make_target_of_the_readme_runs_in_a_tiny_form(target, data_root, 
         assert (tmp_path / "results" / figure / "figure.png").is_file()
         sources = json.loads((tmp_path / "results" / figure / "sources.json").read_text())
         assert sources["left_out"] == [] and sources["status"] == ["completed"]
-    again = (
-        subprocess.run(  # the same command again continues: every run is complete already
-            [
-                "make",
-                "-s",
-                target,
-                f"DATA_ROOT={data_root}",
-                f"RUNS={tmp_path / 'runs'}",
-                f"RESULTS={tmp_path / 'results'}",
-                f"OVERRIDES={overrides}",
-            ],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        if target == "reproduce-mnist"
-        else None
-    )
-    if again is not None:
-        assert again.returncode == 0 and "completed already: nothing to do" in again.stderr
+    if target != "reproduce-mnist":
+        return
+    # the same command again continues: every run is complete already
+    again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "completed already: nothing to do" in again.stderr
 
 
 def sweep(data_root: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:

@@ -1,11 +1,11 @@
 """The package's layers: each module imports only from its own layer or the ones below it.
 
-    core       errors, files, settings, records, checkpoint, config, optim/, data/, models/
-    training   training/ (the loop), tables (records as tables)
-    figures    figures/
-    protocol   protocol (a figure's runs and drawing)
-    studies    studies/
-    commands   train (the loop's command line), runbook, long_runs, report
+core       errors, files, settings, records, checkpoint, config, optim/, data/, models/
+training   training/ (the loop), tables (records as tables)
+figures    figures/
+protocol   protocol (a figure's runs and drawing)
+studies    studies/
+commands   train (the loop's command line), runbook, long_runs, report
 """
 
 from __future__ import annotations
@@ -17,14 +17,25 @@ from conftest import REPO
 
 PACKAGE = REPO / "src" / "adamrepro"
 LAYERS = {
-    "errors": 0, "files": 0, "settings": 0, "records": 0, "checkpoint": 0, "config": 0,
-    "optim": 0, "data": 0, "models": 0,
-    "training": 1, "tables": 1,
+    "errors": 0,
+    "files": 0,
+    "settings": 0,
+    "records": 0,
+    "checkpoint": 0,
+    "config": 0,
+    "optim": 0,
+    "data": 0,
+    "models": 0,
+    "training": 1,
+    "tables": 1,
     "figures": 2,
     "protocol": 3,
     "studies": 4,
-    "train": 5, "runbook": 5, "long_runs": 5, "report": 5,
-}  # fmt: skip
+    "train": 5,
+    "runbook": 5,
+    "long_runs": 5,
+    "report": 5,
+}
 
 
 def layer_of(module: str) -> int | None:

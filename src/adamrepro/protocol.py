@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import USER_ERRORS, ConfigError, command_parser
-from .records import read_record
+from .records import epochs_done, read_record
 
 PROTOCOL_DIR = Path(__file__).resolve().parents[2] / "configs" / "protocol"
 PAPER = "paper"  # the variant at a protocol file's top level
@@ -292,18 +292,17 @@ def check_data(protocol: Protocol, data_root: str) -> str:
     return f"{described.get('label', config.data.name)} ({where})"
 
 
+def run_state(folder: Path) -> tuple[str, int, int]:
+    """(status, epochs done, epochs) of the run in `folder` ("not started": no record)."""
+    record = read_record(folder)
+    if record is None:
+        return "not started", 0, 0
+    return record["status"], epochs_done(record), int(record["config"]["trainer"]["epochs"])
+
+
 def status(protocol: Protocol, runs: Path) -> list[tuple[Run, str, int, int]]:
     """(run, status, epochs done, epochs) for each run of the protocol."""
-    out = []
-    for run in protocol.runs:
-        record = read_record(protocol.folder(runs, run))
-        if record is None:
-            out.append((run, "not started", 0, 0))
-            continue
-        epochs = int(record["config"]["trainer"]["epochs"])
-        done = max((int(r["epoch"]) for r in record.get("curves", [])), default=0)
-        out.append((run, record["status"], done, epochs))
-    return out
+    return [(run, *run_state(protocol.folder(runs, run))) for run in protocol.runs]
 
 
 def train_runs(

@@ -32,7 +32,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .errors import USER_ERRORS, DataError, command_parser
-from .protocol import Protocol, Run, every_variant, run_log, variant_overrides
+from .protocol import Protocol, Run, every_variant, run_log, run_state, variant_overrides
 from .records import RECORD_NAME, read_record
 
 # What --plan assumes of one H100 for a projection (replaced by measurements once one is lent):
@@ -72,16 +72,7 @@ def run_folder(runs: Path, protocol: Protocol, run: Run) -> Path:
 
 def state(runs: Path, protocol: Protocol) -> list[tuple[Run, str, int, int]]:
     """(run, status, epochs done, epochs) for each run of the protocol."""
-    out = []
-    for run in protocol.runs:
-        record = read_record(run_folder(runs, protocol, run))
-        if record is None:
-            out.append((run, "not started", 0, 0))
-            continue
-        epochs = int(record["config"]["trainer"]["epochs"])
-        done = max((int(r["epoch"]) for r in record.get("curves", [])), default=0)
-        out.append((run, record["status"], done, epochs))
-    return out
+    return [(run, *run_state(run_folder(runs, protocol, run))) for run in protocol.runs]
 
 
 def status_table(
