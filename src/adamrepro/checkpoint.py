@@ -3,7 +3,7 @@ random number generators' states, and the requests to stop (a signal, a time bud
 
 A checkpoint is one `torch.save`d dict in `checkpoint.pt` beside the run's record, written to a
 temporary file, flushed to disk and renamed (`files.write_atomic`); the training loop decides
-what goes in it (`train.py`): tensors, numbers, strings and containers, read back with
+what goes in it (`training/state.py`): tensors, numbers, strings and containers, read back with
 `weights_only=True`, so that a crafted checkpoint cannot run code. Stopping is cooperative: a
 signal only sets a flag, and the loop looks at it between two steps, where its state is whole,
 checkpoints, and then does what the signal would have done without us (`StopRequests.finish`).

@@ -4,8 +4,8 @@
 
 Loads the data set as `configs/data/<name>.yaml` says (with `data.root=DIR` and any further
 `data.*` overrides; a download where allowed), prints one line that describes it, and exits 0;
-missing or damaged data is one line and exit 2 (the `make reproduce-*` targets run this first,
-so that a sweep does not say the same error once per job)."""
+missing or damaged data is one line and exit 2, before a long command starts (the protocol
+runner, `python -m adamrepro.protocol`, checks its data the same way before its first run)."""
 
 from __future__ import annotations
 
