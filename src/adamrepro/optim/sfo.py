@@ -47,6 +47,10 @@ import torch
 from torch import Tensor
 
 Subfunction = Callable[[int], tuple[float, Tensor]]  # i -> (f_i, df_i) at the current theta
+# How a subfunction's BFGS recursion starts (beta I): "secant", y'y / s'y of its latest pair
+# (near the largest curvature along that step: ours until 2026-12); "min_eig", the smallest
+# curvature its pairs show (`smallest_curvature`: the authors' code)
+INITIAL_CURVATURES = ("secant", "min_eig")
 
 
 @dataclass
@@ -83,6 +87,7 @@ class SFO:
         hessian_init: float = 1e6,
         max_gradient_noise: float = 1.0,
         selection: str = "distance",
+        initial_curvature: str = "secant",
         dtype: torch.dtype = torch.float64,
         seed: int = 0,
     ) -> None:
@@ -92,6 +97,9 @@ class SFO:
         self.subfunction, self.n = subfunction, int(n)
         self.max_history, self.hessian_init = max_history, hessian_init
         self.max_gradient_noise, self.selection = max_gradient_noise, selection
+        if initial_curvature not in INITIAL_CURVATURES:
+            raise ValueError(f"initial_curvature must be one of {', '.join(INITIAL_CURVATURES)}")
+        self.initial_curvature = initial_curvature
         self.dtype, self.device = dtype, self.params[0].device
         self.generator = torch.Generator().manual_seed(seed)
         theta = self._flat()
@@ -188,7 +196,9 @@ class SFO:
         others' betas, else y'y / s'y of its latest usable pair)."""
         k = self.basis.shape[1]
         pairs = [(s, y) for s, y in model.history if float(s @ y) > 1e-12 * float(s @ s) > 0]
-        if pairs:
+        if pairs and self.initial_curvature == "min_eig":
+            model.beta = smallest_curvature([s for s, _ in pairs], [y for _, y in pairs])
+        elif pairs:
             s, y = pairs[-1]
             model.beta = float(y @ y) / float(s @ y)
         elif math.isnan(model.beta):
@@ -342,6 +352,16 @@ class SFO:
         self.previous = theta
         self.predicted_improvement = 0.5 * float(step @ (hessian @ step))
         self._set(theta + self.basis @ step)
+
+
+def smallest_curvature(steps: Sequence[Tensor], changes: Sequence[Tensor]) -> float:
+    """The smallest curvature the pairs (s, y) show: with D = Y S^+ (y = H s on each pair),
+    the singular values of D are |H|'s eigenvalues within the span of the steps; the smallest
+    of the h largest, h the number of pairs (the authors' code starts BFGS from it)."""
+    s, y = torch.stack(list(steps), 1), torch.stack(list(changes), 1)
+    d = y @ torch.linalg.pinv(s)
+    values = torch.linalg.svdvals(d)[: len(steps)]
+    return float(values.min())
 
 
 def _grow(hessian: Tensor, beta: float) -> Tensor:
