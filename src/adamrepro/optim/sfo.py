@@ -27,11 +27,13 @@ subfunctions and grows when the noise between the active subfunctions' gradients
 mean, and a failed step: a subfunction that rose above its last value by more than its model
 and the last step's predicted improvement is evaluated again at the previous position; if it
 was lower there the step is taken back and `step_scale` halved (it relaxes towards 1 by 1/N a
-step). Choices of ours, not in the paper (written from its description; the authors' code is
-under a licence that forbids copying, and none is copied): the BFGS recursion starts from
-beta I, beta the y's / s'y of the subfunction's latest usable pair (the median of the other
-subfunctions' for one with none yet, `hessian_init` for the very first), pairs with
-s'y <= 0 skipped, and K_max = 3N + 3. Float64 by default, on the parameters' device.
+step). Choices of ours, not in the paper (written from its description; the authors' code,
+Apache-2.0 since 2021, is run beside ours by scripts/sfo_reference.py, and none of it is
+copied): the BFGS recursion starts from beta I, beta the y's / s'y of the subfunction's latest
+usable pair (`initial_curvature="min_eig"`: the smallest curvature its pairs show, as the
+authors' code does), the median of the other subfunctions' for one with none yet,
+`hessian_init` for the very first; pairs with s'y <= 0 skipped; K_max = 3N + 3. Float64 by
+default, on the parameters' device.
 
 SFO is not a population optimizer: it trains one member, and it chooses which minibatch to
 evaluate, so it has its own driver (`adamrepro.studies.sfo_run`), not the training loop.
