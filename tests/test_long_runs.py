@@ -31,17 +31,15 @@ def units(monkeypatch) -> list[Unit]:
     return made
 
 
+def unit_args(mnist_root: Path, tmp_path: Path) -> list[str]:
+    work, results = tmp_path / "work", tmp_path / "results"
+    return ["--data-root", str(mnist_root), "--work", str(work), "--results", str(results)]
+
+
 def test_each_call_trains_the_next_unit_and_keeps_its_record(
     units, mnist_root: Path, tmp_path: Path, capsys
 ):
-    args = [
-        "--data-root",
-        str(mnist_root),
-        "--work",
-        str(tmp_path / "work"),
-        "--results",
-        str(tmp_path / "results"),
-    ]
+    args = unit_args(mnist_root, tmp_path)
     long_runs.main(args)
     first = tmp_path / "results" / "fig1_mnist_logreg" / "runs" / "toy" / "stepsize_1e-3"
     record = read_record(first)
@@ -63,14 +61,7 @@ def test_each_call_trains_the_next_unit_and_keeps_its_record(
 def test_a_spent_budget_stops_the_call_and_the_same_call_continues(
     units, mnist_root: Path, tmp_path: Path
 ):
-    args = [
-        "--data-root",
-        str(mnist_root),
-        "--work",
-        str(tmp_path / "work"),
-        "--results",
-        str(tmp_path / "results"),
-    ]
+    args = unit_args(mnist_root, tmp_path)
     with pytest.raises(SystemExit) as paused:
         long_runs.main([*args, "--minutes", "0"])
     assert paused.value.code == 75  # the budget was spent before the unit could start
