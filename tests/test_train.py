@@ -542,7 +542,7 @@ def test_a_fixed_order_visits_the_same_minibatches_every_epoch():
     from adamrepro.training.population import MinibatchOrder
 
     device = torch.device("cpu")
-    fixed = MinibatchOrder([3, 4], n=50, batch_size=8, fixed=True)
+    fixed = MinibatchOrder([3, 4], n=50, batch_size=8, order="fixed")
     epochs = [[b.clone() for b in fixed.epoch(device)] for _ in range(3)]
     assert all(torch.equal(a, b) for a, b in zip(epochs[0], epochs[2], strict=True))
     assert len(epochs[0]) == 7 and not torch.equal(epochs[0][0][0], epochs[0][0][1])  # per seed
@@ -552,10 +552,35 @@ def test_a_fixed_order_visits_the_same_minibatches_every_epoch():
     first, second = ([b.clone() for b in shuffled.epoch(device)] for _ in range(2))
     assert torch.equal(first[0], epochs[0][0])  # the same first draw
     assert not torch.equal(first[0], second[0])  # then a new permutation per epoch
-    resumed = MinibatchOrder([3, 4], n=50, batch_size=8, fixed=True)
+    resumed = MinibatchOrder([3, 4], n=50, batch_size=8, order="fixed")
     assert all(
         torch.equal(a, b) for a, b in zip(epochs[1][2:], resumed.epoch(device, skip=2), strict=True)
     )
+
+
+def test_a_replacement_order_draws_fixed_minibatches_with_replacement():
+    """The harness's split (minibatch i: rows i, i + N, ... of the seed's permutation), each
+    step one of the N drawn at random: repeats within an epoch, a new draw every epoch, the
+    same draw again from a saved state."""
+    from adamrepro.training.population import MinibatchOrder
+
+    device = torch.device("cpu")
+    order = MinibatchOrder([5], n=100, batch_size=10, order="replacement")
+    state = order.state_dict()
+    epochs = [[b.clone() for b in order.epoch(device)] for _ in range(4)]
+    split = torch.randperm(100, generator=torch.Generator().manual_seed(5))
+    minibatches = {tuple(sorted(split[i::10].tolist())) for i in range(10)}
+    drawn = [tuple(sorted(b.tolist())) for e in epochs for b in e]
+    assert len(epochs[0]) == 10 and set(drawn) <= minibatches
+    assert len(set(drawn[:10])) < 10 or len(set(drawn[10:20])) < 10  # with replacement
+    assert len(set(drawn)) == 10  # 40 draws of 10: all seen (fails with odds 10 x 0.9^40)
+    assert drawn[:10] != drawn[10:20]  # a new draw each epoch
+    order.load_state_dict(state)
+    again = [b.clone() for b in order.epoch(device)]
+    assert all(torch.equal(a, b) for a, b in zip(again, epochs[0], strict=True))
+    two = MinibatchOrder([5, 6], n=95, batch_size=10, order="replacement")
+    sizes = {b.shape for b in two.epoch(device)}
+    assert all(len(s) == 2 and s[0] == 2 and s[1] in (9, 10) for s in sizes)
 
 
 def test_a_fixed_order_run_repeats_its_epochs_cost_pattern(mnist_root, tmp_path):

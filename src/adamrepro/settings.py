@@ -14,6 +14,9 @@ import torch
 from .errors import ConfigError
 from .optim.base import DECAYS
 
+# how an epoch's minibatches are drawn (training.population.MinibatchOrder says each)
+MINIBATCH_ORDERS = ("random", "fixed", "replacement")
+
 STEPSIZE_DECAYS = DECAYS  # the optimizers compute alpha_t (optim/base.py)
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 HALF_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -131,7 +134,7 @@ class TrainerSettings:
             evaluate_initial=_flag(name("evaluate_initial"), values["evaluate_initial"]),
             train_eval_subset=_integer(name("train_eval_subset"), values["train_eval_subset"], 0),
             minibatch_order=_choice(
-                name("minibatch_order"), values["minibatch_order"], ("random", "fixed")
+                name("minibatch_order"), values["minibatch_order"], MINIBATCH_ORDERS
             ),
             moment_stats_every=_integer(
                 name("moment_stats_every"), values["moment_stats_every"], 0

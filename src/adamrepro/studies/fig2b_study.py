@@ -17,9 +17,11 @@ Screening variants run 10 passes with stepsizes 1e-4, 3e-4 and 1e-3 as one popul
 `long` variants run the paper's 25 passes.
 
 Writes into --out:
-    study.csv   every variant and stepsize: the full and subset cost at passes 0, 1, 5, 10 and
-                25 (where run), log10(ours / paper) at 1, 5, 10, 25 and its RMS over the
-                paper's points 1..passes (the distance; a factor of 2 is 0.30)
+    study.csv   every variant and stepsize (the rows of variants not run or collected this
+                time are kept from the study.csv already there): the full and subset cost
+                at passes 0, 1, 5, 10 and 25 (where run), log10(ours / paper) at 1, 5,
+                10, 25 and its RMS over the paper's points 1..passes (the distance; a
+                factor of 2 is 0.30)
     study.png   per variant its closest stepsize, against the paper's Adam (full set; subset)
     study.md    the table in Markdown, the variants' factors, and the verdict
 """
@@ -126,6 +128,40 @@ VARIANTS = (
         stepsizes=(1e-2,),
     ),
 )
+# The readings of the harness's first-order protocol (issue 27), each one factor changed
+# from the harness with a constant stepsize, at the paper's 25 passes.
+READINGS = (
+    Variant(
+        "replacement",
+        "the harness, each step one of its fixed minibatches drawn at random with replacement",
+        [*HARNESS, "trainer.minibatch_order=replacement"],
+        passes=25,
+        stepsizes=(3e-4, 1e-3, 3e-3),
+    ),
+    Variant(
+        "minibatch_600",
+        "the harness with minibatches of 600 (its 100 subfunctions)",
+        [*HARNESS, "trainer.batch_size=600"],
+        passes=25,
+        stepsizes=(1e-3, 3e-3, 1e-2),
+    ),
+    Variant(
+        "grid_beta1",
+        "the harness, constant stepsizes x beta1 in {0.5, 0.9} (momentum searched too)",
+        [*HARNESS, "+grid.beta1=[0.5,0.9]"],
+        passes=25,
+        stepsizes=(1e-4, 3e-4, 1e-3, 3e-3),
+    ),
+    Variant(
+        "init_2.54_constant",
+        "L2 0, fixed cyclic minibatches, weights N(0, 1.6^2 / fan_in) and biases 0 (initial "
+        "cost 2.55), constant stepsize",
+        [*NO_INIT, "model.init_std=1.6"],
+        passes=25,
+        stepsizes=(3e-4, 1e-3, 3e-3),
+    ),
+)
+VARIANTS = (*VARIANTS, *READINGS)
 NAMES = [v.name for v in VARIANTS]
 
 
@@ -178,6 +214,7 @@ def table(records: dict[str, dict[str, Any]]) -> Any:
             row: dict[str, Any] = {
                 "variant": name,
                 "stepsize": record["members"][member]["stepsize"],
+                "beta1": record["members"][member].get("beta1", math.nan),
                 "dtype": record["config"]["dtype"],
                 "passes": passes,
                 "full_0": full.get(0, math.nan),
@@ -195,6 +232,13 @@ def table(records: dict[str, dict[str, Any]]) -> Any:
             row["changes"] = changes.get(name, name)
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def setting(row: Any) -> str:
+    """A member's stepsize, with its beta1 where a variant searches it (beta1 0.9 unsaid)."""
+    beta1 = row["beta1"]
+    shown = "" if beta1 is None or math.isnan(beta1) or beta1 == 0.9 else f" ({beta1:g})"
+    return f"{row['stepsize']:g}{shown}"
 
 
 def closest(study: Any) -> Any:
@@ -227,10 +271,12 @@ def draw(records: dict[str, dict[str, Any]], chosen: Any, out: Path) -> None:
             label="Adam (paper; x = 0 left out)",
         )
         for _, row in chosen.iterrows():
+            if row["variant"] not in records:
+                continue  # a committed row whose run is not here: in the table only
             curves = pd.DataFrame(records[row["variant"]]["curves"])
-            member = [m["stepsize"] for m in records[row["variant"]]["members"]].index(
-                row["stepsize"]
-            )
+            member = [
+                (m["stepsize"], m.get("beta1")) for m in records[row["variant"]]["members"]
+            ].index((row["stepsize"], row["beta1"]))
             mine = curves[curves["member"] == member]
             ax.plot(
                 mine["epoch"],
@@ -238,7 +284,7 @@ def draw(records: dict[str, dict[str, Any]], chosen: Any, out: Path) -> None:
                 lw=1.2,
                 marker=".",
                 ms=3,
-                label=f"{row['variant']} ({row['stepsize']:g})",
+                label=f"{row['variant']} ({setting(row)})",
             )
         ax.set_yscale("log")
         ax.set_xlim(0, 25)
@@ -258,19 +304,23 @@ def markdown(study: Any, chosen: Any) -> str:
         return "" if math.isnan(value) else f"{value:.3g}"
 
     head = (
-        "| variant | stepsize | dtype | passes | x=0 | x=1 | x=5 | x=10 | x=25 "
+        "| variant | stepsize (beta1) | dtype | passes | x=0 | x=1 | x=5 | x=10 | x=25 "
         "| log10 ratio 1 / 5 / 10 / 25 | distance |"
     )
     lines = [head, "|" + "---|" * 11]
     for _, r in study.iterrows():
         mark = (
             "**"
-            if ((chosen["variant"] == r["variant"]) & (chosen["stepsize"] == r["stepsize"])).any()
+            if (
+                (chosen["variant"] == r["variant"])
+                & (chosen["stepsize"] == r["stepsize"])
+                & (chosen["beta1"] == r["beta1"])
+            ).any()
             else ""
         )
         ratios = " / ".join(cost(r[f"log10_ratio_{k}"]) or "-" for k in CHECKPOINTS)
         lines.append(
-            f"| {mark}{r['variant']}{mark} | {r['stepsize']:g} | {r['dtype']} | {r['passes']} "
+            f"| {mark}{r['variant']}{mark} | {setting(r)} | {r['dtype']} | {r['passes']} "
             + "".join(f"| {cost(r[f'full_{k}'])} " for k in (0, *CHECKPOINTS))
             + f"| {ratios} | {r['distance']:.2f} |"
         )
@@ -331,6 +381,16 @@ def main(argv: list[str] | None = None) -> None:
     if not records:
         sys.exit(f"error: no completed variant under {args.runs}")
     study = table(records)
+    earlier = args.out / "study.csv"
+    if earlier.exists():  # the variants not run or collected now keep their committed rows
+        import pandas as pd
+
+        kept = pd.read_csv(earlier)
+        kept = kept[~kept["variant"].isin(list(records))]
+        order = {name: i for i, name in enumerate(NAMES)}
+        study = pd.concat([kept, study], ignore_index=True)
+        study = study.sort_values("variant", key=lambda v: v.map(order), kind="stable")
+        study = study.reset_index(drop=True)
     chosen = closest(study)
     args.out.mkdir(parents=True, exist_ok=True)
     study.to_csv(args.out / "study.csv", index=False, float_format="%.6g")

@@ -93,7 +93,7 @@ class Training(RunState):
             seeds,
             self.n_train,
             self.trainer.batch_size,
-            fixed=self.trainer.minibatch_order == "fixed",
+            order=self.trainer.minibatch_order,
         )
         self.subset = evaluation_subset(
             self.n_train, self.trainer.train_eval_subset, settings.seed, self.device

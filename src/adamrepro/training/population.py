@@ -14,7 +14,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from ..optim import DESCRIPTIVE_KEYS
-from ..settings import seed_setting
+from ..settings import MINIBATCH_ORDERS, seed_setting
 
 
 def population(config: DictConfig | Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -72,6 +72,10 @@ def stack_settings(members: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return stacked
 
 
+def _seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
 class MinibatchOrder:
     """Minibatches as index permutations of the training set, one permutation per epoch for
     each distinct seed: members with the same seed see the same minibatches.
@@ -82,29 +86,57 @@ class MinibatchOrder:
     per member (S = G). The generators' states (`state_dict`) taken before an epoch's draw
     give that epoch's order again, so that a run can continue in the middle of an epoch.
 
-    `fixed=True` draws the permutation once (from each seed) and walks the same minibatches,
-    in the same order, every epoch: the data split once into fixed minibatches visited
-    cyclically (the harness of Figure 2(b)'s SFO comparison).
+    `order` (MINIBATCH_ORDERS): "random", a new permutation every epoch; "fixed", the
+    permutation drawn once (from each seed) and the same minibatches walked in the same order
+    every epoch: the data split once into fixed minibatches visited cyclically (the harness of
+    Figure 2(b)'s SFO comparison); "replacement", the data split once into N = ceil(n / B)
+    fixed minibatches as the SFO harness splits it (minibatch i: rows i, i + N, i + 2N, ... of
+    the seed's permutation, sizes within one of each other), each step one of them drawn at
+    random with replacement (the harness's first-order methods), an epoch being N steps;
+    where members of different seeds draw minibatches of different sizes in one step, each is
+    cut to the shortest (one row at most).
     """
 
-    def __init__(self, seeds: Sequence[int], n: int, batch_size: int, fixed: bool = False) -> None:
+    def __init__(
+        self, seeds: Sequence[int], n: int, batch_size: int, order: str = "random"
+    ) -> None:
+        if order not in MINIBATCH_ORDERS:
+            raise ValueError(f"order must be one of {', '.join(MINIBATCH_ORDERS)}, got {order!r}")
         distinct = list(dict.fromkeys(int(s) for s in seeds))
         if any(int(seed) != distinct[g % len(distinct)] for g, seed in enumerate(seeds)):
             distinct = [int(s) for s in seeds]  # not seed-fastest: one row per member
         self.generators = {s: torch.Generator().manual_seed(s) for s in dict.fromkeys(distinct)}
         self.row_seeds = distinct
-        self.n, self.batch_size, self.fixed = n, batch_size, fixed
+        self.n, self.batch_size, self.order = n, batch_size, order
         self.steps_per_epoch = math.ceil(n / batch_size)
 
     def epoch(self, device: torch.device, skip: int = 0) -> Iterator[Tensor]:
         """The epoch's minibatches, after the first `skip` of them."""
-        if self.fixed:  # the first epoch's permutation, every epoch
+        if self.order == "fixed":  # the first epoch's permutation, every epoch
             for s, g in self.generators.items():
                 g.manual_seed(s)
-        perms = {s: torch.randperm(self.n, generator=g) for s, g in self.generators.items()}
+        if self.order == "replacement":  # the fixed split; the generators draw the choices
+            perms = {s: torch.randperm(self.n, generator=_seeded(s)) for s in self.generators}
+            picks = {
+                s: torch.randint(self.steps_per_epoch, (self.steps_per_epoch,), generator=g)
+                for s, g in self.generators.items()
+            }
+        else:
+            perms = {s: torch.randperm(self.n, generator=g) for s, g in self.generators.items()}
+            picks = {s: torch.arange(self.steps_per_epoch) for s in self.generators}
         rows = torch.stack([perms[s] for s in self.row_seeds]).to(device)
-        for start in range(skip * self.batch_size, self.n, self.batch_size):
-            idx = rows[:, start : start + self.batch_size]
+        count = self.steps_per_epoch
+        for step in range(skip, count):
+            if self.order == "replacement":  # minibatch i: rows i, i + count, i + 2 count, ...
+                chosen = [
+                    row[int(picks[s][step]) :: count]
+                    for row, s in zip(rows, self.row_seeds, strict=True)
+                ]
+                shortest = min(len(c) for c in chosen)  # sizes differ by one at most
+                idx = torch.stack([c[:shortest] for c in chosen])
+            else:
+                start = step * self.batch_size
+                idx = rows[:, start : start + self.batch_size]
             yield idx[0] if len(self.row_seeds) == 1 else idx
 
     def state_dict(self) -> dict[int, Tensor]:
