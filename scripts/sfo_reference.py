@@ -108,13 +108,15 @@ def logreg(rows: int = 4800, m: int = 50, n: int = 24, l2: float = 1e-3, seed: i
     return problem
 
 
-def network(data_root: str, n: int = 24, seed: int = 0) -> Problem:
+def network(data_root: str, n: int = 24, seed: int = 0, overrides: tuple[str, ...] = ()) -> Problem:
     from adamrepro.config import compose_config
     from adamrepro.data import load_data
     from adamrepro.models import build_model
     from adamrepro.studies.sfo_run import subfunction_batches
 
-    cfg = compose_config(["experiment=mnist_mlp_deterministic", f"data.root={data_root}"])
+    cfg = compose_config(
+        ["experiment=mnist_mlp_deterministic", f"data.root={data_root}", *overrides]
+    )
     torch.manual_seed(seed)
     data = load_data(cfg.data).to("cpu", torch.float64)
     model = build_model(cfg.model, data, [seed]).to(dtype=torch.float64)

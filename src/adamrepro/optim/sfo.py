@@ -24,16 +24,32 @@ the Adam paper's section 6.2.
 As in the SFO paper: the quadratic models in a shared subspace, one subfunction per step, the
 distance rule, BFGS over each subfunction's own history, the active set that starts with two
 subfunctions and grows when the noise between the active subfunctions' gradients rivals their
-mean, and a failed step: a subfunction that rose above its last value by more than its model
-and the last step's predicted improvement is evaluated again at the previous position; if it
-was lower there the step is taken back and `step_scale` halved (it relaxes towards 1 by 1/N a
-step). Choices of ours, not in the paper (written from its description; the authors' code,
-Apache-2.0 since 2021, is run beside ours by scripts/sfo_reference.py, and none of it is
-copied): the BFGS recursion starts from beta I, beta the y's / s'y of the subfunction's latest
-usable pair (`initial_curvature="min_eig"`: the smallest curvature its pairs show, as the
-authors' code does), the median of the other subfunctions' for one with none yet,
-`hessian_init` for the very first; pairs with s'y <= 0 skipped; K_max = 3N + 3. Float64 by
-default, on the parameters' device.
+mean, and failed steps that halve `step_scale` (it relaxes towards 1 by 1/N a step).
+
+Where the paper leaves a detail open, ours does what the authors' code does (`sfo.py` of
+Sohl-Dickstein/Sum-of-Functions-Optimizer, Apache-2.0 since 2021, read and run beside ours by
+scripts/sfo_reference.py; none of it is copied), each with a named flag whose other value is
+what ours did before it was measured against theirs (2026-12):
+- `initial_curvature="min_eig"`: a subfunction's BFGS recursion starts from beta I, beta the
+  smallest curvature its (s, y) pairs show ("secant": y'y / s'y of the latest pair, near the
+  largest curvature, which shortens every step in unexplored directions);
+- `new_curvature="median_eig"`: a subfunction's first model is beta I, beta the summed
+  Hessian's median eigenvalue over the number of active subfunctions ("median_beta": the
+  median of the others' betas);
+- `max_step_length_ratio=10`: once N subfunctions have been evaluated no step is longer than
+  10x the mean length of the steps so far (None: no cap);
+- `failure_backoff=True`: a failed step whose subfunction rose ten times or more what its
+  model predicted is evaluated again 100x closer to the previous point, up to ten times.
+And without a flag (ours before was a misreading): the starting subfunctions count as
+`hessian_init` I in the summed Hessian until they are first evaluated, so no long step is
+taken on one subfunction's model; a failed step is judged as theirs judges it (a first
+evaluation against the subfunctions evaluated twice or more; a rise beyond the improvement
+predicted for the others), evaluated at the previous point, and the lower of the two kept;
+the active set's noise rule reads the subfunctions' last gradients, and its pass rule counts
+every step; `step_scale` is kept above 1e-5. Ours still differs in: pairs with s'y <= 0 are
+skipped (theirs keeps them and forces the result positive definite); a collapse keeps every
+vector it spans (theirs a random 2N + 2 of them); no minimum step length. K_max = 3N + 3 as
+theirs. Float64 by default, on the parameters' device.
 
 SFO is not a population optimizer: it trains one member, and it chooses which minibatch to
 evaluate, so it has its own driver (`adamrepro.studies.sfo_run`), not the training loop.
@@ -49,10 +65,15 @@ import torch
 from torch import Tensor
 
 Subfunction = Callable[[int], tuple[float, Tensor]]  # i -> (f_i, df_i) at the current theta
-# How a subfunction's BFGS recursion starts (beta I): "secant", y'y / s'y of its latest pair
-# (near the largest curvature along that step: ours until 2026-12); "min_eig", the smallest
-# curvature its pairs show (`smallest_curvature`: the authors' code)
-INITIAL_CURVATURES = ("secant", "min_eig")
+# How a subfunction's BFGS recursion starts (beta I): "min_eig", the smallest curvature its
+# pairs show (`smallest_curvature`: the authors' code); "secant", y'y / s'y of its latest pair
+# (near the largest curvature along that step: ours until 2026-12)
+INITIAL_CURVATURES = ("min_eig", "secant")
+# What a subfunction's first model starts from, before it has a pair: "median_eig", the
+# summed Hessian's median eigenvalue over the number of active subfunctions (the authors'
+# code); "median_beta", the median of the other subfunctions' starting scales (ours until
+# 2026-12)
+NEW_CURVATURES = ("median_eig", "median_beta")
 
 
 @dataclass
@@ -89,7 +110,10 @@ class SFO:
         hessian_init: float = 1e6,
         max_gradient_noise: float = 1.0,
         selection: str = "distance",
-        initial_curvature: str = "secant",
+        initial_curvature: str = "min_eig",
+        new_curvature: str = "median_eig",
+        max_step_length_ratio: float | None = 10.0,
+        failure_backoff: bool = True,
         dtype: torch.dtype = torch.float64,
         seed: int = 0,
     ) -> None:
@@ -102,6 +126,10 @@ class SFO:
         if initial_curvature not in INITIAL_CURVATURES:
             raise ValueError(f"initial_curvature must be one of {', '.join(INITIAL_CURVATURES)}")
         self.initial_curvature = initial_curvature
+        if new_curvature not in NEW_CURVATURES:
+            raise ValueError(f"new_curvature must be one of {', '.join(NEW_CURVATURES)}")
+        self.new_curvature = new_curvature
+        self.max_step_length_ratio, self.failure_backoff = max_step_length_ratio, failure_backoff
         self.dtype, self.device = dtype, self.params[0].device
         self.generator = torch.Generator().manual_seed(seed)
         theta = self._flat()
@@ -116,6 +144,8 @@ class SFO:
         first = torch.randperm(self.n, generator=self.generator)[: min(initial_active, self.n)]
         self.active = torch.zeros(self.n, dtype=torch.bool)
         self.active[first] = True
+        for i in first.tolist():  # counted in the summed Hessian until first evaluated
+            self.models[i].beta = hessian_init
         self.step_scale = 1.0
         self.steps = 0
         self.cursor = 0
@@ -123,6 +153,8 @@ class SFO:
         self.events = {"failed_steps": 0, "collapses": 0, "activations": 0}
         self.previous: Tensor | None = None  # the position before the last step
         self.predicted_improvement = 0.0
+        self.distance = 0.0  # the length of every step taken, summed (the step-length cap)
+        self.evaluations = 0
 
     # -- flat parameters ------------------------------------------------------------------
     def _flat(self) -> Tensor:
@@ -203,9 +235,18 @@ class SFO:
         elif pairs:
             s, y = pairs[-1]
             model.beta = float(y @ y) / float(s @ y)
+        elif model.evaluations <= 1 and self.new_curvature == "median_eig":
+            # a first evaluation: the summed Hessian's median eigenvalue over the active count
+            summed = self._summed_hessian()
+            model.beta = (
+                float(torch.linalg.eigvalsh(summed).median()) / int(self.active.sum())
+                if summed is not None
+                else self.hessian_init
+            )
         elif math.isnan(model.beta):
             others = self._betas()
-            model.beta = float(torch.tensor(others).median()) if others else self.hessian_init
+            median = torch.tensor(others, dtype=torch.float64).median()
+            model.beta = float(median) if others else self.hessian_init
         hessian = model.beta * torch.eye(k, dtype=self.dtype, device=self.device)
         for s, y in pairs:
             hs = hessian @ s
@@ -218,15 +259,32 @@ class SFO:
             i for i in torch.nonzero(self.active).flatten().tolist() if self.models[i].x is not None
         ]
 
+    def _summed_hessian(self) -> Tensor | None:
+        """The active models' Hessians summed; an active subfunction with no model yet counts
+        as its curvature times I (`hessian_init` for the first ones, as the authors' code
+        counts them), none where it has none."""
+        k = self.basis.shape[1]
+        hessian = None
+        for i in torch.nonzero(self.active).flatten().tolist():
+            m = self.models[i]
+            if m.hessian is not None:
+                part = m.hessian
+            elif not math.isnan(m.beta):
+                part = m.beta * torch.eye(k, dtype=self.dtype, device=self.device)
+            else:
+                continue
+            hessian = part if hessian is None else hessian + part
+        return None if hessian is None else 0.5 * (hessian + hessian.T)
+
     def _summed(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """The summed models' Hessian, and their gradient at x."""
-        hessian = grad = None
+        grad = None
         for i in self._evaluated():
-            m = self.models[i]
-            g = m.gradient(x)
-            hessian = m.hessian if hessian is None else hessian + m.hessian
+            g = self.models[i].gradient(x)
             grad = g if grad is None else grad + g
-        return 0.5 * (hessian + hessian.T), grad
+        hessian = self._summed_hessian()
+        assert hessian is not None and grad is not None
+        return hessian, grad
 
     def _predicted(self, j: int, x: Tensor) -> float:
         m = self.models[j]
@@ -263,57 +321,66 @@ class SFO:
         return pick
 
     def _maybe_grow(self, failed: bool) -> None:
-        """One more active subfunction when what the active ones agree on (their mean
-        gradient) is no larger than the noise between them (its standard error), both in the
-        metric of the inverse summed Hessian, times `max_gradient_noise`; on a failed step;
-        or after a pass over the active set without growth. Only once every active one has
-        been evaluated twice."""
+        """One more active subfunction when what the active ones agree on (the mean of their
+        last gradients) is no larger than the noise between them (its standard error), both in
+        the metric of the inverse summed Hessian, times `max_gradient_noise`; on a failed step;
+        or when more steps than active subfunctions have passed since the last growth. Only
+        once every active one has been evaluated twice (the authors' rule)."""
         active = torch.nonzero(self.active).flatten().tolist()
+        self.since_growth += 1
         if bool(self.active.all()) or any(self.models[i].evaluations < 2 for i in active):
             return
-        x = self._project(self._flat())
-        hessian, _ = self._summed(x)
-        grads = torch.stack([self.models[i].gradient(x) for i in active])
+        if failed or self.since_growth > len(active) + 1:
+            self._activate()
+            return
+        hessian = self._summed_hessian()
+        assert hessian is not None
+        grads = torch.stack([self.models[i].g for i in active])
         mean = grads.mean(0)
         inverse = torch.linalg.inv(hessian)
         signal = float(mean @ (inverse @ mean))
         centred = grads - mean
         noise = float(torch.einsum("ik,kl,il->", centred, inverse, centred))
         noise /= len(active) * (len(active) - 1)
-        self.since_growth += 1
-        if noise >= self.max_gradient_noise * signal or failed or self.since_growth > len(active):
+        if noise >= self.max_gradient_noise * signal:
             self._activate()
 
     # -- one step -----------------------------------------------------------------------
     def _evaluate(self, j: int, theta: Tensor) -> tuple[float, Tensor]:
         self._set(theta)
+        self.evaluations += 1
         value, grad = self.subfunction(j)
         return float(value), grad.reshape(-1).to(self.dtype)
 
     def step(self) -> tuple[int, float]:
-        """Evaluate one subfunction at the current position, update its model (taking the
-        last step back if it failed), then move towards the minimum of the summed models.
-        Returns (the subfunction evaluated, its value there)."""
+        """Evaluate one subfunction at the current position, update its model (after a failed
+        step: the better of the new and the previous position, the other one's evaluation
+        kept in its history), then move towards the minimum of the summed models. Returns (the
+        subfunction evaluated, its value there)."""
         theta = self._flat()
         x = self._project(theta)
         j = self._choose(x)
         model = self.models[j]
         value, grad = self._evaluate(j, theta)
-        extra = None  # a second evaluation, at the previous position, for a failure candidate
-        failed = False
-        if self._candidate(j, value, grad, x):
+        extra = None  # the other evaluation of a failed step, for the history
+        failed = self._failed(j, value, grad, x)
+        if failed:
+            self.events["failed_steps"] += 1
+            self.step_scale /= 2
             before, before_grad = self._evaluate(j, self.previous)
-            if before < value or not math.isfinite(value):
-                failed = True
-                self.events["failed_steps"] += 1
-                self.step_scale /= 2
+            if self.failure_backoff:
+                theta, value, grad = self._back_off(j, x, theta, value, grad, before)
+            if before <= value or not math.isfinite(value):  # back to the previous position
                 if math.isfinite(value) and bool(torch.isfinite(grad).all()):
                     extra = (theta, grad)
                 theta, value, grad = self.previous, before, before_grad
             else:
                 extra = (self.previous, before_grad)
-        if not failed:
+        else:
             self.step_scale = 1 / self.n + self.step_scale * (1 - 1 / self.n)
+        self.step_scale = max(self.step_scale, 1e-5)
+        if self.previous is not None:
+            self.distance += float((theta - self.previous).norm())
         self._set(theta)
         for vector in (grad, *(extra[1:] if extra else ())):
             self._extend(vector)
@@ -331,26 +398,60 @@ class SFO:
         self.steps += 1
         return j, value
 
-    def _candidate(self, j: int, value: float, grad: Tensor, x: Tensor) -> bool:
-        """A step that may have failed: non-finite; a first evaluation far above the others'
-        values; or a subfunction that rose above its last value by more than its model
-        predicted here plus the improvement the last step predicted in all."""
+    def _failed(self, j: int, value: float, grad: Tensor, x: Tensor) -> bool:
+        """The authors' test of the last step: non-finite; a first evaluation above the mean
+        plus 3 standard deviations of the subfunctions evaluated twice or more; or a
+        subfunction that rose above its last value by more than the improvement the last step
+        predicted for the others (in all, less what its own model predicted for it)."""
         if not math.isfinite(value) or not bool(torch.isfinite(grad).all()):
             return self.previous is not None
-        model = self.models[j]
         if self.previous is None:
             return False
+        model = self.models[j]
         if model.x is None:
-            values = torch.tensor([m.value for m in self.models if m.x is not None])
-            return len(values) > 1 and value > float(values.mean() + 3 * values.std())
-        return value > model.value and value - self._predicted(j, x) > self.predicted_improvement
+            values = torch.tensor(
+                [m.value for m in self.models if m.evaluations >= 2], dtype=torch.float64
+            )
+            if len(values) == 0:
+                return False
+            spread = float(values.std()) if len(values) > 1 else 0.0
+            return value > float(values.mean()) + 3 * spread
+        if value <= model.value:
+            return False
+        predicted = self._predicted(j, x)
+        return value - predicted > self.predicted_improvement - (model.value - predicted)
+
+    def _back_off(
+        self, j: int, x: Tensor, theta: Tensor, value: float, grad: Tensor, before: float
+    ) -> tuple[Tensor, float, Tensor]:
+        """After a failed step whose rise is ten times or more what the subfunction's model
+        predicted, move 100x closer to the previous position and evaluate again, up to ten
+        times (the authors' code: it keeps an exploded value out of the history)."""
+        model = self.models[j]
+        expected = abs(self._predicted(j, x) - model.value) if model.x is not None else math.nan
+        if not math.isfinite(expected):
+            expected = abs(value - before)
+        expected = max(expected, 1e-12) if math.isfinite(expected) else 1e-12
+        for _ in range(10):
+            if value - before < 10 * expected:
+                break
+            theta = 0.99 * self.previous + 0.01 * theta
+            value, grad = self._evaluate(j, theta)
+        return theta, value, grad
 
     def _move(self) -> None:
-        """theta <- theta - step_scale (sum H)^-1 (the summed models' gradient at theta)."""
+        """theta <- theta - step_scale (sum H)^-1 (the summed models' gradient at theta), its
+        length at most `max_step_length_ratio` times the mean length of the steps so far (once
+        N subfunctions have been evaluated; the authors' cap)."""
         theta = self._flat()
         x = self._project(theta)
         hessian, grad = self._summed(x)
         step = -self.step_scale * torch.linalg.solve(hessian, grad)
+        length = float(step.norm())
+        if self.max_step_length_ratio is not None and self.evaluations > self.n and length > 0:
+            cap = self.max_step_length_ratio * self.distance / self.evaluations
+            if length > cap:
+                step = step * (cap / length)
         self.previous = theta
         self.predicted_improvement = 0.5 * float(step @ (hessian @ step))
         self._set(theta + self.basis @ step)
