@@ -90,3 +90,38 @@ def test_the_study_runs_its_variants_and_tabulates_them(mnist_root, tmp_path):
     )
     assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "Traceback" not in bad.stderr
+
+
+def test_the_rereadings_read_the_committed_run_as_other_codes_logged_it(tmp_path):
+    """Made-up curves: a full cost of 10^-k after pass k and a mean minibatch cost of
+    2 x 10^-(k-1) over pass k. The mean-minibatch reading draws pass k + 1's mean at x = k;
+    the quarter-pass reading takes the cost after k - 1/4 passes, 10^-(k - 1/4); the distance
+    is the RMS of log10(ours / paper) over the paper's passes 1..25 that the reading has."""
+    import pandas as pd
+
+    rows = [
+        {
+            "curve": "Adam",
+            "epoch": k,
+            "train_cost": 2 * 10.0 ** -(k - 1) if k else math.nan,
+            "train_cost_full": 10.0**-k,
+        }
+        for k in range(26)
+    ]
+    pd.DataFrame(rows).to_csv(tmp_path / "curves.csv", index=False)
+    pd.DataFrame([{"curve": "Adam", "stepsize": 0.01}]).to_csv(tmp_path / "selected.csv")
+    read = fig2b_study.rereadings(tmp_path / "curves.csv").set_index("variant")
+    paper = fig2b_study.paper_adam()
+    assert read.loc["reread_as_drawn", "full_10"] == pytest.approx(1e-10)
+    assert read.loc["reread_mean_minibatch", "full_0"] == pytest.approx(2.0)  # pass 1's mean
+    assert read.loc["reread_mean_minibatch", "full_5"] == pytest.approx(2e-5)  # pass 6's
+    assert math.isnan(read.loc["reread_mean_minibatch", "full_25"])  # pass 26: not run
+    assert read.loc["reread_mean_minibatch_aligned", "full_5"] == pytest.approx(2e-4)
+    assert read.loc["reread_quarter_pass", "full_1"] == pytest.approx(10**-0.75)
+    expected = math.sqrt(
+        sum(math.log10(10 ** -(k - 0.25) / paper[k]) ** 2 for k in range(1, 26)) / 25
+    )
+    assert read.loc["reread_quarter_pass", "distance"] == pytest.approx(expected)
+    assert read.loc["reread_quarter_pass", "log10_ratio_10"] == pytest.approx(
+        math.log10(10**-9.75 / paper[10])
+    )

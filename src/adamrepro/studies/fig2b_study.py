@@ -16,6 +16,10 @@ the whole training set and on a fixed subset of 5,000 training rows (the harness
 Screening variants run 10 passes with stepsizes 1e-4, 3e-4 and 1e-3 as one population; the
 `long` variants run the paper's 25 passes.
 
+The re-readings (REREADINGS) train nothing: they read the committed figure's Adam run
+(--figure) as other codes logged and drew a curve, and join the table whenever its curves.csv
+is there.
+
 Writes into --out:
     study.csv   every variant and stepsize (the rows of variants not run or collected this
                 time are kept from the study.csv already there): the full and subset cost
@@ -241,6 +245,77 @@ def setting(row: Any) -> str:
     return f"{row['stepsize']:g}{shown}"
 
 
+REREADINGS = {
+    "reread_as_drawn": (
+        "no training: the figure's committed Adam run as our Figure 2 (b) draws it (the "
+        "whole training set's cost after k passes at x = k), the baseline of the re-readings"
+    ),
+    "reread_mean_minibatch": (
+        "no training: the figure's committed Adam run (results/.../curves.csv) read as "
+        "Kingma's code of 2014 logged it, the mean of the minibatch costs over each pass, "
+        "its pass k + 1 drawn at x = k (the paper's 0.254 at x = 0 then the first pass's mean)"
+    ),
+    "reread_mean_minibatch_aligned": (
+        "no training: the same run's mean minibatch cost over pass k drawn at x = k"
+    ),
+    "reread_quarter_pass": (
+        "no training: the same run read as the SFO harness draws a curve (the objective "
+        "recorded every N/4 evaluations, point j drawn at x = (j + 1) / 4: the point at x = k "
+        "is the cost after k - 1/4 passes), ours at k - 1/4 interpolated log-linearly "
+        "between passes k - 1 and k"
+    ),
+}
+
+
+def rereadings(curves_csv: Path) -> Any:
+    """Study rows that train nothing: the figure's committed Adam curve read the ways of
+    REREADINGS, against the paper's Adam (x = 0 included where the reading explains it)."""
+    import numpy as np
+    import pandas as pd
+
+    from ..figures.plot import EXPERIMENTS
+
+    figure = pd.read_csv(curves_csv)
+    adam = figure[figure["curve"] == "Adam"].set_index("epoch")
+    selected = pd.read_csv(curves_csv.parent / "selected.csv")
+    stepsize = float(selected.loc[selected["curve"] == "Adam", "stepsize"].iloc[0])
+    paper_all = pd.read_csv(EXPERIMENTS / "fig2b_mnist_mlp_deterministic" / "paper_curves.csv")
+    paper_all = paper_all[paper_all["curve"] == "Adam"]
+    paper = paper_all.set_index(paper_all["x"].round().astype(int))["y"]
+    full, minibatch = adam["train_cost_full"], adam["train_cost"]
+    last = int(adam.index.max())
+    read = {
+        "reread_as_drawn": {k: full[k] for k in range(0, last + 1)},
+        "reread_mean_minibatch": {k: minibatch[k + 1] for k in range(0, last)},
+        "reread_mean_minibatch_aligned": {k: minibatch[k] for k in range(1, last + 1)},
+        "reread_quarter_pass": {
+            k: float(np.exp(0.25 * np.log(full[k - 1]) + 0.75 * np.log(full[k])))
+            for k in range(1, last + 1)
+        },
+    }
+    rows = []
+    for name, values in read.items():
+        row: dict[str, Any] = {
+            "variant": name,
+            "stepsize": stepsize,
+            "beta1": math.nan,
+            "dtype": "float32",
+            "passes": last,
+            "full_0": values.get(0, math.nan),
+            "subset_0": math.nan,
+        }
+        for k in CHECKPOINTS:
+            row[f"full_{k}"] = values.get(k, math.nan)
+            row[f"subset_{k}"] = math.nan
+            row[f"log10_ratio_{k}"] = math.log10(values[k] / paper[k]) if k in values else math.nan
+        points = [k for k in paper.index if k in values and k >= 1]
+        logs = [math.log10(values[k] / paper[k]) for k in points]
+        row["distance"] = float(np.sqrt(np.mean(np.square(logs))))
+        row["changes"] = REREADINGS[name]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def closest(study: Any) -> Any:
     """Per variant, the stepsize whose curve lies closest to the paper's."""
     finite = study[study["distance"].apply(math.isfinite)]
@@ -328,7 +403,7 @@ def markdown(study: Any, chosen: Any) -> str:
     factors = [
         f"- `{v.name}`: {v.changes} ({' '.join(v.overrides) or 'no override'}; {v.passes} passes)"
         for v in VARIANTS
-    ]
+    ] + [f"- `{name}`: {changes}" for name, changes in REREADINGS.items()]
     return "\n".join(
         [
             "Full-training-set cost after k passes (x = k), ours against the paper's Adam "
@@ -352,6 +427,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-root", default=os.environ.get("ADAMREPRO_DATA", "data"))
     parser.add_argument("--runs", type=Path, default=Path("outputs/fig2b_study"))
     parser.add_argument("--out", type=Path, default=Path("results/fig2b_mnist_mlp_deterministic"))
+    parser.add_argument(
+        "--figure",
+        type=Path,
+        default=Path("results/fig2b_mnist_mlp_deterministic"),
+        help="the committed figure whose Adam run the re-readings read (curves.csv)",
+    )
     parser.add_argument("--only", nargs="+", choices=NAMES, help="run these variants only")
     parser.add_argument("--override", nargs="+", default=[], help="Hydra overrides for every run")
     parser.add_argument("--passes", type=int, help="every variant's length (a short check)")
@@ -381,13 +462,18 @@ def main(argv: list[str] | None = None) -> None:
     if not records:
         sys.exit(f"error: no completed variant under {args.runs}")
     study = table(records)
+    figure_curves = args.figure / "curves.csv"
+    if figure_curves.exists():
+        import pandas as pd
+
+        study = pd.concat([study, rereadings(figure_curves)], ignore_index=True)
     earlier = args.out / "study.csv"
     if earlier.exists():  # the variants not run or collected now keep their committed rows
         import pandas as pd
 
         kept = pd.read_csv(earlier)
-        kept = kept[~kept["variant"].isin(list(records))]
-        order = {name: i for i, name in enumerate(NAMES)}
+        kept = kept[~kept["variant"].isin([*records, *REREADINGS])]
+        order = {name: i for i, name in enumerate([*NAMES, *REREADINGS])}
         study = pd.concat([kept, study], ignore_index=True)
         study = study.sort_values("variant", key=lambda v: v.map(order), kind="stable")
         study = study.reset_index(drop=True)
