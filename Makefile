@@ -40,14 +40,14 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@touch $@
 
 test: venv ## run the test suite (and ruff)
-	$(VENV)/bin/ruff check src tests scripts
+	$(VENV)/bin/ruff check src tests scripts examples
 	$(PY) -m pytest
 
 test-fast: venv ## the tests without the slow ones (no real training): the edit-test loop
 	$(PY) -m pytest -m "not slow" -q
 
 lint: venv ## ruff: lint and format check
-	$(VENV)/bin/ruff check src tests scripts
+	$(VENV)/bin/ruff check src tests scripts examples
 	$(VENV)/bin/ruff format --check src tests scripts
 
 reproduce-%: venv ## train a protocol's runs (continuing those in RUNS) and draw its figures, e.g. reproduce-mnist

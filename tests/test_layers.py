@@ -4,7 +4,7 @@ core       errors, files, settings, records, checkpoint, config, optim/, data/, 
 training   training/ (the loop), tables (records as tables)
 figures    figures/
 protocol   protocol (a figure's runs and drawing)
-studies    studies/
+studies    studies/, benchmark/ (a user's optimizer on the paper's tasks)
 commands   train (the loop's command line), runbook, long_runs, report
 """
 
@@ -31,6 +31,7 @@ LAYERS = {
     "figures": 2,
     "protocol": 3,
     "studies": 4,
+    "benchmark": 4,
     "train": 5,
     "runbook": 5,
     "long_runs": 5,

@@ -95,6 +95,15 @@ def evaluation_subset(
     return order[:examples].to(device)
 
 
+def evaluation_mode(optimizer: Any) -> Any:
+    """The context in which the parameters are the ones to evaluate: an external optimizer's
+    `evaluating()` (Schedule-Free's eval/train switch), else nothing to do."""
+    import contextlib
+
+    evaluating = getattr(optimizer, "evaluating", None)
+    return evaluating() if callable(evaluating) else contextlib.nullcontext()
+
+
 def evaluation(
     model: torch.nn.Module,
     data: Any,

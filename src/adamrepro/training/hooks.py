@@ -23,7 +23,7 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..optim.moments import second_moments
 from ..settings import TrainerSettings
-from .evaluation import evaluation
+from .evaluation import evaluation, evaluation_mode
 
 if TYPE_CHECKING:
     from .loop import Training
@@ -98,7 +98,7 @@ class InitialEvaluation(Hook):
         if training.progress.step or training.record["curves"]:
             return  # a run that has begun has its epoch 0 already
         averaged = training.optimizer if training.trainer.evaluate_averaged else None
-        with training.settings.autocast():
+        with training.settings.autocast(), evaluation_mode(training.optimizer):
             columns = evaluation(
                 training.model,
                 training.data,

@@ -31,7 +31,7 @@ from ..records import (
     new_record,
 )
 from ..settings import Halving, RunSettings, TrainerSettings
-from .evaluation import DivergenceMonitor, evaluation, evaluation_subset
+from .evaluation import DivergenceMonitor, evaluation, evaluation_mode, evaluation_subset
 from .hooks import hooks_for
 from .population import MinibatchOrder, population, spread, stack_settings
 from .state import Progress, RunState
@@ -277,7 +277,8 @@ class Training(RunState):
         for hook in self.hooks:
             hook.end_epoch(self, record)
         averaged = self.optimizer if trainer.evaluate_averaged else None
-        with self.settings.autocast():  # evaluated as it trains (as Lightning does)
+        # evaluated as it trains (as Lightning does), in the optimizer's evaluation mode
+        with self.settings.autocast(), evaluation_mode(self.optimizer):
             columns = evaluation(
                 self.model,
                 self.data,

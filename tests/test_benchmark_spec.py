@@ -1,0 +1,305 @@
+"""The benchmark's interface (issue 28): an optimizer's YAML read into its grid and the
+training loop's config, each bad input one line, the conformance check, and an external
+optimizer trained by the one training loop."""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from adamrepro.benchmark import conformance
+from adamrepro.benchmark.spec import load_spec, spec_from_dict
+from adamrepro.errors import ConfigError
+from conftest import REPO
+
+EXAMPLES = REPO / "examples"
+
+
+def test_a_log_range_gives_its_points_and_the_grid_is_their_product():
+    spec = spec_from_dict(
+        {
+            "_target_": "torch.optim.Adam",
+            "label": "torch Adam",
+            "search_space": {
+                "lr": {"min": 1e-4, "max": 1e-1, "scale": "log", "points": 4},
+                "betas": {"values": [[0.9, 0.999], [0.5, 0.999]]},
+            },
+            "trials": 8,
+        }
+    )
+    assert spec.space[0].points == (1e-4, 1e-3, 1e-2, 1e-1)
+    assert spec.space[1].points == ((0.9, 0.999), (0.5, 0.999))
+    grid = spec.grid()
+    assert len(grid) == 8 and grid[1] == {"lr": 1e-4, "betas": (0.5, 0.999)}
+    config = spec.optimizer_config(grid[1])
+    assert config["_target_"] == "torch.optim.Adam" and config["lr"] == 1e-4
+    assert config["name"] == "external" and config["stepsize_key"] == "lr"
+    assert not spec.population  # a torch optimizer: one setting per run
+    linear = spec_from_dict(
+        {
+            "name": "adam",
+            "label": "Adam",
+            "search_space": {"beta1": {"min": 0.0, "max": 0.9, "scale": "linear", "points": 4}},
+            "trials": 4,
+        }
+    )
+    assert linear.space[0].points == (0.0, 0.3, 0.6, 0.9) and linear.population
+    assert linear.optimizer_config({"beta1": 0.3}) == {
+        "name": "adam",
+        "label": "Adam",
+        "beta1": 0.3,
+    }
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"_target_": "torch.optim.NoSuchThing"}, "'NoSuchThing' is not defined there"),
+        ({"_target_": "torch.nn.Linear"}, "is not a torch.optim.Optimizer subclass"),
+        ({"_target_": "not_a_package_xyz.Opt"}, "needs the package 'not_a_package_xyz'"),
+        ({"_target_": "Adam"}, "must be package.module.Class or path/to/file.py:Class"),
+        ({"_target_": "missing.py:Opt"}, "no file missing.py"),
+        ({"search_space": {}}, "search_space is empty"),
+        ({"search_space": {"lr": {"values": []}}}, "values must be a non-empty list"),
+        ({"search_space": {"lr": {"min": 0.0, "max": 1.0, "points": 3}}}, "min > 0 on a log"),
+        ({"search_space": {"lr": {"min": 1e-3, "max": 1.0}}}, "needs min, max, points"),
+        ({"trials": 2}, "the search space has 3 points, more than its trials (2)"),
+        ({"trials": 0}, "trials must be a positive whole number"),
+        ({"label": ""}, "label must be a non-empty string"),
+        ({"colour": "red"}, "unknown key colour"),
+        ({"name": "adam"}, "give either _target_ (a class) or name"),
+        ({"reduces_to": {"lamb": {}}}, "reduces_to 'lamb': choose adam or sgd"),
+    ],
+)
+def test_each_bad_input_is_one_line(change, message):
+    raw = {
+        "_target_": "torch.optim.SGD",
+        "label": "SGD",
+        "search_space": {"lr": {"values": [0.1, 0.3, 1.0]}},
+        "trials": 3,
+        **change,
+    }
+    with pytest.raises(ConfigError) as error:
+        spec_from_dict(raw)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_missing_package_names_the_extra_to_install():
+    with pytest.raises(ConfigError, match=r"pip install -e '\.\[benchmark\]'"):
+        spec_from_dict(
+            {
+                "_target_": "surely_not_installed_pkg.Opt",
+                "label": "x",
+                "extra": "benchmark",
+                "search_space": {"lr": {"values": [1.0]}},
+                "trials": 1,
+            }
+        )
+
+
+def test_a_users_file_is_imported_from_next_to_its_yaml_and_a_broken_one_is_one_line(
+    tmp_path: Path,
+):
+    (tmp_path / "mine.py").write_text(
+        "import torch\nclass Mine(torch.optim.SGD):\n    pass\nclass NotOne:\n    pass\n"
+    )
+    (tmp_path / "mine.yaml").write_text(
+        "_target_: mine.py:Mine\nlabel: Mine\nsearch_space: {lr: {values: [0.1]}}\ntrials: 1\n"
+    )
+    spec = load_spec(tmp_path / "mine.yaml")
+    assert spec.target == f"{tmp_path / 'mine.py'}:Mine"
+    (tmp_path / "not.yaml").write_text(
+        "_target_: mine.py:NotOne\nlabel: N\nsearch_space: {lr: {values: [0.1]}}\ntrials: 1\n"
+    )
+    with pytest.raises(ConfigError, match="is not a torch.optim.Optimizer subclass"):
+        load_spec(tmp_path / "not.yaml")
+    (tmp_path / "broken.py").write_text("raise RuntimeError('half-written')\n")
+    (tmp_path / "broken.yaml").write_text(
+        "_target_: broken.py:X\nlabel: B\nsearch_space: {lr: {values: [0.1]}}\ntrials: 1\n"
+    )
+    with pytest.raises(ConfigError, match="RuntimeError: half-written"):
+        load_spec(tmp_path / "broken.yaml")
+    with pytest.raises(ConfigError, match="no optimizer file"):
+        load_spec(tmp_path / "absent.yaml")
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_spec(tmp_path / "list.yaml")
+
+
+def test_every_example_reads_and_fits_its_budget():
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        raw_text = path.read_text()
+        if "extra: benchmark" in raw_text:
+            pytest.importorskip(
+                {"lion": "lion_pytorch", "schedulefree": "schedulefree", "prodigy": "prodigyopt"}[
+                    next(k for k in ("lion", "schedulefree", "prodigy") if k in path.stem)
+                ]
+            )
+        spec = load_spec(path)
+        assert 1 <= len(spec.grid()) <= spec.trials, path
+
+
+def test_torch_adamw_without_weight_decay_and_our_amsgrad_conform_and_a_bad_port_does_not():
+    """AdamW with weight_decay 0 steps as our Adam; the example AMSGrad (this project's API) as
+    our Adam(amsgrad=true); torch's SGD with Nesterov momentum as ours; AdamW with its decay
+    left on, or a damped momentum, do not: the check sees the difference in 60 steps."""
+    for name in ("adamw", "amsgrad"):
+        spec = load_spec(EXAMPLES / f"{name}.yaml")
+        (result,) = conformance.check(spec)
+        assert result.agrees and result.largest_difference < 1e-12, result.line(spec.label)
+    adamw = load_spec(EXAMPLES / "adamw.yaml")
+    leaky = spec_from_dict(
+        {
+            "_target_": "torch.optim.AdamW",
+            "label": "AdamW",
+            "defaults": adamw.defaults,
+            "search_space": {"lr": {"values": [1e-3]}},
+            "trials": 1,
+            "reduces_to": {"adam": {"settings": {}, "ours": {}}},  # weight decay 1e-2 left on
+        }
+    )
+    (result,) = conformance.check(leaky)
+    assert not result.agrees and result.largest_difference > 1e-6
+    assert "DIFFERS" in result.line("AdamW")
+    sgd = spec_from_dict(
+        {
+            "_target_": "torch.optim.SGD",
+            "label": "torch SGD",
+            "defaults": {"lr": 0.1},
+            "search_space": {"lr": {"values": [0.1]}},
+            "trials": 1,
+            "reduces_to": {"sgd": {"settings": {"momentum": 0.0}, "ours": {}}},
+        }
+    )
+    (result,) = conformance.check(sgd)
+    assert result.agrees
+    nesterov = spec_from_dict(
+        {
+            "_target_": "torch.optim.SGD",
+            "label": "torch SGD",
+            "defaults": {"lr": 0.1, "momentum": 0.9, "nesterov": True},
+            "search_space": {"lr": {"values": [0.1]}},
+            "trials": 1,
+            # at a constant stepsize torch's buffer form and ours are the same steps
+            "reduces_to": {"sgd": {"settings": {}, "ours": {"momentum": 0.9, "nesterov": True}}},
+        }
+    )
+    (result,) = conformance.check(nesterov)
+    assert result.agrees
+    damped = spec_from_dict(
+        {
+            "_target_": "torch.optim.SGD",
+            "label": "torch SGD",
+            "defaults": {"lr": 0.1, "momentum": 0.9, "dampening": 0.5},
+            "search_space": {"lr": {"values": [0.1]}},
+            "trials": 1,
+            "reduces_to": {"sgd": {"settings": {}, "ours": {"momentum": 0.9}}},  # not with damping
+        }
+    )
+    (result,) = conformance.check(damped)
+    assert not result.agrees
+
+
+def test_an_external_optimizer_follows_the_tasks_decay_and_keeps_its_state(tmp_path: Path):
+    """torch.optim.Adam through the adapter: lr = alpha / sqrt(t) at step t under sqrt_step;
+    its state saved and loaded continues the same trajectory; a population that shrinks keeps
+    its rows of the state."""
+    from adamrepro.optim import build_optimizer
+
+    def make(theta):
+        return build_optimizer(
+            [theta], {"name": "external", "label": "A", "_target_": "torch.optim.Adam", "lr": 0.1}
+        )
+
+    theta = torch.ones(3, 4, dtype=torch.float64, requires_grad=True)
+    optimizer = make(theta)
+    optimizer.schedule("sqrt_step", 10)
+    for _ in range(4):
+        optimizer.zero_grad()
+        theta.square().sum().backward()
+        optimizer.step()
+    assert optimizer.current_stepsize(optimizer.param_groups[0]) == pytest.approx(0.1 / 2)
+    saved = copy.deepcopy(optimizer.state_dict())  # as a checkpoint on disk holds it
+    other = theta.detach().clone().requires_grad_(True)
+    resumed = make(other)
+    resumed.schedule("sqrt_step", 10)
+    resumed.load_state_dict(saved)
+    for opt, p in ((optimizer, theta), (resumed, other)):
+        opt.zero_grad()
+        p.square().sum().backward()
+        opt.step()
+    assert torch.equal(theta, other)
+    rows = torch.tensor([0, 2])
+    kept = theta.detach()[rows].clone().requires_grad_(True)
+    optimizer.keep_members({theta: kept}, rows)
+    assert optimizer.inner.state[kept]["exp_avg"].shape == (2, 4)
+    with pytest.raises(ConfigError, match="one setting per run"):
+        build_optimizer(
+            [theta],
+            {
+                "name": "external",
+                "label": "A",
+                "_target_": "torch.optim.Adam",
+                "lr": torch.tensor([0.1, 0.2, 0.3]),
+            },
+        )
+    with pytest.raises(ConfigError, match="is not element-wise"):
+        build_optimizer(
+            [theta],
+            {
+                "name": "external",
+                "label": "P",
+                "_target_": "torch.optim.Adam",
+                "elementwise": False,
+            },
+        )
+    with pytest.raises(ConfigError, match="has no setting 'stepsize'"):
+        build_optimizer(
+            [theta],
+            {
+                "name": "external",
+                "label": "A",
+                "_target_": "torch.optim.Adam",
+                "stepsize_key": "stepsize",
+            },
+        )
+
+
+@pytest.mark.slow
+def test_the_training_loop_trains_an_external_optimizer_like_ours(mnist_root, tmp_path: Path):
+    """torch.optim.Adam through the loop gives our Adam's curve (float32 rounding apart), and
+    Schedule-Free's eval() mode is what the loop evaluates."""
+    from adamrepro.training import compose_config, train
+
+    base = [
+        "experiment=mnist_logreg",
+        f"data.root={mnist_root}",
+        "data.verify=false",
+        "trainer.epochs=2",
+        "experiment_name=external",
+        "sweep=none",
+    ]
+    ours = train(
+        compose_config([*base, "optimizer=adam", "optimizer.stepsize=0.01"]), tmp_path / "o"
+    )
+    theirs = train(
+        compose_config(
+            [
+                *base,
+                "optimizer=external",
+                "optimizer._target_=torch.optim.Adam",
+                "optimizer.label=torch Adam",
+                "+optimizer.lr=0.01",
+            ]
+        ),
+        tmp_path / "t",
+    )
+    a = [row["train_cost_full"] for row in ours["curves"]]
+    b = [row["train_cost_full"] for row in theirs["curves"]]
+    assert theirs["status"] == "completed" and len(a) == len(b) == 2
+    assert all(math.isclose(x, y, rel_tol=1e-4) for x, y in zip(a, b, strict=True))
+    assert theirs["members"][0]["_target_"] == "torch.optim.Adam"
