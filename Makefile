@@ -48,7 +48,7 @@ test-fast: venv ## the tests without the slow ones (no real training): the edit-
 
 lint: venv ## ruff: lint and format check
 	$(VENV)/bin/ruff check src tests scripts examples
-	$(VENV)/bin/ruff format --check src tests scripts
+	$(VENV)/bin/ruff format --check src tests scripts examples
 
 reproduce-%: venv ## train a protocol's runs (continuing those in RUNS) and draw its figures, e.g. reproduce-mnist
 	$(PY) -m adamrepro.protocol $* $(PROTOCOL_ARGS)

@@ -8,6 +8,7 @@ import copy
 import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -303,3 +304,62 @@ def test_the_training_loop_trains_an_external_optimizer_like_ours(mnist_root, tm
     assert theirs["status"] == "completed" and len(a) == len(b) == 2
     assert all(math.isclose(x, y, rel_tol=1e-4) for x, y in zip(a, b, strict=True))
     assert theirs["members"][0]["_target_"] == "torch.optim.Adam"
+
+
+@pytest.mark.slow
+def test_the_benchmark_tunes_reruns_and_measures_on_a_small_problem(tmp_path: Path):
+    """Our-API AMSGrad (its grid one population) and torch's AdamW (one run per trial) on the
+    bowl: every trial tabled, the best by final f - f*, rerun with 2 seeds, steps to the
+    tolerance and the time per step beside Adam's; Figure 2 (b)'s budget of 3 leaves a
+    9-point space out, before anything trains."""
+    from adamrepro.benchmark.run import main
+
+    for name in ("amsgrad", "adamw"):
+        main(
+            [
+                str(EXAMPLES / f"{name}.yaml"),
+                "--tasks",
+                "small_bowl",
+                "fig2b_mnist_mlp_deterministic_10",
+                "--seeds",
+                "2",
+                "--runs",
+                str(tmp_path / "runs"),
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+    for label in ("AMSGrad", "AdamW"):
+        out = tmp_path / "out" / label
+        tuning = pd.read_csv(out / "tuning.csv")
+        summary = pd.read_csv(out / "summary.csv").set_index("task")
+        best = pd.read_csv(out / "best.csv")
+        assert len(tuning) == 9 and set(tuning["task"]) == {"small_bowl"}
+        key = "stepsize" if label == "AMSGrad" else "lr"
+        chosen = tuning.loc[tuning["final"].idxmin(), key]
+        bowl = summary.loc["small_bowl"]
+        assert bowl["status"] == "completed" and bowl[f"best_{key}"] == chosen
+        assert bowl["seeds"] == 2 and sorted(best["seed"].unique()) == [0, 1]
+        assert bowl["seconds_per_step"] > 0 and bowl["adam_seconds_per_step"] > 0
+        assert bowl["steps_to_target"] == math.inf or 0 < bowl["steps_to_target"] <= 500
+        assert summary.loc["fig2b_mnist_mlp_deterministic_10", "status"] == "left out: 9 > 3"
+    amsgrad = pd.read_csv(tmp_path / "out" / "AMSGrad" / "summary.csv").set_index("task")
+    assert amsgrad.loc["small_bowl", "final_mean"] < 1e-6  # it reaches the bowl's minimum
+    assert (tmp_path / "runs" / "AMSGrad" / "small_bowl" / "tuning" / "record.json").exists()
+    assert (tmp_path / "runs" / "AdamW" / "small_bowl" / "tuning" / "8" / "record.json").exists()
+
+
+def test_a_port_that_differs_stops_the_benchmark_before_it_trains(tmp_path: Path, capsys):
+    from adamrepro.benchmark.run import main
+
+    (tmp_path / "leaky.yaml").write_text(
+        "_target_: torch.optim.AdamW\nlabel: leaky\ndefaults: {lr: 1.0e-3}\n"
+        "search_space: {lr: {values: [1.0e-3]}}\ntrials: 1\n"
+        "reduces_to: {adam: {settings: {}, ours: {}}}\n"
+    )
+    with pytest.raises(SystemExit) as stop:
+        main([str(tmp_path / "leaky.yaml"), "--runs", str(tmp_path / "runs")])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "DIFFERS" in err and "does not step as ours" in err
+    assert not (tmp_path / "runs").exists()

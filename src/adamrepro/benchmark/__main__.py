@@ -1,0 +1,3 @@
+from adamrepro.benchmark.run import main
+
+main()
