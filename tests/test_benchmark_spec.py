@@ -363,3 +363,44 @@ def test_a_port_that_differs_stops_the_benchmark_before_it_trains(tmp_path: Path
     err = capsys.readouterr().err
     assert "DIFFERS" in err and "does not step as ours" in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_profile_ratios_score_and_best_of_k_on_made_up_numbers(tmp_path: Path):
+    """Three optimizers, two tasks: A best on both (score 1), B twice as slow on the first and
+    missing the second (its profile: 0 below tau 2, then 1/2; score (4 - 2) / 2 / 3 = 1/3), C
+    missing both (0). Best of k from trials 1..4: k = 4 is always 1; k = 1 averages 2.5."""
+    import numpy as np
+
+    from adamrepro.benchmark import leaderboard
+
+    for name, rows in {
+        "A": [("t1", 10.0, 0.2), ("t2", 5.0, 0.1)],
+        "B": [("t1", 20.0, 0.3), ("t2", math.inf, 0.5)],
+        "C": [("t1", math.inf, 0.9), ("t2", math.inf, 0.9)],
+    }.items():
+        (tmp_path / name).mkdir()
+        pd.DataFrame(
+            [
+                {"task": t, "status": "completed", "seconds_to_target": s, "final_mean": f}
+                for t, s, f in rows
+            ]
+        ).to_csv(tmp_path / name / "summary.csv", index=False)
+    table = leaderboard.collect(tmp_path)
+    r = leaderboard.ratios(table)
+    assert r.loc["B", "t1"] == 2.0 and r.loc["A", "t2"] == 1.0 and r.loc["C", "t1"] == math.inf
+    rho = leaderboard.profile(r, np.array([1.0, 1.99, 2.0, 4.0]))
+    assert rho.loc["B"].tolist() == [0.0, 0.0, 0.5, 0.5]
+    scores = leaderboard.score(r)
+    assert scores["A"] == pytest.approx(1.0)
+    assert scores["B"] == pytest.approx(1 / 3, abs=0.01)
+    assert scores["C"] == 0.0
+    text = leaderboard.markdown(table, r, scores)
+    assert text.index("| 1 | A |") < text.index("| 2 | B |") < text.index("| 3 | C |")
+    trials = np.array([1.0, 2.0, 3.0, 4.0])
+    assert leaderboard.best_of_k(trials, 4) == (1.0, 1.0, 1.0)
+    mean, low, high = leaderboard.best_of_k(trials, 1, draws=4000)
+    assert mean == pytest.approx(2.5, abs=0.1) and low == 1.0 and high == 4.0
+    mean2, _, _ = leaderboard.best_of_k(trials, 2, draws=4000)
+    assert mean2 == pytest.approx((1 * 3 + 2 * 2 + 3 * 1) / 6, abs=0.1)  # E[min of 2 of 4]
+    with pytest.raises(ValueError):
+        leaderboard.best_of_k(trials, 5)
