@@ -55,9 +55,8 @@ def optimizer_overrides(spec: OptimizerSpec, point: dict[str, Any] | None = None
     group = "external" if spec.target is not None else str(spec.name)
     overrides = [f"optimizer={group}"]
     for key, value in config.items():
-        if key == "name":
-            continue
-        overrides.append(f"++optimizer.{key}={hydra_value(value)}")
+        if key != "name":
+            overrides.append(f"++optimizer.{key}={hydra_value(value)}")
     return overrides
 
 

@@ -29,9 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import CONFIG_DIR
 from ..errors import ConfigError
-from ..optim import OPTIMIZERS, PaperOptimizer, load_target
+from ..optim import PaperOptimizer, load_target
 
+# Ours: the config groups of configs/optimizer (each names its class and the paper's settings)
+OURS = sorted(
+    p.stem for p in (Path(CONFIG_DIR) / "optimizer").glob("*.yaml") if p.stem != "external"
+)
 KNOWN_KEYS = {
     "_target_",
     "name",
@@ -61,7 +66,7 @@ class Dimension:
 class OptimizerSpec:
     label: str
     target: str | None  # a class to import; None: one of ours by `name`
-    name: str | None
+    name: str | None  # one of ours: its config group (configs/optimizer/<name>.yaml)
     defaults: dict[str, Any]
     space: tuple[Dimension, ...]
     trials: int
@@ -91,7 +96,7 @@ class OptimizerSpec:
         """The training loop's `optimizer` config for one trial (or the defaults)."""
         settings = {**self.defaults, **(point or {})}
         if self.target is None:
-            return {"name": self.name, "label": self.label, **settings}
+            return {**our_optimizer(str(self.name)), "label": self.label, **settings}
         return {
             "name": "external",
             "label": self.label,
@@ -101,6 +106,16 @@ class OptimizerSpec:
             "extra": self.extra,
             **settings,
         }
+
+
+def our_optimizer(group: str) -> dict[str, Any]:
+    """The optimizer config of one of ours, as `optimizer=<group>` composes it."""
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.to_container(
+        OmegaConf.load(Path(CONFIG_DIR) / "optimizer" / f"{group}.yaml")
+    )
+    return dict(config)  # type: ignore[arg-type]
 
 
 def load_spec(path: str | Path) -> OptimizerSpec:
@@ -132,8 +147,8 @@ def spec_from_dict(raw: dict[str, Any], path: Path | None = None) -> OptimizerSp
     target, name = raw.get("_target_"), raw.get("name")
     if (target is None) == (name is None):
         raise ConfigError(f"{where}give either _target_ (a class) or name (one of ours)")
-    if name is not None and name not in OPTIMIZERS:
-        raise ConfigError(f"{where}name {name!r} is none of ours ({', '.join(OPTIMIZERS)})")
+    if name is not None and name not in OURS:
+        raise ConfigError(f"{where}name {name!r} is none of ours ({', '.join(OURS)})")
     if target is not None:
         target = _resolved(str(target), path)
         load_target(target, raw.get("extra"))  # fails here, in one line, before any training
