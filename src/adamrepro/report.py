@@ -116,6 +116,59 @@ class Results:
         return float(curves["epoch"].max()) if curves is not None else math.nan
 
 
+class PaperResults(Results):
+    """The paper's own digitised numbers (experiments/<figure>/paper_*.csv) read through the
+    same interface as ours, so that a claim's rule can be applied to the paper's figure: a
+    rule that the paper's own figure fails misreads the claim (or the paper contradicts
+    itself). Curves are read at the paper's x; its first-epoch points stand for our per-step
+    log (steps.csv); its markers for our markers.csv (every marker it draws is on the chart).
+    What the paper gives no numbers for (SFO's timing, v-hat, the small problems) is None."""
+
+    def __init__(self) -> None:
+        super().__init__(EXPERIMENTS)
+
+    def table(self, folder: str, name: str) -> pd.DataFrame | None:
+        if name in ("curves.csv", "steps.csv"):
+            paper = paper_curves(folder)
+            if paper is None:
+                return None
+            metric = drawn_metric(folder) if name == "curves.csv" else "train_cost"
+            return paper.rename(columns={"x": "epoch", "y": metric})[["curve", "epoch", metric]]
+        if name == "markers.csv":
+            path = EXPERIMENTS / folder / "paper_markers.csv"
+            if not path.is_file():
+                return None
+            paper = pd.read_csv(path)
+            return pd.DataFrame(
+                {
+                    "block_epochs": paper["epochs"],
+                    "epoch": paper["epochs"],
+                    "beta1": paper["beta1"],
+                    "beta2": paper["beta2"],
+                    "bias_correction": paper["bias_correction"] == "yes",
+                    "stepsize": (10.0 ** paper["log10_alpha"]).round(8),
+                    "log10_stepsize": paper["log10_alpha"],
+                    "loss": paper["loss"],
+                    "off_chart": False,
+                }
+            )
+        return None
+
+    def sources(self, folder: str) -> dict[str, Any]:
+        return {}
+
+    def value(self, folder: str, name: str, x: float) -> float:
+        """The paper's curve at x, taken as its nearest digitised end within half a unit of x
+        beyond its digitised range (AdaGrad's first point on Figure 1 (left) is at 5.1)."""
+        paper = paper_curves(folder)
+        mine = paper[paper["curve"] == name].sort_values("x") if paper is not None else None
+        if mine is None or mine.empty:
+            return math.nan
+        if not mine["x"].min() - 0.5 <= x <= mine["x"].max() + 0.5:
+            return math.nan
+        return float(np.interp(x, mine["x"], mine["y"]))
+
+
 def drawn_metric(folder: str) -> str:
     """The column a figure draws (its figure.yaml `metric`; train_cost by default)."""
     path = EXPERIMENTS / folder / "figure.yaml"
@@ -505,6 +558,7 @@ def build(results_dir: Path) -> tuple[str, str]:
     results = Results(results_dir)
     claims = load_claims()
     verdicts = {c["id"]: decide(results, c) for c in claims}
+    on_paper = {c["id"]: decide(PaperResults(), c) for c in claims}
     by_figure: dict[str, list[str]] = {}
     for claim in claims:
         folder = claim["params"]["figure"].split("/")[0]
@@ -548,13 +602,22 @@ def build(results_dir: Path) -> tuple[str, str]:
         elif figure.folder.startswith("fig4"):
             body.append(f"- {marker_distance(results, figure) or 'not run'}")
         sections += [*body, ""]
-    claim_rows = ["| id | source | claim | verdict | numbers |", "|---|---|---|---|---|"]
+    claim_rows = [
+        "| id | source | claim | verdict | numbers | the rule on the paper's own figure |",
+        "|---|---|---|---|---|---|",
+    ]
     for claim in claims:
         v = verdicts[claim["id"]]
         numbers = v.numbers if v.verdict != OPEN else f"{v.numbers}; decided by: {claim['needs']}"
+        paper = on_paper[claim["id"]]
+        paper_cell = (
+            f"{paper.verdict}: {paper.numbers}"
+            if paper.verdict != OPEN
+            else "the paper gives no numbers for it"
+        )
         claim_rows.append(
             f"| {claim['id']} | {claim['source']} | {claim['claim']} | "
-            f"**{v.verdict}** | {numbers.replace('|', '/')} |"
+            f"**{v.verdict}** | {numbers.replace('|', '/')} | {paper_cell.replace('|', '/')} |"
         )
     counts = {k: sum(v.verdict == k for v in verdicts.values()) for k in (HOLDS, FAILS, OPEN)}
     report = [
