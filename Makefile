@@ -113,10 +113,10 @@ benchmark: venv ## your optimizer on the paper's tasks: make benchmark OPTIMIZER
 	@test -n "$(OPTIMIZER)" || { echo "error: give OPTIMIZER=path/to/optimizer.yaml (examples/ has some)"; exit 2; }
 	$(PY) -m adamrepro.benchmark $(OPTIMIZER) --data-root $(DATA_ROOT) --runs $(RUNS)/benchmark \
 	  --out $(RESULTS)/benchmark $(if $(TASKS),--tasks $(TASKS))
-	$(PY) -m adamrepro.benchmark.leaderboard --results $(RESULTS)/benchmark --out $(RESULTS)/LEADERBOARD.md
+	$(PY) -m adamrepro.leaderboard --results $(RESULTS)/benchmark --out $(RESULTS)/LEADERBOARD.md
 
 leaderboard: venv ## results/LEADERBOARD.md and its profile figure from every benchmarked optimizer (seconds)
-	$(PY) -m adamrepro.benchmark.leaderboard --results $(RESULTS)/benchmark --out $(RESULTS)/LEADERBOARD.md
+	$(PY) -m adamrepro.leaderboard --results $(RESULTS)/benchmark --out $(RESULTS)/LEADERBOARD.md
 
 mutation: venv ## mutation testing (mutmut) of a fixed random sample of 150 mutants in each of optim/, train.py, data/, models/, plot.py; score, interval and survivors in docs/mutation.md (2-3 h on 2 cores)
 	$(VENV)/bin/mutmut run "adamrepro.none" # makes mutants/ and the test map, runs no mutant

@@ -369,7 +369,7 @@ def test_the_profile_ratios_score_and_best_of_k_on_made_up_numbers(tmp_path: Pat
     missing both (0). Best of k from trials 1..4: k = 4 is always 1; k = 1 averages 2.5."""
     import numpy as np
 
-    from adamrepro.benchmark import leaderboard
+    from adamrepro import leaderboard
 
     for name, rows in {
         "A": [("t1", 10.0, 0.2), ("t2", 5.0, 0.1)],
@@ -402,3 +402,40 @@ def test_the_profile_ratios_score_and_best_of_k_on_made_up_numbers(tmp_path: Pat
     assert mean2 == pytest.approx((1 * 3 + 2 * 2 + 3 * 1) / 6, abs=0.1)  # E[min of 2 of 4]
     with pytest.raises(ValueError):
         leaderboard.best_of_k(trials, 5)
+
+
+def test_a_claim_is_redecided_with_the_optimizer_in_adams_place(tmp_path: Path):
+    """P1 on the committed Figure 1 (left): our Adam's own curve in Adam's place gives the
+    report's verdict; with SGD-Nesterov's curve in Adam's place the rule reads the same value
+    for both, and decides by AdaGrad alone. A task not run leaves the claim undecided."""
+    from adamrepro import leaderboard
+    from adamrepro.report import Results, decide, load_claims
+
+    curves = pd.read_csv(REPO / "results/fig1_mnist_logreg/curves.csv")
+    p1 = next(c for c in load_claims() if c["id"] == "P1")
+    ours = decide(Results(REPO / "results"), p1).verdict
+    nesterov = curves[curves["curve"] == "SGDNesterov"].set_index("epoch")["train_cost"]
+    adagrad = curves[curves["curve"] == "AdaGrad"].set_index("epoch")["train_cost"]
+    below = all(nesterov[x] < adagrad[x] for x in (5, 20, 45))
+    for source, expected in (
+        ("Adam", ours),
+        ("SGDNesterov", "holds" if below else "does not hold"),
+    ):
+        curve = curves[curves["curve"] == source]
+        folder = tmp_path / source
+        folder.mkdir()
+        pd.DataFrame(
+            {
+                "task": "fig1_mnist_logreg",
+                "x": curve["epoch"],
+                "seed": 0,
+                "train_cost": curve["train_cost"],
+            }
+        ).to_csv(folder / "best.csv", index=False)
+        rows = {r["claim"]: r for r in leaderboard.claims_in_adams_place(folder, REPO / "results")}
+        assert rows["P1"]["verdict"] == expected, rows["P1"]
+        at5 = f"{nesterov[5]:.4g}"
+        if source == "SGDNesterov":
+            assert f"Adam @ x=5 {at5}" in rows["P1"]["numbers"]
+            assert f"SGDNesterov @ x=5 {at5}" in rows["P1"]["numbers"]
+        assert rows["P2"]["verdict"] == "-" and "not run" in rows["P2"]["numbers"]

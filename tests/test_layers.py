@@ -5,7 +5,7 @@ training   training/ (the loop), tables (records as tables)
 figures    figures/
 protocol   protocol (a figure's runs and drawing)
 studies    studies/, benchmark/ (a user's optimizer on the paper's tasks)
-commands   train (the loop's command line), runbook, long_runs, report
+commands   train (the loop's command line), runbook, long_runs, report, leaderboard
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ LAYERS = {
     "runbook": 5,
     "long_runs": 5,
     "report": 5,
+    "leaderboard": 5,
 }
 
 
