@@ -347,6 +347,10 @@ def test_the_benchmark_tunes_reruns_and_measures_on_a_small_problem(tmp_path: Pa
         assert bowl["seconds_per_step"] > 0 and bowl["adam_seconds_per_step"] > 0
         assert bowl["steps_to_target"] == math.inf or 0 < bowl["steps_to_target"] <= 500
         assert summary.loc["fig2b_mnist_mlp_deterministic_10", "status"] == "left out: 9 > 3"
+        budget = pd.read_csv(out / "best_of_k.csv")
+        assert budget["k"].tolist() == list(range(1, 10))
+        assert budget["mean"].iloc[-1] == pytest.approx(tuning["final"].min())  # all 9 trials
+        assert (budget["mean"].diff().dropna() <= 1e-12).all()  # more trials, no worse
     amsgrad = pd.read_csv(tmp_path / "out" / "AMSGrad" / "summary.csv").set_index("task")
     assert amsgrad.loc["small_bowl", "final_mean"] < 1e-6  # it reaches the bowl's minimum
     assert (tmp_path / "runs" / "AMSGrad" / "small_bowl" / "tuning" / "record.json").exists()
@@ -376,6 +380,7 @@ def test_the_profile_ratios_score_and_best_of_k_on_made_up_numbers(tmp_path: Pat
     import numpy as np
 
     from adamrepro import leaderboard
+    from adamrepro.benchmark.run import best_of_k
 
     for name, rows in {
         "A": [("t1", 10.0, 0.2), ("t2", 5.0, 0.1)],
@@ -401,13 +406,13 @@ def test_the_profile_ratios_score_and_best_of_k_on_made_up_numbers(tmp_path: Pat
     text = leaderboard.markdown(table, r, scores)
     assert text.index("| 1 | A |") < text.index("| 2 | B |") < text.index("| 3 | C |")
     trials = np.array([1.0, 2.0, 3.0, 4.0])
-    assert leaderboard.best_of_k(trials, 4) == (1.0, 1.0, 1.0)
-    mean, low, high = leaderboard.best_of_k(trials, 1, draws=4000)
+    assert best_of_k(trials, 4) == (1.0, 1.0, 1.0)
+    mean, low, high = best_of_k(trials, 1, draws=4000)
     assert mean == pytest.approx(2.5, abs=0.1) and low == 1.0 and high == 4.0
-    mean2, _, _ = leaderboard.best_of_k(trials, 2, draws=4000)
+    mean2, _, _ = best_of_k(trials, 2, draws=4000)
     assert mean2 == pytest.approx((1 * 3 + 2 * 2 + 3 * 1) / 6, abs=0.1)  # E[min of 2 of 4]
     with pytest.raises(ValueError):
-        leaderboard.best_of_k(trials, 5)
+        best_of_k(trials, 5)
 
 
 def test_a_claim_is_redecided_with_the_optimizer_in_adams_place(tmp_path: Path):
@@ -445,3 +450,20 @@ def test_a_claim_is_redecided_with_the_optimizer_in_adams_place(tmp_path: Path):
             assert f"Adam @ x=5 {at5}" in rows["P1"]["numbers"]
             assert f"SGDNesterov @ x=5 {at5}" in rows["P1"]["numbers"]
         assert rows["P2"]["verdict"] == "-" and "not run" in rows["P2"]["numbers"]
+
+
+def test_a_curve_task_and_figure_4s_block_are_drawn(tmp_path: Path):
+    """Made-up best curves and trials drawn on Figure 1 (left) over the paper's and our
+    committed curves, and on Figure 4's block beside the paper's markers."""
+    from adamrepro.benchmark.figure import draw_task
+    from adamrepro.benchmark.tasks import TASKS
+
+    best = pd.DataFrame(
+        {"x": [0, 1, 2] * 2, "seed": [0] * 3 + [1] * 3, "train_cost": [0.6, 0.4, 0.3] * 2}
+    )
+    tuning = pd.DataFrame({"task": "t", "lr": [1e-3, 1e-2, 1e-1], "final": [120, 110, math.inf]})
+    fig1 = draw_task(TASKS["fig1_mnist_logreg"], "Mine", best, tuning, tmp_path, REPO / "results")
+    fig4 = draw_task(TASKS["fig4_vae_10"], "Mine", best, tuning, tmp_path, REPO / "results")
+    assert fig1 is not None and fig1.stat().st_size > 10_000
+    assert fig4 is not None and fig4.stat().st_size > 10_000
+    assert draw_task(TASKS["small_bowl"], "Mine", best, tuning, tmp_path) is None

@@ -9,9 +9,6 @@ score is its area over [1, TAU_MAX] divided by TAU_MAX - 1 (1: best on every tas
 within TAU_MAX of the best). A task that an optimizer left out (its search space beyond the
 task's budget) counts as missed, and the table says so.
 
-`best_of_k` reads how much of a result is its tuning budget: from the final costs of a grid's
-trials, the expected best after k trials drawn without replacement, with a bootstrap interval.
-
     python -m adamrepro.leaderboard [--results results/benchmark]
         [--out results/LEADERBOARD.md]
 """
@@ -69,22 +66,6 @@ def score(r: pd.DataFrame, tau_max: float = TAU_MAX, points: int = 301) -> pd.Se
     rho = profile(r, taus).to_numpy()
     area = ((rho[:, 1:] + rho[:, :-1]) / 2 * np.diff(taus)).sum(axis=1)
     return pd.Series(area / (tau_max - 1.0), index=r.index, name="score")
-
-
-def best_of_k(
-    finals: np.ndarray, k: int, draws: int = 2000, seed: int = 0
-) -> tuple[float, float, float]:
-    """The best (lowest) final cost among k trials drawn without replacement from a grid's
-    trials (diverged: inf): its mean over `draws` draws, and the 5th and 95th percentiles."""
-    finals = np.asarray(finals, dtype=float)
-    if not 1 <= k <= len(finals):
-        raise ValueError(f"k must be between 1 and {len(finals)}, got {k}")
-    rng = np.random.default_rng(seed)
-    best = np.array([finals[rng.permutation(len(finals))[:k]].min() for _ in range(draws)])
-    finite = best[np.isfinite(best)]
-    mean = float(finite.mean()) if len(finite) == len(best) else math.inf
-    low, high = np.percentile(best, [5, 95])
-    return mean, float(low), float(high)
 
 
 # The figure claims about Adam that a benchmark task reaches (its length covers their x), and

@@ -11,7 +11,9 @@ is checked (a task whose budget the search space exceeds is left out, and said s
 goes through the one training loop, resumably (the same command continues). Writes
 results/benchmark/<label>/: tuning.csv (every trial on every task), best.csv (the best
 setting's curves, every seed), summary.csv (per task: the best setting, its final cost over
-the seeds, steps and seconds to target) and README.md.
+the seeds, steps and seconds to target), best_of_k.csv (per task, the expected best final cost
+after k of its trials, with a bootstrap interval: how much of the result is the tuning
+budget) and each curve task's figure (<task>.png: over the paper's curves and ours).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from ..errors import USER_ERRORS, ConfigError, command_parser
 from ..records import read_record
 from ..training import compose_config, train
 from . import conformance
+from .figure import draw_task
 from .spec import OptimizerSpec, load_spec
 from .tasks import TASKS, Task
 
@@ -199,6 +202,22 @@ def time_per_step(spec: OptimizerSpec, task: Task, base: list[str], steps: int =
     return {name: float(np.median(values)) for name, values in times.items()}
 
 
+def best_of_k(
+    finals: np.ndarray, k: int, draws: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
+    """The best (lowest) final cost among k trials drawn without replacement from a grid's
+    trials (diverged: inf): its mean over `draws` draws, and the 5th and 95th percentiles."""
+    finals = np.asarray(finals, dtype=float)
+    if not 1 <= k <= len(finals):
+        raise ValueError(f"k must be between 1 and {len(finals)}, got {k}")
+    rng = np.random.default_rng(seed)
+    best = np.array([finals[rng.permutation(len(finals))[:k]].min() for _ in range(draws)])
+    finite = best[np.isfinite(best)]
+    mean = float(finite.mean()) if len(finite) == len(best) else math.inf
+    low, high = np.percentile(best, [5, 95])
+    return mean, float(low), float(high)
+
+
 def benchmark(args: Any) -> pd.DataFrame:
     spec = load_spec(args.optimizer)
     for result in conformance.check(spec):
@@ -211,7 +230,7 @@ def benchmark(args: Any) -> pd.DataFrame:
     out = args.out / _slug(spec.label)
     runs = args.runs / _slug(spec.label)
     out.mkdir(parents=True, exist_ok=True)
-    tuning, best, summary = [], [], []
+    tuning, best, summary, budgets = [], [], [], []
     for name in args.tasks:
         task = TASKS[name]
         trials = len(spec.grid())
@@ -238,9 +257,13 @@ def benchmark(args: Any) -> pd.DataFrame:
         if point is None:
             summary.append({**row, "status": "every trial diverged", "steps_to_target": math.inf})
             continue
+        for k in range(1, trials + 1):  # how much of the result is the tuning budget
+            mean, low, high = best_of_k(table["final"].to_numpy(float), k)
+            budgets.append({"task": task.name, "k": k, "mean": mean, "p5": low, "p95": high})
         records = rerun(spec, task, base, runs / task.name, point, args.seeds)
         curves = curves_of(records, task).assign(task=task.name)
         best.append(curves)
+        draw_task(task, spec.label, curves, table, out)
         if task.kind == "surface":
             steps = surface_steps(records, task)
         else:
@@ -266,6 +289,7 @@ def benchmark(args: Any) -> pd.DataFrame:
         "tuning": pd.concat(tuning, ignore_index=True) if tuning else pd.DataFrame(),
         "best": pd.concat(best, ignore_index=True) if best else pd.DataFrame(),
         "summary": pd.DataFrame(summary),
+        "best_of_k": pd.DataFrame(budgets),
     }
     for name, table in tables.items():
         table.to_csv(out / f"{name}.csv", index=False, float_format="%.6g")
