@@ -237,4 +237,9 @@ def test_the_rules_read_the_papers_own_figures():
     assert verdicts["P1"].verdict == "holds" and "Adam @ x=5 0.2989" in verdicts["P1"].numbers
     assert all(verdicts[k].verdict == "holds" for k in ("P2", "P3", "P4", "P8", "P10"))
     assert verdicts["P7"].verdict == "does not hold"
+    assert verdicts["P11"].verdict == "holds"  # within 0.5 nats (the rule as changed)
+    assert verdicts["P12"].verdict == "does not hold"  # the paper contradicts "every setting"
+    claims = {c["id"]: c for c in load_claims()}
+    assert all(claims[k].get("paper_fails") for k in ("P7", "P12"))
+    assert claims["P11"]["changed"]["verdict_before"] == "does not hold"
     assert all(verdicts[k].verdict == OPEN for k in ("P5", "P6", "P9", "S1", "S5"))
