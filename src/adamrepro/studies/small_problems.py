@@ -392,9 +392,10 @@ def verdicts(selected: dict[str, pd.DataFrame], numbers: dict[str, float]) -> pd
         f"|update|/|gradient| at step {numbers['s5_steps']:,} over step 100: AdaGrad "
         f"{numbers['adagrad_ratio_late_over_early']:.3f}, "
         f"RMSProp {numbers['rmsprop_ratio_late_over_early']:.3f}",
-        "AdaGrad's ratio below 0.2 (about 1/sqrt(100) expected) and RMSProp's between 0.5 and 2",
+        "AdaGrad's ratio below 0.2 (about 1/sqrt(100) expected) and RMSProp's above 0.5 (it "
+        "does not shrink; until issue 28 also below 2, which the claim's words do not ask)",
         numbers["adagrad_ratio_late_over_early"] < 0.2
-        and 0.5 < numbers["rmsprop_ratio_late_over_early"] < 2,
+        and numbers["rmsprop_ratio_late_over_early"] > 0.5,
     )
     add(
         "P13",
