@@ -347,6 +347,7 @@ def test_the_benchmark_tunes_reruns_and_measures_on_a_small_problem(tmp_path: Pa
         assert bowl["seconds_per_step"] > 0 and bowl["adam_seconds_per_step"] > 0
         assert bowl["steps_to_target"] == math.inf or 0 < bowl["steps_to_target"] <= 500
         assert summary.loc["fig2b_mnist_mlp_deterministic_10", "status"] == "left out: 9 > 3"
+        assert "python -m adamrepro.benchmark" in (out / "README.md").read_text()
         budget = pd.read_csv(out / "best_of_k.csv")
         assert budget["k"].tolist() == list(range(1, 10))
         assert budget["mean"].iloc[-1] == pytest.approx(tuning["final"].min())  # all 9 trials

@@ -230,7 +230,6 @@ def benchmark(args: Any) -> pd.DataFrame:
     out = args.out / _slug(spec.label)
     runs = args.runs / _slug(spec.label)
     out.mkdir(parents=True, exist_ok=True)
-    tuning, best, summary, budgets = [], [], [], []
     for name in args.tasks:
         task = TASKS[name]
         trials = len(spec.grid())
@@ -240,7 +239,12 @@ def benchmark(args: Any) -> pd.DataFrame:
                 f"{task.budget} the paper's optimizers get on it",
                 file=sys.stderr,
             )
-            summary.append({"task": task.name, "status": f"left out: {trials} > {task.budget}"})
+            row = {
+                "task": task.name,
+                "trials": trials,
+                "status": f"left out: {trials} > {task.budget}",
+            }
+            save_task(out, task.name, {"summary": pd.DataFrame([row])})
             continue
         base = [
             *task.overrides,
@@ -251,18 +255,18 @@ def benchmark(args: Any) -> pd.DataFrame:
         ]
         print(f"== {task.name}: {trials} trials", file=sys.stderr, flush=True)
         table = tune(spec, task, base, runs / task.name)
-        tuning.append(table)
         point = best_point(spec, table)
         row: dict[str, Any] = {"task": task.name, "trials": trials, "target": task.target()}
         if point is None:
-            summary.append({**row, "status": "every trial diverged", "steps_to_target": math.inf})
+            diverged = {**row, "status": "every trial diverged", "steps_to_target": math.inf}
+            save_task(out, task.name, {"tuning": table, "summary": pd.DataFrame([diverged])})
             continue
+        budgets = []
         for k in range(1, trials + 1):  # how much of the result is the tuning budget
             mean, low, high = best_of_k(table["final"].to_numpy(float), k)
             budgets.append({"task": task.name, "k": k, "mean": mean, "p5": low, "p95": high})
         records = rerun(spec, task, base, runs / task.name, point, args.seeds)
         curves = curves_of(records, task).assign(task=task.name)
-        best.append(curves)
         draw_task(task, spec.label, curves, table, out)
         if task.kind == "surface":
             steps = surface_steps(records, task)
@@ -270,30 +274,92 @@ def benchmark(args: Any) -> pd.DataFrame:
             steps = steps_to_target(curves, task, _steps_per_epoch(base))
         speed = time_per_step(spec, task, base)
         finals = curves[curves["epoch"] == curves["epoch"].max()][task.metric]
-        summary.append(
-            {
-                **row,
-                "status": "completed",
-                **{f"best_{k}": v for k, v in point.items()},
-                "final_mean": float(finals.mean()),
-                "final_min": float(finals.min()),
-                "final_max": float(finals.max()),
-                "seeds": int(finals.size),
-                "steps_to_target": steps,
-                "seconds_per_step": speed["optimizer"],
-                "adam_seconds_per_step": speed["adam"],
-                "seconds_to_target": steps * speed["optimizer"],
-            }
+        done = pd.DataFrame(
+            [
+                {
+                    **row,
+                    "status": "completed",
+                    **{f"best_{k}": v for k, v in point.items()},
+                    "final_mean": float(finals.mean()),
+                    "final_min": float(finals.min()),
+                    "final_max": float(finals.max()),
+                    "seeds": int(finals.size),
+                    "steps_to_target": steps,
+                    "seconds_per_step": speed["optimizer"],
+                    "adam_seconds_per_step": speed["adam"],
+                    "seconds_to_target": steps * speed["optimizer"],
+                }
+            ]
         )
-    tables = {
-        "tuning": pd.concat(tuning, ignore_index=True) if tuning else pd.DataFrame(),
-        "best": pd.concat(best, ignore_index=True) if best else pd.DataFrame(),
-        "summary": pd.DataFrame(summary),
-        "best_of_k": pd.DataFrame(budgets),
-    }
-    for name, table in tables.items():
-        table.to_csv(out / f"{name}.csv", index=False, float_format="%.6g")
-    return tables["summary"]
+        save_task(
+            out,
+            task.name,
+            {
+                "tuning": table,
+                "best": curves,
+                "summary": done,
+                "best_of_k": pd.DataFrame(budgets),
+            },
+        )
+        write_readme(out, spec, args)
+    return pd.read_csv(out / "summary.csv") if (out / "summary.csv").exists() else pd.DataFrame()
+
+
+def write_readme(out: Path, spec: OptimizerSpec, args: Any) -> None:
+    """What the folder holds and the command that made it, with the summary as it stands."""
+    import platform
+
+    summary = pd.read_csv(out / "summary.csv")
+    columns = [
+        c
+        for c in summary.columns
+        if c
+        in (
+            "task",
+            "status",
+            "final_mean",
+            "seeds",
+            "steps_to_target",
+            "seconds_to_target",
+            "seconds_per_step",
+            "adam_seconds_per_step",
+        )
+        or c.startswith("best_")
+    ]
+    table = summary[columns]
+    machine = platform.processor() or platform.machine()
+    lines = [
+        f"# {spec.label} on the Adam paper's tasks",
+        "",
+        f"Command: `python -m adamrepro.benchmark {spec.source} --tasks {' '.join(args.tasks)} "
+        f"--seeds {args.seeds}`, {time.strftime('%Y-%m-%d')}, on {machine} "
+        f"({os.cpu_count()} CPUs). Target: the paper's Adam at each task's last x; steps and "
+        "seconds to it from the best setting's mean over the seeds (inf: not reached).",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+        *(
+            "| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row) + " |"
+            for row in table.itertuples(index=False)
+        ),
+        "",
+        "Files: tuning.csv (every trial's final cost), best.csv (the best setting's curves, every "
+        "seed), summary.csv, best_of_k.csv, <task>.png.",
+        "",
+    ]
+    (out / "README.md").write_text("\n".join(lines))
+
+
+def save_task(out: Path, task: str, tables: dict[str, pd.DataFrame]) -> None:
+    """One task's rows into each of out/<name>.csv, replacing that task's earlier rows and
+    keeping the other tasks' (written after every task: an interrupted benchmark keeps the
+    tasks it finished)."""
+    for name, rows in tables.items():
+        path = out / f"{name}.csv"
+        earlier = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=["task"])
+        kept = earlier[earlier["task"] != task] if "task" in earlier else earlier
+        merged = pd.concat([d for d in (kept, rows) if not d.empty], ignore_index=True)
+        merged.to_csv(path, index=False, float_format="%.6g")
 
 
 def _steps_per_epoch(base: list[str]) -> int:
