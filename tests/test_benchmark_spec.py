@@ -5,6 +5,7 @@ optimizer trained by the one training loop."""
 from __future__ import annotations
 
 import copy
+import json
 import math
 from pathlib import Path
 
@@ -468,3 +469,51 @@ def test_a_curve_task_and_figure_4s_block_are_drawn(tmp_path: Path):
     assert fig1 is not None and fig1.stat().st_size > 10_000
     assert fig4 is not None and fig4.stat().st_size > 10_000
     assert draw_task(TASKS["small_bowl"], "Mine", best, tuning, tmp_path) is None
+
+
+@pytest.mark.slow
+def test_a_curve_task_runs_through_the_loop_on_generated_data(mnist_root, tmp_path: Path):
+    """Figure 1 (left)'s task, 2 passes on generated MNIST: torch's NAdam tuned over its 9
+    stepsizes (one run each), rerun with 2 seeds as one population (element-wise), its figure
+    drawn over the paper's and our committed curves, steps to target read from the curve."""
+    from adamrepro.benchmark.run import main
+
+    main(
+        [
+            str(EXAMPLES / "nadam.yaml"),
+            "--tasks",
+            "fig1_mnist_logreg",
+            "--seeds",
+            "2",
+            "--data-root",
+            str(mnist_root),
+            "--runs",
+            str(tmp_path / "runs"),
+            "--out",
+            str(tmp_path / "out"),
+            "--override",
+            "trainer.epochs=2",
+            "data.verify=false",
+        ]
+    )
+    out = tmp_path / "out" / "NAdam"
+    summary = pd.read_csv(out / "summary.csv").iloc[0]
+    tuning = pd.read_csv(out / "tuning.csv")
+    best = pd.read_csv(out / "best.csv")
+    assert summary["status"] == "completed" and len(tuning) == 9
+    assert summary["best_lr"] == tuning.loc[tuning["final"].idxmin(), "lr"]
+    assert sorted(best["seed"].unique()) == [0, 1]
+    assert (best["x"] == best["epoch"] - 1).all()  # pass k + 1 drawn at x = k
+    assert summary["final_mean"] == pytest.approx(
+        best[best["epoch"] == 2]["train_cost"].mean(), rel=1e-5
+    )
+    reached = best.groupby("epoch")["train_cost"].mean() <= summary["target"]
+    steps = summary["steps_to_target"]
+    assert (steps == math.inf) == (not reached.any())
+    if reached.any():  # the first epoch at the target, times ceil(600 / 128) steps
+        assert steps == reached[reached].index[0] * 5
+    assert (out / "fig1_mnist_logreg.png").stat().st_size > 10_000
+    record = json.loads((tmp_path / "runs/NAdam/fig1_mnist_logreg/best/record.json").read_text())
+    assert len(record["members"]) == 2 and record["config"]["optimizer"]["_target_"] == (
+        "torch.optim.NAdam"
+    )
