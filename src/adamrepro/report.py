@@ -702,8 +702,11 @@ def changed_rules(claims: list[dict[str, Any]], verdicts: dict[str, Verdict]) ->
     ]
     for claim in changed:
         change = claim["changed"]
+        before, reason = (
+            " ".join(change[k].split()).replace("|", "\\|") for k in ("before", "reason")
+        )
         lines.append(
-            f"| {claim['id']} | {change['before']} | {' '.join(change['reason'].split())} | "
+            f"| {claim['id']} | {before} | {reason} | "
             f"{change['verdict_before']} | {verdicts[claim['id']].verdict} |"
         )
     return [*lines, ""]
