@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..figures.plot import EXPERIMENTS, draw
+from ..figures.plot import draw
 from .tasks import Task
 
 
@@ -57,13 +57,7 @@ def _markers(task: Task, label: str, tuning: pd.DataFrame, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    paper = pd.read_csv(EXPERIMENTS / task.figure / "paper_markers.csv")
-    cell = paper[
-        (paper["epochs"] == 10)
-        & (paper["beta1"] == 0.9)
-        & (paper["beta2"] == 0.999)
-        & (paper["bias_correction"] == "yes")
-    ]
+    cell = task.paper_cell()
     key = next(c for c in tuning.columns if c not in ("task", "final"))
     values = tuning[key].to_numpy()
     numeric = np.array([isinstance(v, (int, float)) and v > 0 for v in values])

@@ -50,19 +50,22 @@ class Task:
     def x_offset(self) -> int:
         return int(self.spec["x"]["offset"]) if self.kind == "curves" else 0
 
+    def paper_cell(self) -> pd.DataFrame:
+        """Figure 4's markers of bias-corrected Adam, beta1 0.9, beta2 0.999, at 10 epochs."""
+        paper = pd.read_csv(EXPERIMENTS / self.figure / "paper_markers.csv")
+        return paper[
+            (paper["epochs"] == 10)
+            & (paper["beta1"] == 0.9)
+            & (paper["beta2"] == 0.999)
+            & (paper["bias_correction"] == "yes")
+        ]
+
     def target(self) -> float:
         """The paper's Adam value the time to target is measured against."""
         if self.kind == "surface":
             return float(self.spec["tolerance"])
         if self.kind == "markers":
-            paper = pd.read_csv(EXPERIMENTS / self.figure / "paper_markers.csv")
-            cell = paper[
-                (paper["epochs"] == 10)
-                & (paper["beta1"] == 0.9)
-                & (paper["beta2"] == 0.999)
-                & (paper["bias_correction"] == "yes")
-            ]
-            return float(cell["loss"].min())
+            return float(self.paper_cell()["loss"].min())
         paper = pd.read_csv(EXPERIMENTS / self.figure / "paper_curves.csv")
         curve = paper[paper["curve"] == self.target_curve].sort_values("x")
         return float(np.exp(np.interp(self.x_last, curve["x"], np.log(curve["y"].to_numpy(float)))))
