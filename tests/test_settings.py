@@ -31,7 +31,7 @@ def settings(*overrides: str) -> RunSettings:
         ("trainer.stepsize_decay=cosine", "trainer.stepsize_decay must be one of none, "),
         (
             "trainer.minibatch_order=sorted",
-            "trainer.minibatch_order must be one of random, fixed, got 'sorted'",
+            "trainer.minibatch_order must be one of random, fixed, replacement, got 'sorted'",
         ),
         ("trainer.train_eval_subset=-5", "trainer.train_eval_subset must be at least 0, got -5"),
         ("trainer.evaluate_initial=1", "trainer.evaluate_initial must be true or false, got 1"),
