@@ -213,8 +213,8 @@ def test_a_second_process_in_one_output_folder_is_one_line(main, tmp_path: Path)
     [
         (
             ["optimizer=adamw"],
-            "error: In 'train': Could not find 'optimizer/adamw' (choose one "
-            "of: adadelta, adagrad, adam, adamax, amsgrad, momentum, nesterov, rmsprop, sgd)",
+            "error: In 'train': Could not find 'optimizer/adamw' (choose one of: adadelta, "
+            "adagrad, adam, adamax, amsgrad, external, momentum, nesterov, rmsprop, sgd)",
         ),
         (
             ["trainer.epoch=3"],
