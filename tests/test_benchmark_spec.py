@@ -415,6 +415,9 @@ def test_the_profile_ratios_score_and_best_of_k_on_made_up_numbers(tmp_path: Pat
     assert mean2 == pytest.approx((1 * 3 + 2 * 2 + 3 * 1) / 6, abs=0.1)  # E[min of 2 of 4]
     with pytest.raises(ValueError):
         best_of_k(trials, 5)
+    diverged = np.array([1.0, math.inf, math.inf, math.inf])  # a diverged trial is inf
+    mean, low, high = best_of_k(diverged, 1, draws=400)
+    assert mean == math.inf and low == 1.0 and high == math.inf
 
 
 def test_a_claim_is_redecided_with_the_optimizer_in_adams_place(tmp_path: Path):
