@@ -119,11 +119,19 @@ def markdown(
     lines = [
         "# Leaderboard: optimizers on the Adam paper's CPU-sized tasks",
         "",
-        "Written by `python -m adamrepro.benchmark.leaderboard` from results/benchmark/*/"
-        "summary.csv (each from `make benchmark OPTIMIZER=...`). Score: the area under the "
+        "Written by `python -m adamrepro.leaderboard` (`make leaderboard`) from "
+        "results/benchmark/*/summary.csv (each from `make benchmark OPTIMIZER=...`). Score: "
+        "the area under the "
         f"performance profile over tau in [1, {TAU_MAX:g}] (AlgoPerf's), from each task's "
         "seconds to the paper's Adam value over the best optimizer's; inf: missed, diverged "
         "or left out.",
+        "",
+        f"Tasks here: {len(tasks)} of the benchmark's {len(TASKS)}"
+        + (
+            f"; not run yet: {', '.join(t for t in TASKS if t not in tasks)}."
+            if len(tasks) < len(TASKS)
+            else "."
+        ),
         "",
         "| rank | optimizer | score | " + " | ".join(tasks) + " |",
         "|---|---|---|" + "---|" * len(tasks),
@@ -190,8 +198,16 @@ def draw(r: pd.DataFrame, out: Path) -> None:
     taus = np.linspace(1.0, TAU_MAX, 301)
     rho = profile(r, taus)
     fig, ax = plt.subplots(figsize=(6, 4), dpi=150)
-    for name, row in rho.iterrows():
-        ax.step(taus, row.to_numpy(), where="post", label=str(name))
+    order = score(r).sort_values(ascending=False).index  # the legend in the board's order
+    for i, name in enumerate(order):
+        ax.step(
+            taus,
+            rho.loc[name].to_numpy(),
+            where="post",
+            color=f"C{i % 10}",
+            ls=("-", "--", ":")[i // 10 % 3],
+            label=str(name),
+        )
     ax.set_xlabel("tau: within this factor of the best time to target")
     ax.set_ylabel("fraction of tasks")
     ax.set_xlim(1, TAU_MAX)
@@ -217,7 +233,13 @@ def main(argv: list[str] | None = None) -> None:
     scores = score(r)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     draw(r, args.out.with_name("leaderboard_profiles.png"))
-    args.out.write_text(markdown(table, r, scores) + "\n![profiles](leaderboard_profiles.png)\n")
+    claims = {
+        folder.name: claims_in_adams_place(folder)
+        for folder in sorted(args.results.glob("*"))
+        if (folder / "summary.csv").is_file()
+    }
+    text = markdown(table, r, scores, claims)
+    args.out.write_text(text + "\n![profiles](leaderboard_profiles.png)\n")
     print(args.out.read_text())
 
 
