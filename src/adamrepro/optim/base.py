@@ -47,6 +47,13 @@ def decay_factor(decay: str, t: int, steps_per_epoch: int = 1) -> float:
     return 1.0
 
 
+def checked_decay(decay: str) -> str:
+    """`decay`, or one ConfigError line when it is none of DECAYS."""
+    if decay not in DECAYS:
+        raise ConfigError(f"the stepsize decay must be one of {', '.join(DECAYS)}, got {decay!r}")
+    return decay
+
+
 def member_view(value: Any, param: Tensor) -> Any:
     """Broadcast a per-member hyperparameter of shape (G,) over a parameter of shape (G, ...)."""
     if not isinstance(value, Tensor) or value.dim() == 0:
@@ -103,11 +110,7 @@ class PaperOptimizer(torch.optim.Optimizer):
 
     def schedule(self, decay: str, steps_per_epoch: int = 1) -> None:
         """alpha_t = alpha * decay_factor(decay, t, steps_per_epoch) from here on."""
-        if decay not in DECAYS:
-            raise ConfigError(
-                f"the stepsize decay must be one of {', '.join(DECAYS)}, got {decay!r}"
-            )
-        self.decay, self.steps_per_epoch = decay, int(steps_per_epoch)
+        self.decay, self.steps_per_epoch = checked_decay(decay), int(steps_per_epoch)
 
     def current_stepsize(self, group: dict[str, Any]) -> Hyper:
         """alpha_t of the last step the group took (alpha before its first)."""

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from .base import DECAYS, decay_factor
+from .base import checked_decay, decay_factor
 
 # Keys of an external optimizer's config that describe it rather than set it.
 EXTERNAL_KEYS = ("name", "label", "_target_", "stepsize_key", "elementwise", "extra")
@@ -131,11 +131,7 @@ class ExternalOptimizer:
         return self.inner.param_groups
 
     def schedule(self, decay: str, steps_per_epoch: int = 1) -> None:
-        if decay not in DECAYS:
-            raise ConfigError(
-                f"the stepsize decay must be one of {', '.join(DECAYS)}, got {decay!r}"
-            )
-        self.decay, self.steps_per_epoch = decay, int(steps_per_epoch)
+        self.decay, self.steps_per_epoch = checked_decay(decay), int(steps_per_epoch)
 
     def current_stepsize(self, group: dict[str, Any]) -> float:
         if self.stepsize_key is None:
