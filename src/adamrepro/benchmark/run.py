@@ -169,7 +169,8 @@ def steps_to_target(curves: pd.DataFrame, task: Task, steps_per_epoch: int) -> f
 
 def time_per_step(spec: OptimizerSpec, task: Task, base: list[str], steps: int = 30) -> dict:
     """Seconds per step of the optimizer and of our Adam on the task's model (one member, a
-    fixed minibatch), measured alternately in this process, 3 rounds; the medians."""
+    fixed minibatch), measured alternately in this process, 3 rounds: the medians; and the
+    task's steps per epoch (from the data it loaded)."""
     import torch
 
     from ..data import load_data
@@ -199,7 +200,11 @@ def time_per_step(spec: OptimizerSpec, task: Task, base: list[str], steps: int =
     for _ in range(3):
         times["optimizer"].append(timed(theirs))
         times["adam"].append(timed(ours))
-    return {name: float(np.median(values)) for name, values in times.items()}
+    medians = {name: float(np.median(values)) for name, values in times.items()}
+    return {
+        **medians,
+        "steps_per_epoch": math.ceil(len(data.x_train) / int(cfg.trainer.batch_size)),
+    }
 
 
 def best_of_k(
@@ -268,11 +273,11 @@ def benchmark(args: Any) -> pd.DataFrame:
         records = rerun(spec, task, base, runs / task.name, point, args.seeds)
         curves = curves_of(records, task).assign(task=task.name)
         draw_task(task, spec.label, curves, table, out)
+        speed = time_per_step(spec, task, base)
         if task.kind == "surface":
             steps = surface_steps(records, task)
         else:
-            steps = steps_to_target(curves, task, _steps_per_epoch(base))
-        speed = time_per_step(spec, task, base)
+            steps = steps_to_target(curves, task, int(speed["steps_per_epoch"]))
         finals = curves[curves["epoch"] == curves["epoch"].max()][task.metric]
         done = pd.DataFrame(
             [
@@ -360,14 +365,6 @@ def save_task(out: Path, task: str, tables: dict[str, pd.DataFrame]) -> None:
         kept = earlier[earlier["task"] != task] if "task" in earlier else earlier
         merged = pd.concat([d for d in (kept, rows) if not d.empty], ignore_index=True)
         merged.to_csv(path, index=False, float_format="%.6g")
-
-
-def _steps_per_epoch(base: list[str]) -> int:
-    cfg = compose_config([*base])
-    from ..data import load_data
-
-    data = load_data(cfg.data)
-    return math.ceil(len(data.x_train) / int(cfg.trainer.batch_size))
 
 
 def _slug(label: str) -> str:
