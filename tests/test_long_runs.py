@@ -89,3 +89,11 @@ def test_commit_commits_the_units_folder_alone(units, tmp_path: Path, monkeypatc
     ).stdout
     assert shown.startswith("long-run unit toy/stepsize_1e-3: completed, 2 min of training (cmd)")
     assert "record.json" in shown and "other.txt" not in shown
+
+
+def test_until_done_trains_every_unit_in_one_call(units, mnist_root: Path, tmp_path: Path, capsys):
+    long_runs.main([*unit_args(mnist_root, tmp_path), "--until-done"])
+    runs = tmp_path / "results" / "fig1_mnist_logreg" / "runs" / "toy"
+    assert all(read_record(runs / u.name)["status"] == "completed" for u in units)
+    out = capsys.readouterr().out
+    assert "1 units left" in out and "0 units left" in out

@@ -1,7 +1,7 @@
 """The long half of the paper on a CPU, in units that survive: Figure 2 (a) at 200 passes,
 Figure 4's 100-epoch block, Figure 3 at 46 passes.
 
-    python -m adamrepro.long_runs [--data-root DIR] [--minutes 100] [--commit]
+    python -m adamrepro.long_runs [--data-root DIR] [--minutes 100] [--commit] [--until-done]
     python -m adamrepro.long_runs --status
     python -m adamrepro.long_runs --figures
 
@@ -33,6 +33,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import USER_ERRORS, command_parser
 from .protocol import Protocol, every_variant, run_log
@@ -243,6 +244,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="+", help="these protocols only (fig4, fig2a, fig3)")
     parser.add_argument("--override", nargs="+", default=[], help="Hydra overrides for a unit")
     parser.add_argument("--commit", action="store_true", help="git commit each finished unit")
+    parser.add_argument(
+        "--until-done",
+        action="store_true",
+        help="go on to the next unit after each, until all are done (with --commit: the "
+        "background job of every session)",
+    )
     parser.add_argument("--status", action="store_true")
     parser.add_argument("--figures", action="store_true")
     parser.add_argument("--plan", action="store_true", help="each unit's cost, timed here")
@@ -262,6 +269,16 @@ def main(argv: list[str] | None = None) -> None:
         print(f"drew {', '.join(figures(args.results)) or 'nothing (no figure is complete)'}")
         return
     data_root = args.data_root or os.environ.get("ADAMREPRO_DATA", "data")
+    command = "python -m adamrepro.long_runs " + " ".join(argv or sys.argv[1:])
+    while True:
+        left = next_unit(args, data_root, command.strip())
+        if not args.until_done or left == 0:
+            return
+
+
+def next_unit(args: Any, data_root: str, command: str) -> int:
+    """Train the first unit not done yet to its end and keep its record; the units left after
+    it (exit 75 when the budget ran out first: the same command continues it)."""
     todo = [
         u
         for u in UNITS
@@ -269,7 +286,7 @@ def main(argv: list[str] | None = None) -> None:
     ]
     if not todo:
         print("all units done")
-        return
+        return 0
     unit = todo[0]
     print(f"unit {unit.protocol}/{unit.name} (about {unit.minutes:.0f} min)", flush=True)
     started = time.monotonic()
@@ -281,14 +298,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{unit.protocol}/{unit.name}: {record['status']}; the same command continues it")
         sys.exit(75)
     folder = keep_record(unit, args.work, args.results)
-    command = "python -m adamrepro.long_runs " + " ".join(argv or sys.argv[1:])
     print(
         f"{unit.protocol}/{unit.name}: {record['status']} in "
         f"{(time.monotonic() - started) / 60:.1f} min; record in {folder}"
     )
     if args.commit:
-        commit(folder, unit, record, command.strip())
-    print(f"{len(todo) - 1} units left: run the same command for the next")
+        commit(folder, unit, record, command)
+    print(f"{len(todo) - 1} units left: run the same command for the next", flush=True)
+    return len(todo) - 1
 
 
 if __name__ == "__main__":
