@@ -29,7 +29,6 @@ import numpy as np
 import pandas as pd
 
 from ..errors import USER_ERRORS, ConfigError, command_parser
-from ..records import read_record
 from ..training import compose_config, train
 from . import conformance
 from .figure import draw_task
@@ -64,9 +63,7 @@ def optimizer_overrides(spec: OptimizerSpec, point: dict[str, Any] | None = None
 
 
 def _run(overrides: list[str], out: Path) -> dict[str, Any]:
-    done = read_record(out)
-    if done is not None and done.get("status") == "completed":
-        return done
+    """The run, trained or continued; a completed one with the same settings is read back."""
     return train(compose_config(overrides), out)
 
 

@@ -47,6 +47,20 @@ def decay_factor(decay: str, t: int, steps_per_epoch: int = 1) -> float:
     return 1.0
 
 
+def kept_state(state: Any, replaced: dict[Tensor, Tensor], rows: Tensor) -> Any:
+    """An optimizer's per-parameter state after its population shrank to `rows`: keyed by the
+    new parameters (`replaced[old]`), each state tensor shaped like its parameter cut to
+    those rows, anything else as it was."""
+    kept = type(state)()
+    for old, new in replaced.items():
+        if old in state:
+            kept[new] = {
+                k: v[rows] if isinstance(v, Tensor) and v.shape == old.shape else v
+                for k, v in state[old].items()
+            }
+    return kept
+
+
 def checked_decay(decay: str) -> str:
     """`decay`, or one ConfigError line when it is none of DECAYS."""
     if decay not in DECAYS:
@@ -171,19 +185,12 @@ class PaperOptimizer(torch.optim.Optimizer):
     def keep_members(self, replaced: dict[Tensor, Tensor], rows: Tensor) -> None:
         """Follow a population that shrank to the members at `rows`: each parameter is
         `replaced[old]`, its state tensors and every per-member setting keep those rows."""
-        state = self.state
-        self.state = type(state)()
         for group in self.param_groups:
             for key, value in group.items():
                 if isinstance(value, Tensor) and value.dim() == 1 and key != "params":
                     group[key] = value[rows.to(value.device)]
             group["params"] = [replaced[p] for p in group["params"]]
-        for old, new in replaced.items():
-            if old in state:
-                self.state[new] = {
-                    k: v[rows] if isinstance(v, Tensor) and v.shape == old.shape else v
-                    for k, v in state[old].items()
-                }
+        self.state = kept_state(self.state, replaced, rows)
         self._work = {}  # scratch shaped like the old parameters
 
     # -- the pair each optimizer writes -------------------------------------------------

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from .base import checked_decay, decay_factor
+from .base import checked_decay, decay_factor, kept_state
 
 # Keys of an external optimizer's config that describe it rather than set it.
 EXTERNAL_KEYS = ("name", "label", "_target_", "stepsize_key", "elementwise", "extra")
@@ -154,16 +154,9 @@ class ExternalOptimizer:
     def keep_members(self, replaced: dict[Tensor, Tensor], rows: Tensor) -> None:
         """Follow a population that shrank (an element-wise optimizer's runs only): each
         parameter is `replaced[old]`, and its state tensors shaped like it keep `rows`."""
-        state = self.inner.state
         for group in self.param_groups:
             group["params"] = [replaced[p] for p in group["params"]]
-        self.inner.state = type(state)()
-        for old, new in replaced.items():
-            if old in state:
-                self.inner.state[new] = {
-                    k: v[rows] if isinstance(v, Tensor) and v.shape == old.shape else v
-                    for k, v in state[old].items()
-                }
+        self.inner.state = kept_state(self.inner.state, replaced, rows)
 
     @contextlib.contextmanager
     def evaluating(self) -> Iterator[None]:
