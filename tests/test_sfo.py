@@ -556,3 +556,62 @@ def test_a_failed_step_keeps_the_new_point_when_the_previous_one_was_worse():
     assert optimizer.step_scale < scale
     assert torch.allclose(optimizer.previous, here)  # it moved on from here, not back
     assert len(model.history) == min(pairs + 2, optimizer.max_history)
+
+
+def test_state_dict_continues_a_run_exactly():
+    """Stopped after 7 steps and continued from its state_dict (through torch.save, loaded
+    weights_only), SFO takes the same steps as a run that never stopped."""
+    import io
+
+    whole = [torch.zeros(30, dtype=torch.float64)]
+    run_on_quadratics(whole, n=6, steps=20)
+    first = [torch.zeros(30, dtype=torch.float64)]
+    stopped = run_on_quadratics(first, n=6, steps=7)
+    buffer = io.BytesIO()
+    torch.save({"sfo": stopped.state_dict(), "theta": first[0].clone()}, buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    second = [state["theta"]]
+    continued = run_on_quadratics(second, n=6, steps=0)  # a fresh SFO, then the state
+    continued.load_state_dict(state["sfo"])
+    for _ in range(13):
+        continued.step()
+    assert continued.steps == 20
+    assert torch.equal(second[0], whole[0])
+    with pytest.raises(ValueError, match="6 subfunctions"):
+        run_on_quadratics([torch.zeros(30, dtype=torch.float64)], n=5, steps=0).load_state_dict(
+            state["sfo"]
+        )
+
+
+def test_the_driver_continues_a_paused_run(mnist_root, tmp_path):
+    """A time budget spent (max_minutes=0) pauses the driver after its first step with a
+    checkpoint; the same call continues it to the same curve as a run that never stopped,
+    and the checkpoint is gone once the run is complete."""
+    from adamrepro.studies.sfo_run import run_sfo
+    from conftest import hydra_config
+
+    common = [
+        "experiment=mnist_mlp_deterministic",
+        f"data.root={mnist_root}",
+        "data.verify=false",
+        "data.download=false",
+        "model.hidden=[16,16]",
+        "trainer.epochs=2",
+        "trainer.train_eval_subset=0",
+        "+sfo.subfunctions=4",
+    ]
+    whole = run_sfo(hydra_config(*common), tmp_path / "whole")
+    paused = run_sfo(hydra_config(*common, "trainer.max_minutes=0"), tmp_path / "cut")
+    assert paused["status"] == "paused"
+    assert (tmp_path / "cut" / "checkpoint.pt").is_file()
+    assert [r["epoch"] for r in paused["curves"]] == [0]
+    again = run_sfo(hydra_config(*common, "trainer.max_minutes=0"), tmp_path / "cut")
+    assert again["status"] == "paused"  # one more step, from where it stood
+    done = run_sfo(hydra_config(*common), tmp_path / "cut")
+    assert done["status"] == "completed"
+    assert not (tmp_path / "cut" / "checkpoint.pt").exists()
+    assert [r["epoch"] for r in done["curves"]] == [0, 1, 2]
+    for cut, row in zip(done["curves"], whole["curves"], strict=True):
+        assert cut["train_cost_full"] == row["train_cost_full"]
+        assert cut["train_cost"] == row["train_cost"] or math.isnan(row["train_cost"])

@@ -60,6 +60,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -155,6 +156,62 @@ class SFO:
         self.predicted_improvement = 0.0
         self.distance = 0.0  # the length of every step taken, summed (the step-length cap)
         self.evaluations = 0
+
+    # -- surviving interruptions ------------------------------------------------------------
+    # What a step changes, besides the parameters (which the caller saves with its model):
+    # tensors, numbers and plain containers, so that a checkpoint loads with weights_only.
+    _SCALARS = (
+        "step_scale", "steps", "cursor", "since_growth", "predicted_improvement", "distance",
+        "evaluations",
+    )  # fmt: skip
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "basis": self.basis,
+            "active": self.active,
+            "previous": self.previous,
+            "events": dict(self.events),
+            "generator": self.generator.get_state(),
+            "models": [
+                {
+                    "x": m.x,
+                    "g": m.g,
+                    "value": m.value,
+                    "hessian": m.hessian,
+                    "beta": m.beta,
+                    "history": [[s, y] for s, y in m.history],
+                    "evaluations": m.evaluations,
+                }
+                for m in self.models
+            ],
+            **{name: getattr(self, name) for name in self._SCALARS},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue where `state_dict()` was taken (on the same subfunctions, and with the
+        parameters put back as they were then)."""
+        if int(state["n"]) != self.n:
+            raise ValueError(f"the state is of {state['n']} subfunctions, this SFO has {self.n}")
+        self.basis = state["basis"].to(self.device, self.dtype)
+        self.active = state["active"].clone()
+        self.previous = None if state["previous"] is None else state["previous"].to(self.dtype)
+        self.events = dict(state["events"])
+        self.generator.set_state(state["generator"])
+        self.models = [
+            _Model(
+                x=m["x"],
+                g=m["g"],
+                value=float(m["value"]),
+                hessian=m["hessian"],
+                beta=float(m["beta"]),
+                history=[(s, y) for s, y in m["history"]],
+                evaluations=int(m["evaluations"]),
+            )
+            for m in state["models"]
+        ]
+        for name in self._SCALARS:
+            setattr(self, name, state[name])
 
     # -- flat parameters ------------------------------------------------------------------
     def _flat(self) -> Tensor:
