@@ -411,6 +411,25 @@ def test_the_profile_ratios_score_and_best_of_k_on_made_up_numbers(tmp_path: Pat
     assert best_of_k(trials, 4) == (1.0, 1.0, 1.0)
     mean, low, high = best_of_k(trials, 1, draws=4000)
     assert mean == pytest.approx(2.5, abs=0.1) and low == 1.0 and high == 4.0
+    # The time is counted in Adam steps measured beside each optimizer: D, benchmarked on a
+    # machine twice as busy (both of its times doubled), ties with E, benchmarked idle.
+    for name, seconds in (("D", 2e-3), ("E", 1e-3)):
+        (tmp_path / "timed" / name).mkdir(parents=True)
+        pd.DataFrame(
+            [
+                {
+                    "task": "t1",
+                    "status": "completed",
+                    "steps_to_target": 300.0,
+                    "seconds_per_step": 1.5 * seconds,
+                    "adam_seconds_per_step": seconds,
+                    "seconds_to_target": 300 * 1.5 * seconds,
+                }
+            ]
+        ).to_csv(tmp_path / "timed" / name / "summary.csv", index=False)
+    timed = leaderboard.collect(tmp_path / "timed")
+    assert timed["adam_steps_to_target"].tolist() == pytest.approx([450.0, 450.0])
+    assert leaderboard.ratios(timed)["t1"].tolist() == pytest.approx([1.0, 1.0])
     mean2, _, _ = best_of_k(trials, 2, draws=4000)
     assert mean2 == pytest.approx((1 * 3 + 2 * 2 + 3 * 1) / 6, abs=0.1)  # E[min of 2 of 4]
     with pytest.raises(ValueError):

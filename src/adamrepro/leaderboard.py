@@ -1,8 +1,10 @@
 """The leaderboard: every benchmarked optimizer (results/benchmark/<label>/summary.csv) on the
 tasks, ranked by AlgoPerf's performance profile.
 
-For task t and optimizer o, s(t, o) is the seconds to the paper's Adam value (steps to it
-times the time per step measured on this machine; infinite when missed or diverged). Its
+For task t and optimizer o, s(t, o) is the time to the paper's Adam value: its steps to it
+times its time per step, in units of our Adam's step on the same task (the two measured
+alternately in one process by the benchmark, so that a machine busier during one optimizer's
+benchmark than another's moves neither; infinite when missed or diverged). Its
 ratio to the task's best, r(t, o) = s(t, o) / min_o s(t, o), gives the profile
 rho_o(tau) = the fraction of the tasks with r(t, o) <= tau, for tau from 1 to TAU_MAX; the
 score is its area over [1, TAU_MAX] divided by TAU_MAX - 1 (1: best on every task; 0: never
@@ -38,19 +40,33 @@ def collect(results: Path) -> pd.DataFrame:
         table.insert(0, "optimizer", path.parent.name)
         frames.append(table)
     if not frames:
-        return pd.DataFrame(columns=["optimizer", "task", "status", "seconds_to_target"])
-    return pd.concat(frames, ignore_index=True)
+        return pd.DataFrame(
+            columns=["optimizer", "task", "status", "seconds_to_target", "adam_steps_to_target"]
+        )
+    table = pd.concat(frames, ignore_index=True)
+    return table.assign(adam_steps_to_target=adam_steps(table))
+
+
+def adam_steps(table: pd.DataFrame) -> pd.Series:
+    """The time to target in Adam steps: steps x the optimizer's time per step over Adam's,
+    both measured side by side; a summary without the two times counts its seconds."""
+    if {"steps_to_target", "seconds_per_step", "adam_seconds_per_step"} <= set(table.columns):
+        relative = table["seconds_per_step"] / table["adam_seconds_per_step"]
+        return (table["steps_to_target"] * relative).where(
+            relative.notna(), table.get("seconds_to_target")
+        )
+    return table.get("seconds_to_target", pd.Series(math.inf, index=table.index))
 
 
 def ratios(table: pd.DataFrame) -> pd.DataFrame:
-    """r(t, o): each optimizer's seconds to target over the task's best (inf when missed, or
-    when no optimizer reached the target on the task); optimizers x tasks."""
-    seconds = table.pivot_table(
-        index="optimizer", columns="task", values="seconds_to_target", aggfunc="first"
+    """r(t, o): each optimizer's time to target (in Adam steps) over the task's best (inf when
+    missed, or when no optimizer reached the target on the task); optimizers x tasks."""
+    time = table.pivot_table(
+        index="optimizer", columns="task", values="adam_steps_to_target", aggfunc="first"
     )
-    seconds = seconds.astype(float).fillna(math.inf)
-    best = seconds.min(axis=0)
-    out = seconds / best.where(np.isfinite(best), np.nan)
+    time = time.astype(float).fillna(math.inf)
+    best = time.min(axis=0)
+    out = time / best.where(np.isfinite(best), np.nan)
     return out.fillna(math.inf)
 
 
@@ -123,7 +139,8 @@ def markdown(
         "results/benchmark/*/summary.csv (each from `make benchmark OPTIMIZER=...`). Score: "
         "the area under the "
         f"performance profile over tau in [1, {TAU_MAX:g}] (AlgoPerf's), from each task's "
-        "seconds to the paper's Adam value over the best optimizer's; inf: missed, diverged "
+        "time to the paper's Adam value (steps x its time per step over Adam's, measured side "
+        "by side) over the best optimizer's; inf: missed, diverged "
         "or left out.",
         "",
         f"Tasks here: {len(tasks)} of the benchmark's {len(TASKS)}"
