@@ -56,6 +56,7 @@ def test_every_part_runs_and_the_verdicts_follow_from_the_tables(mnist_root, tmp
     main(args)
     timing = pd.read_csv(out / "sfo_timing.csv")
     assert sorted(timing["optimizer"]) == ["Adam", "SFO", "SFO"] and (timing["seconds"] > 0).all()
+    assert (timing["load"] >= 0).all()  # the load the times were taken under
     memory = pd.read_csv(out / "sfo_memory.csv")
     assert memory["subfunctions"].tolist() == [6, 12, 24, 48]
     assert memory["parameters"].iloc[0] == 784 * 16 + 16 + 16 * 16 + 16 + 16 * 10 + 10

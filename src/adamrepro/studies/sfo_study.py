@@ -17,7 +17,9 @@ run is complete in --runs is read back, not run again (the same command continue
   128, the loop) and SFO (its steps alone), alternating in one process for --rounds rounds:
   Adam's second pass of a 3-pass run, SFO's passes 4 and 5 of a 5-pass run (its cost per
   pass grows while its subspace fills, over the first 3 passes, and is steady after). The
-  median is each one's time per pass; the wall-clock panel uses these.
+  median is each one's time per pass; the wall-clock panel uses these. Other work on the
+  machine slows both unevenly (a first run beside two other jobs gave Adam 6.2 and 22.9 s):
+  run this part alone; `load` is the 1-minute load average as each round began.
 - memory: the bytes SFO holds (its basis and every subfunction's model) after 2 passes, for
   6, 12, 24 and 48 subfunctions, on the same network (1.79M weights) trained on a fixed
   6,000 of the rows (data.train_rows; what SFO holds depends on the weights and the
@@ -42,6 +44,7 @@ figure's own files (figure.png, curves.csv, ...; figure_walltime.png from the me
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -94,11 +97,14 @@ def timing(base: list[str], runs: Path, rounds: int, sfo_base: list[str]) -> pd.
     """Seconds per pass, training only, alternating Adam and SFO in this process."""
     rows = []
     for k in range(rounds):
+        load = os.getloadavg()[0]  # other work on the machine slows both: run this part alone
         record = adam(
             [*base, *TIMED, "trainer.epochs=3", "trainer.eval_every=100"], runs / f"timing/adam_{k}"
         )
         wall = curve(record).set_index("epoch")["wall_time_s"]
-        rows.append({"round": k, "optimizer": "Adam", "pass": 2, "seconds": wall[2] - wall[1]})
+        rows.append(
+            {"round": k, "optimizer": "Adam", "pass": 2, "seconds": wall[2] - wall[1], "load": load}
+        )
         record = sfo(
             [*sfo_base, *TIMED, f"+sfo.passes={max(SFO_TIMED_PASSES)}"], runs / f"timing/sfo_{k}"
         )
@@ -110,6 +116,7 @@ def timing(base: list[str], runs: Path, rounds: int, sfo_base: list[str]) -> pd.
                     "optimizer": "SFO",
                     "pass": p,
                     "seconds": stepping[p] - stepping[p - 1],
+                    "load": load,
                 }
             )
     return pd.DataFrame(rows)
