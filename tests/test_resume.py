@@ -328,6 +328,14 @@ def test_a_full_disk_is_one_line_and_leaves_the_previous_file_whole(tmp_path):
     with pytest.raises(OutputError, match="Not a directory"):
         write_atomic(path / "inside" / "x.json", lambda f: f.write(b"x"))
 
+    def unpicklable(file):  # a writer's own error (torch.save of a lambda) passes through
+        file.write(b"half")
+        raise TypeError("cannot pickle")
+
+    with pytest.raises(TypeError, match="cannot pickle"):
+        write_atomic(path, unpicklable)
+    assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["record.json"]
+
 
 def test_a_full_disk_during_a_run_fails_it_with_one_line(mnist_root, tmp_path, monkeypatch):
     import adamrepro.files

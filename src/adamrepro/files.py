@@ -42,6 +42,10 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> Path:
             tmp.unlink(missing_ok=True)
         reason = os.strerror(error.errno) if error.errno else one_line(error)
         raise OutputError(f"could not write {path} ({reason})") from None
+    except BaseException:  # the writer's own failure (or Ctrl-C): no temporary file left
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
