@@ -175,20 +175,25 @@ def _masked(x, rows, mask):
     return full
 
 
+def small_network(mnist_root, epochs: int) -> list[str]:
+    """Figure 2 (b)'s experiment on the generated MNIST files, with a 16x16 network."""
+    return [
+        "experiment=mnist_mlp_deterministic",
+        f"data.root={mnist_root}",
+        "data.verify=false",
+        "data.download=false",
+        "model.hidden=[16,16]",
+        f"trainer.epochs={epochs}",
+    ]
+
+
 def test_the_driver_records_sfo_like_any_run(mnist_root, tmp_path):
     from adamrepro.figures.plot import make_figure
     from adamrepro.studies.sfo_run import run_sfo
     from adamrepro.training import train
     from conftest import hydra_config
 
-    common = [
-        "experiment=mnist_mlp_deterministic",
-        f"data.root={mnist_root}",
-        "data.verify=false",
-        "data.download=false",
-        "model.hidden=[16,16]",
-        "trainer.epochs=3",
-    ]
+    common = small_network(mnist_root, epochs=3)
     record = run_sfo(
         hydra_config(*common, "+sfo.subfunctions=4", "trainer.train_eval_subset=600"),
         tmp_path / "sfo",
@@ -591,16 +596,8 @@ def test_the_driver_continues_a_paused_run(mnist_root, tmp_path):
     from adamrepro.studies.sfo_run import run_sfo
     from conftest import hydra_config
 
-    common = [
-        "experiment=mnist_mlp_deterministic",
-        f"data.root={mnist_root}",
-        "data.verify=false",
-        "data.download=false",
-        "model.hidden=[16,16]",
-        "trainer.epochs=2",
-        "trainer.train_eval_subset=0",
-        "+sfo.subfunctions=4",
-    ]
+    common = [*small_network(mnist_root, epochs=2), "trainer.train_eval_subset=0"]
+    common.append("+sfo.subfunctions=4")
     whole = run_sfo(hydra_config(*common), tmp_path / "whole")
     paused = run_sfo(hydra_config(*common, "trainer.max_minutes=0"), tmp_path / "cut")
     assert paused["status"] == "paused"
