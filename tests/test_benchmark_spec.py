@@ -539,3 +539,23 @@ def test_a_curve_task_runs_through_the_loop_on_generated_data(mnist_root, tmp_pa
     assert len(record["members"]) == 2 and record["config"]["optimizer"]["_target_"] == (
         "torch.optim.NAdam"
     )
+
+
+def test_a_task_that_no_optimizer_reaches_is_named_with_the_closest(tmp_path: Path):
+    """Every optimizer missed small_bowl's target: the task ranks none, and the leaderboard
+    says which came closest and how far above the target it ended."""
+    from adamrepro import leaderboard
+    from adamrepro.benchmark.tasks import TASKS
+
+    target = TASKS["small_bowl"].target()
+    for name, final in (("A", 2 * target), ("B", 3 * target)):
+        (tmp_path / name).mkdir()
+        row = {"task": "small_bowl", "status": "completed", "final_mean": final}
+        pd.DataFrame([{**row, "seconds_to_target": math.inf}]).to_csv(
+            tmp_path / name / "summary.csv", index=False
+        )
+    table = leaderboard.collect(tmp_path)
+    r = leaderboard.ratios(table)
+    text = leaderboard.markdown(table, r, leaderboard.score(r))
+    assert "No optimizer reached the target on small_bowl" in text
+    assert "A's 2e-06, is 100.0% above" in text
