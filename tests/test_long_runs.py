@@ -97,3 +97,57 @@ def test_until_done_trains_every_unit_in_one_call(units, mnist_root: Path, tmp_p
     assert all(read_record(runs / u.name)["status"] == "completed" for u in units)
     out = capsys.readouterr().out
     assert "1 units left" in out and "0 units left" in out
+
+
+def test_a_unit_held_by_another_runner_is_left_to_it(
+    units, mnist_root: Path, tmp_path: Path, capsys
+):
+    args = unit_args(mnist_root, tmp_path)
+    other = long_runs.claim(units[0], tmp_path / "work")  # another runner trains the first
+    assert other is not None and long_runs.claim(units[0], tmp_path / "work") is None
+    try:
+        long_runs.main([*args, "--until-done"])
+        runs = tmp_path / "results" / "fig1_mnist_logreg" / "runs" / "toy"
+        assert read_record(runs / units[1].name)["status"] == "completed"
+        assert read_record(runs / units[0].name) is None
+        assert capsys.readouterr().out.endswith(
+            "the 1 units left are all being trained by other runners\n"
+        )
+    finally:
+        other.release()
+    long_runs.main(args)  # released (however the other runner ended): this one takes it
+    assert read_record(runs / units[0].name)["status"] == "completed"
+
+
+def test_a_unit_completed_by_another_runner_before_the_claim_is_not_trained_again(
+    units, mnist_root: Path, tmp_path: Path, monkeypatch, capsys
+):
+    args = unit_args(mnist_root, tmp_path)
+    long_runs.main(args)  # the first unit's record, as another runner would have kept it
+    first = long_runs.record_folder(units[0], tmp_path / "results")
+    kept = (first / "record.json").read_text()
+    (first / "record.json").unlink()
+    claim = long_runs.claim
+
+    def finished_meanwhile(unit: Unit, work: Path):
+        if unit == units[0]:
+            (first / "record.json").write_text(kept)
+        return claim(unit, work)
+
+    monkeypatch.setattr(long_runs, "claim", finished_meanwhile)
+    capsys.readouterr()
+    long_runs.main(args)
+    assert "unit toy/stepsize_1e-2" in capsys.readouterr().out
+    assert len(read_record(first)["pieces"]) == 1
+
+
+def test_threads_sets_the_runners_torch_threads(units, mnist_root: Path, tmp_path: Path):
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        long_runs.main([*unit_args(mnist_root, tmp_path), "--threads", "1"])
+    finally:
+        torch.set_num_threads(threads)
+    record = read_record(long_runs.record_folder(units[0], tmp_path / "results"))
+    assert record["threads"] == 1
