@@ -175,3 +175,37 @@ def test_a_run_longer_than_a_block_reads_that_blocks_epoch(mnist_root, tmp_path)
     assert markers["epoch"].tolist() == [2, 2]  # block 10 is not reached: left out
     at_two = table[table["epoch"] == 2].sort_values("stepsize")["train_cost"].tolist()
     assert markers.sort_values("stepsize")["loss"].tolist() == pytest.approx(at_two)
+
+
+def test_marker_agreement_compares_one_block_member_by_member(capsys):
+    from adamrepro.figures.markers import agreement, main
+
+    def table(losses: list[float], block: int = 10) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "block_epochs": block,
+                "beta1": 0.9,
+                "beta2": [0.99, 0.999, 0.9999, 0.9999],
+                "bias_correction": [True, True, False, True],
+                "stepsize": [1e-3, 1e-3, 1e-3, 3e-4],
+                "loss": losses,
+                "off_chart": [x > 140 for x in losses],
+            }
+        )
+
+    ours = pd.concat([table([105.0, 107.5, 150.0, 110.0]), table([1.0] * 4, block=100)])
+    reference = table([105.5, 105.5, 120.0, 110.0])
+    result = agreement(ours, reference, 10)
+    assert result["members"] == 4 and result["on_chart_in_both"] == 3
+    assert result["median_abs_difference"] == pytest.approx(0.5)
+    assert result["largest_abs_difference"] == pytest.approx(2.0)
+    assert result["largest_at"] == {
+        "beta1": 0.9,
+        "beta2": 0.999,
+        "bias_correction": True,
+        "stepsize": 1e-3,
+    }
+    (only,) = result["on_chart_in_one_only"]
+    assert only["beta2"] == 0.9999 and not only["bias_correction"] and only["loss"] == 150.0
+    with pytest.raises(SystemExit, match="no such file"):
+        main(["missing.csv", "missing.csv"])

@@ -210,3 +210,76 @@ def make_marker_figure(
     comparison.to_csv(out / "compare.csv", index=False, float_format="%.6g")
     draw(markers, paper, spec, out / "figure.png", note)
     return comparison
+
+
+SETTINGS = ["beta1", "beta2", "bias_correction", "stepsize"]
+
+
+def settings_of(index: tuple) -> dict[str, Any]:
+    beta1, beta2, bias_correction, stepsize = index
+    return {
+        "beta1": float(beta1),
+        "beta2": float(beta2),
+        "bias_correction": bool(bias_correction),
+        "stepsize": float(stepsize),
+    }
+
+
+def agreement(markers: pd.DataFrame, reference: pd.DataFrame, block: int) -> dict[str, Any]:
+    """One block of two marker tables (markers.csv) of the same grid, member by member: how
+    many members are on the chart in both, the median and largest |difference| of their
+    losses, and the members on the chart in one table and off it in the other. For the same
+    runs trained two ways (Figure 4's 100-epoch units at epoch 10 in bf16-mixed, beside the
+    committed float32 10-epoch block)."""
+
+    def at(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame[frame["block_epochs"] == block].copy()
+        frame["bias_correction"] = frame["bias_correction"].astype(str).str.lower() == "true"
+        frame["stepsize"] = frame["stepsize"].astype(float).round(12)
+        return frame[[*SETTINGS, "loss", "off_chart"]]
+
+    joined = at(markers).merge(at(reference), on=SETTINGS, suffixes=("", "_reference"))
+    joined = joined.set_index(SETTINGS)
+    off = joined["off_chart"].astype(str).str.lower() == "true"
+    off_reference = joined["off_chart_reference"].astype(str).str.lower() == "true"
+    both = joined[~off & ~off_reference]
+    difference = (both["loss"] - both["loss_reference"]).abs()
+    return {
+        "block": block,
+        "members": len(joined),
+        "on_chart_in_both": len(both),
+        "median_abs_difference": float(difference.median()) if len(both) else math.nan,
+        "largest_abs_difference": float(difference.max()) if len(both) else math.nan,
+        "largest_at": settings_of(difference.idxmax()) if len(both) else {},
+        "on_chart_in_one_only": [
+            {
+                **dict(zip(SETTINGS, index, strict=True)),
+                "loss": row["loss"],
+                "loss_reference": row["loss_reference"],
+            }
+            for index, row in joined[off != off_reference].iterrows()
+        ],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(
+        prog="python -m adamrepro.figures.markers",
+        description="two markers.csv of one grid, member by member, at one block",
+    )
+    parser.add_argument("markers", type=Path)
+    parser.add_argument("reference", type=Path)
+    parser.add_argument("--block", type=int, default=10)
+    args = parser.parse_args(argv)
+    for path in (args.markers, args.reference):
+        if not path.is_file():
+            raise SystemExit(f"error: no such file: {path}")
+    result = agreement(pd.read_csv(args.markers), pd.read_csv(args.reference), args.block)
+    print(json.dumps(result, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()
