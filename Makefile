@@ -79,7 +79,7 @@ long-runs: venv ## the next unit of the long protocols (each protocol's units va
 	    $(if $(filter-out 1,$(RUNNERS)),--threads 1) $(LONG_ARGS) & \
 	done; rc=0; for job in $$(jobs -p); do wait $$job || rc=$$?; done; exit $$rc
 
-long-runs-status: venv ## the long protocols' units: done, to do, CPU-hours left
+long-runs-status: venv ## the long protocols' units: done, to do, hours left on two cores
 	$(PY) -m adamrepro.long_runs --status --results $(RESULTS)
 
 long-runs-figures: venv ## draw each long protocol's figure whose units are all in results/

@@ -55,7 +55,7 @@ def test_each_call_trains_the_next_unit_and_keeps_its_record(
     assert len(read_record(first)["pieces"]) == 1  # the first was not trained again
     long_runs.main(args)
     assert capsys.readouterr().out.endswith("all units done\n")
-    assert "total: 0.0 CPU-hours left" in long_runs.status(tmp_path / "results")
+    assert "total: 0.0 hours left on two cores" in long_runs.status(tmp_path / "results")
 
 
 def test_a_spent_budget_stops_the_call_and_the_same_call_continues(
@@ -151,3 +151,28 @@ def test_threads_sets_the_runners_torch_threads(units, mnist_root: Path, tmp_pat
         torch.set_num_threads(threads)
     record = read_record(long_runs.record_folder(units[0], tmp_path / "results"))
     assert record["threads"] == 1
+
+
+def test_status_counts_the_units_cpu_time_not_their_wall_time(
+    units, mnist_root: Path, tmp_path: Path
+):
+    """A niced unit beside foreground work takes several times its cost in wall time: the
+    hours left come from the CPU time of the units done (over two cores), and records older
+    than that field leave the estimate in place."""
+    import json
+
+    long_runs.main(unit_args(mnist_root, tmp_path))
+    results = tmp_path / "results"
+    folder = long_runs.record_folder(units[0], results)
+    record = json.loads((folder / "record.json").read_text())
+    pieces = sum(p["cpu_time_s"] for p in record["pieces"])
+    assert 0 < record["cpu_time_s"] == pytest.approx(pieces, abs=0.01)
+    record = {k: v for k, v in record.items() if k != "cpu_time_s"} | {"wall_time_s": 6000.0}
+    (folder / "record.json").write_text(json.dumps(record))
+    text = long_runs.status(results)
+    assert "toy    1/2 units done, 0.1 hours left on two cores (estimated)" in text
+    assert "completed, 100 min wall\n" in text
+    (folder / "record.json").write_text(json.dumps({**record, "cpu_time_s": 1200.0}))
+    text = long_runs.status(results)
+    assert "0.2 hours left on two cores (10 min per unit: CPU time / 2, mean of 1)" in text
+    assert "completed, 100 min wall, 20 CPU-min" in text

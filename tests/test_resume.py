@@ -196,6 +196,9 @@ def test_a_time_budget_pauses_the_run_and_the_same_call_continues(
     assert resumed["status"] == "completed"
     assert outcome(resumed) == outcome(expected)
     assert [p["status"] for p in resumed["pieces"]] == ["paused", "completed"]
+    # the CPU time adds up over the pieces (the run's cost, whatever else ran beside it)
+    pieces = [p["cpu_time_s"] for p in resumed["pieces"]]
+    assert min(pieces) > 0 and resumed["cpu_time_s"] == pytest.approx(sum(pieces), abs=0.05)
 
 
 def signal_at_step(patch: pytest.MonkeyPatch, signum: int, at: int) -> None:

@@ -17,8 +17,9 @@ its start) and trains it to its end, or until --minutes are spent (exit 75: the 
 continues). `--commit` then commits the record at once (`git add` and `git commit` of that
 folder, with the command and the wall time in the message). A unit that ends failed (every
 member diverged) is recorded too: that is its result. `--status` prints every unit, done or
-to do, with the CPU-hours left (each unit's own estimate until units of its protocol are done,
-then their mean wall time); `--figures` draws each figure whose units are all in.
+to do, with the hours left on two cores (each unit's own estimate until units of its protocol
+are done, then their mean CPU time over two: wall times count whatever else ran beside);
+`--figures` draws each figure whose units are all in.
 
 Several runners may work side by side (`make long-runs RUNNERS=2`): each claims the unit it
 trains with a lock file beside the unit's work folder (released when the runner ends, however
@@ -152,29 +153,43 @@ def commit(folder: Path, unit: Unit, record: dict, command: str) -> None:
     subprocess.run(["git", "commit", "-q", "-m", message, "--", str(folder)], check=True)
 
 
+def cost_minutes(record: dict) -> float | None:
+    """A unit's cost on two idle cores, from its record: its CPU time (over its threads) over
+    two; None for records older than that field, whose wall time counts whatever else the
+    machine ran beside them (a niced unit beside foreground work: 3-6x its cost)."""
+    cpu = record.get("cpu_time_s")
+    return None if cpu is None else cpu / 60 / 2
+
+
 def status(results: Path = RESULTS) -> str:
     lines, left = [], 0.0
     for protocol in dict.fromkeys(u.protocol for u in UNITS):
         units = [u for u in UNITS if u.protocol == protocol]
         records = {u: done(u, results) for u in units}
-        walls = [r["wall_time_s"] / 60 for r in records.values() if r is not None]
-        per_unit = sum(walls) / len(walls) if walls else None
+        costs = [c for r in records.values() if r is not None and (c := cost_minutes(r))]
+        per_unit = sum(costs) / len(costs) if costs else None
         todo = [u for u in units if records[u] is None]
         hours = sum(per_unit or u.minutes for u in todo) / 60
         left += hours
         lines.append(
             f"{protocol:6s} {len(units) - len(todo)}/{len(units)} units done, "
-            f"{hours:.1f} CPU-hours left ("
-            + (f"{per_unit:.0f} min per unit measured" if per_unit else "estimated")
+            f"{hours:.1f} hours left on two cores ("
+            + (
+                f"{per_unit:.0f} min per unit: CPU time / 2, mean of {len(costs)}"
+                if per_unit
+                else "estimated"
+            )
             + ")"
         )
         for u in units:
             record = records[u]
-            state = (
-                f"{record['status']}, {record['wall_time_s'] / 60:.0f} min" if record else "to do"
-            )
+            state = "to do"
+            if record:
+                state = f"{record['status']}, {record['wall_time_s'] / 60:.0f} min wall"
+                if (cost := cost_minutes(record)) is not None:
+                    state += f", {2 * cost:.0f} CPU-min"
             lines.append(f"  {u.name:32s} {state}")
-    lines.append(f"total: {left:.1f} CPU-hours left")
+    lines.append(f"total: {left:.1f} hours left on two cores")
     return "\n".join(lines)
 
 

@@ -32,10 +32,12 @@ A record is a JSON file `record.json` in the run's output directory:
                 names it in figures; e.g. "CIFAR-10 (JPEG-75 copy)")
     pieces      one entry per process whose work the record holds: when and where it started
                 (from_step: steps done before it), host, pid, device, code, and how it ended
-                (status, to_step, epochs_done, wall_time_s; a process killed outright
+                (status, to_step, epochs_done, wall_time_s, cpu_time_s; a process killed outright
                 leaves no end, and its work after the last checkpoint is redone)
     reason, final  (failed runs) why, in one line; final: training again cannot help
-    versions, device, threads, host, code (commit, dirty), seed, started, updated, wall_time_s
+    versions, device, threads, host, code (commit, dirty), seed, started, updated, wall_time_s,
+                cpu_time_s (the process's CPU time over its threads, summed over the pieces:
+                what the run cost, whatever else ran on the machine)
 It is rewritten atomically after every epoch and whenever the run stops, so an interrupted run
 keeps what it did; the checkpoint beside it (`checkpoint.pt`) lets the run continue exactly.
 """

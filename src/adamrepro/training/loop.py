@@ -109,6 +109,8 @@ class Training(RunState):
         self.record = self._new_record()
         self.wall_before = 0.0
         self.piece_started = time.perf_counter()
+        self.cpu_before = 0.0
+        self.piece_cpu_started = time.process_time()
         self.last_checkpoint = time.monotonic()
 
     # -- the record and the checkpoint --------------------------------------------------

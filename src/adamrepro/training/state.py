@@ -42,6 +42,9 @@ class RunState:
     progress: Progress
     wall_before: float
     piece_started: float
+    cpu_before: float | None  # the CPU time (all threads) of the pieces before this one (None:
+    # unknown, a record older than the field)
+    piece_cpu_started: float
     last_checkpoint: float
 
     def resume_from(self, checkpoint: dict[str, Any]) -> None:
@@ -55,6 +58,8 @@ class RunState:
         set_rng_state(checkpoint["rng"], self.device)
         self.record = checkpoint["record"]
         self.wall_before = float(self.record["wall_time_s"])
+        cpu = self.record.get("cpu_time_s")
+        self.cpu_before = None if cpu is None else float(cpu)
         p = self.progress
         log.info(
             "resuming %s at epoch %d, step %d of %d (%d steps done)",
@@ -68,9 +73,15 @@ class RunState:
     def wall_time(self) -> float:
         return self.wall_before + time.perf_counter() - self.piece_started
 
+    def cpu_time(self) -> float | None:
+        if self.cpu_before is None:
+            return None
+        return self.cpu_before + time.process_time() - self.piece_cpu_started
+
     def save(self, checkpoint: bool) -> None:
         """The record, and before it (when `checkpoint`) everything needed to continue."""
         self.record["wall_time_s"] = self.wall_time()
+        self.record["cpu_time_s"] = self.cpu_time()
         if checkpoint:
             p = self.progress
             save_checkpoint(
@@ -101,6 +112,7 @@ class RunState:
             to_step=self.progress.step,
             epochs_done=epochs_done(self.record),
             wall_time_s=time.perf_counter() - self.piece_started,
+            cpu_time_s=time.process_time() - self.piece_cpu_started,
         )
 
     # -- the loop -------------------------------------------------------------------------
