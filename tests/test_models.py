@@ -118,6 +118,31 @@ def test_the_vae_is_a_population_with_one_bound_per_member():
     assert result["cost"].shape == (3,) and torch.isnan(result["accuracy"]).all()
 
 
+def test_the_vae_can_start_as_kingma_and_welling_initialise():
+    """init_normal=s: every weight and bias N(0, s^2), each member from its seed; a record
+    older than the setting counts at its default (torch's initialisation)."""
+    from adamrepro.records import differences, run_identity
+
+    vae = VariationalAutoencoder(784, seeds=[0, 0, 1], init_normal=0.01)
+    for name, parameter in vae.named_parameters():
+        assert parameter.std().item() == pytest.approx(0.01, rel=0.1), name
+        assert abs(parameter.mean().item()) < 3e-3, name
+    assert torch.equal(vae.decoder_logits.bias[0], vae.decoder_logits.bias[1])
+    assert not torch.equal(vae.decoder_logits.bias[0], vae.decoder_logits.bias[2])
+    default = VariationalAutoencoder(784, seeds=[0])
+    assert default.encoder_hidden.weight.abs().max().item() <= 1 / 28  # uniform +-1/sqrt(784)
+    old = {"model": {"name": "vae", "hidden": 500, "latent": 50}}
+    assert (
+        differences(
+            run_identity(old), run_identity({"model": {**old["model"], "init_normal": None}})
+        )
+        == []
+    )
+    assert differences(
+        run_identity(old), run_identity({"model": {**old["model"], "init_normal": 0.01}})
+    ) == ["model.init_normal (None vs 0.01)"]
+
+
 def test_the_figure_4_grid_expands_to_108_members_over_two_runs():
     members = []
     for bias_correction in ("true", "false"):

@@ -87,7 +87,8 @@ HOW_TO_RUN = frozenset(
     }
 )
 RUN_SETTINGS = ("model", "trainer")  # config groups copied into the tidy table
-ADDED_SETTINGS = {"precision": "32-true"}  # root settings newer than some records, as they ran
+# settings newer than some records (dotted: one level down), as those records ran
+ADDED_SETTINGS = {"precision": "32-true", "model.init_normal": None}
 
 
 def now() -> str:
@@ -225,13 +226,19 @@ def read_record(directory: Path) -> dict[str, Any] | None:
 def run_identity(config: dict[str, Any]) -> dict[str, Any]:
     """The settings that decide what a run computes: `config` without HOW_TO_RUN (a setting
     added to the project later counts at its default in a record that predates it)."""
-    identity: dict[str, Any] = dict(ADDED_SETTINGS)
+    identity: dict[str, Any] = {}
     for key, value in config.items():
         if key in HOW_TO_RUN:
             continue
         if isinstance(value, dict):
             value = {k: v for k, v in value.items() if f"{key}.{k}" not in HOW_TO_RUN}
         identity[key] = value
+    for dotted, default in ADDED_SETTINGS.items():
+        group, _, name = dotted.partition(".")
+        if not name:
+            identity.setdefault(group, default)
+        elif isinstance(identity.get(group), dict):
+            identity[group] = {name: default, **identity[group]}
     return identity
 
 

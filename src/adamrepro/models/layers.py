@@ -59,13 +59,13 @@ class MemberLinear(nn.Module):
         return self.weight.shape[0]
 
     @torch.no_grad()
-    def normal_(self, std: float) -> None:
-        """Redraw: weights N(0, std^2 / in), biases 0, member k from its own generator (the
-        same seeds give the same numbers)."""
+    def normal_(self, std: float, bias_std: float = 0.0) -> None:
+        """Redraw: weights N(0, std^2 / in), biases N(0, bias_std^2) (0: zero), member k from
+        its own generator (the same seeds give the same numbers)."""
         g, i, o = self.weight.shape
         for k, gen in enumerate(member_generators(self.seeds, self.salt)):
             self.weight[k] = torch.randn(i, o, generator=gen) * (std / math.sqrt(i))
-        self.bias.zero_()
+            self.bias[k] = torch.randn(o, generator=gen) * bias_std
 
     def forward(self, x: Tensor) -> Tensor:
         g, i, o = self.weight.shape

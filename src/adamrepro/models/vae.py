@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -22,15 +23,30 @@ class VariationalAutoencoder(nn.Module):
     where p = sigmoid(decoder(z)). Pixels x_i in [0, 1] (grey levels, or binarised by the data
     config) are the Bernoulli targets. `cost`, `evaluate` and `members` follow `Classifier`, so
     the one training loop runs it; labels are ignored.
+
+    Initialisation: torch's nn.Linear default (`init_normal=None`), or every weight and bias
+    drawn from N(0, init_normal^2), as Kingma & Welling (2013, section 5) initialise theirs
+    ("N(0, 0.01)", which does not say whether 0.01 is the variance or the deviation).
     """
 
-    def __init__(self, in_features: int, seeds: Sequence[int], hidden: int = 500, latent: int = 50):
+    def __init__(
+        self,
+        in_features: int,
+        seeds: Sequence[int],
+        hidden: int = 500,
+        latent: int = 50,
+        init_normal: float | None = None,
+    ):
         super().__init__()
         self.encoder_hidden = MemberLinear(in_features, hidden, seeds, salt=0)
         self.encoder_mean = MemberLinear(hidden, latent, seeds, salt=1)
         self.encoder_log_var = MemberLinear(hidden, latent, seeds, salt=2)
         self.decoder_hidden = MemberLinear(latent, hidden, seeds, salt=3)
         self.decoder_logits = MemberLinear(hidden, in_features, seeds, salt=4)
+        if init_normal is not None:
+            for layer in self.children():
+                fan_in = layer.weight.shape[1]
+                layer.normal_(init_normal * math.sqrt(fan_in), bias_std=init_normal)
 
     @property
     def members(self) -> int:
