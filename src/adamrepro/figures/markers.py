@@ -253,7 +253,7 @@ def agreement(markers: pd.DataFrame, reference: pd.DataFrame, block: int) -> dic
         "largest_at": settings_of(difference.idxmax()) if len(both) else {},
         "on_chart_in_one_only": [
             {
-                **dict(zip(SETTINGS, index, strict=True)),
+                **settings_of(index),
                 "loss": row["loss"],
                 "loss_reference": row["loss_reference"],
             }
