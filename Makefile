@@ -14,7 +14,6 @@ PROTOCOL_ARGS = --data-root $(DATA_ROOT) --runs $(RUNS) --results $(RESULTS) \
 GPU_MINUTES ?= 9# the GPU runbook's pieces (docs/gpu.md)
 GPU_ARGS ?=
 LONG_ARGS ?=# e.g. --commit: the long-run units (python -m adamrepro.long_runs --help)
-RUNNERS ?= 1# long-run runners side by side, one thread each when more than one (results/bench.md)
 STUDY_ARGS ?=# e.g. --only harness init_2.54: some variants of Figure 2 (b)'s protocol study
 SMALL_ARGS ?=
 COPYCHECK_ARGS ?=
@@ -74,10 +73,8 @@ trajectories: venv ## small problems: paths on 2-D surfaces (figures, animations
 	$(PY) -m adamrepro.studies.small_problems --runs $(RUNS)/small_problems --out $(RESULTS)/small_problems $(SMALL_ARGS)
 
 long-runs: venv ## the next unit of the long protocols (each protocol's units variant): niced; repeat (RUNNERS=2: two side by side)
-	@for i in $$(seq $(RUNNERS)); do \
-	  nice -n 19 $(PY) -m adamrepro.long_runs --data-root $(DATA_ROOT) \
-	    $(if $(filter-out 1,$(RUNNERS)),--threads 1) $(LONG_ARGS) & \
-	done; rc=0; for job in $$(jobs -p); do wait $$job || rc=$$?; done; exit $$rc
+	@for i in $$(seq $(or $(RUNNERS),1)); do nice -n 19 $(PY) -m adamrepro.long_runs --data-root $(DATA_ROOT) $(if $(filter-out 1,$(RUNNERS)),--threads 1) $(LONG_ARGS) & done; \
+	rc=0; for job in $$(jobs -p); do wait $$job || rc=$$?; done; exit $$rc
 
 long-runs-status: venv ## the long protocols' units: done, to do, hours left on two cores
 	$(PY) -m adamrepro.long_runs --status --results $(RESULTS)
