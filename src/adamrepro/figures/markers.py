@@ -234,14 +234,14 @@ def agreement(markers: pd.DataFrame, reference: pd.DataFrame, block: int) -> dic
 
     def at(frame: pd.DataFrame) -> pd.DataFrame:
         frame = frame[frame["block_epochs"] == block].copy()
-        frame["bias_correction"] = frame["bias_correction"].astype(str).str.lower() == "true"
+        for flag in ("bias_correction", "off_chart"):  # bool, or read back from a CSV as text
+            frame[flag] = frame[flag].astype(str).str.lower() == "true"
         frame["stepsize"] = frame["stepsize"].astype(float).round(12)
         return frame[[*SETTINGS, "loss", "off_chart"]]
 
     joined = at(markers).merge(at(reference), on=SETTINGS, suffixes=("", "_reference"))
     joined = joined.set_index(SETTINGS)
-    off = joined["off_chart"].astype(str).str.lower() == "true"
-    off_reference = joined["off_chart_reference"].astype(str).str.lower() == "true"
+    off, off_reference = joined["off_chart"], joined["off_chart_reference"]
     both = joined[~off & ~off_reference]
     difference = (both["loss"] - both["loss_reference"]).abs()
     return {
