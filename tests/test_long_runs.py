@@ -174,5 +174,40 @@ def test_status_counts_the_units_cpu_time_not_their_wall_time(
     assert "completed, 100 min wall\n" in text
     (folder / "record.json").write_text(json.dumps({**record, "cpu_time_s": 1200.0}))
     text = long_runs.status(results)
-    assert "0.2 hours left on two cores (10 min per unit: CPU time / 2, mean of 1)" in text
+    assert "0.2 hours left on two cores (CPU time / 2 per member-epoch of the 1 done)" in text
     assert "completed, 100 min wall, 20 CPU-min" in text
+
+
+def test_status_shows_a_unit_in_progress_and_counts_only_what_is_left_of_it(
+    units, mnist_root: Path, tmp_path: Path
+):
+    """A unit whose work folder holds epochs counts only the epochs it has left, and says
+    whether a runner holds it."""
+    import json
+
+    from filelock import FileLock
+
+    long_runs.main(unit_args(mnist_root, tmp_path))
+    results, work = tmp_path / "results", tmp_path / "work"
+    folder = long_runs.record_folder(units[0], results)
+    record = json.loads((folder / "record.json").read_text()) | {"cpu_time_s": 1200.0}
+    (folder / "record.json").write_text(json.dumps(record))
+    assert "total: 0.2 hours left" in long_runs.status(results, work)  # 10 min for the other
+    running = work / units[1].protocol / units[1].name
+    running.mkdir(parents=True)
+    curves = [row for row in record["curves"] if row["epoch"] <= 1]
+    record |= {"status": "running", "curves": curves}
+    (running / "record.json").write_text(json.dumps(record))
+    text = long_runs.status(results, work)
+    assert "stepsize_1e-2                    at epoch 1 of 2 (no runner" in text
+    assert "total: 0.1 hours left" in text  # half of 10 min
+    with FileLock(work / units[1].protocol / f"{units[1].name}.lock"):
+        assert "at epoch 1 of 2 (a runner trains it)" in long_runs.status(results, work)
+    assert long_runs.member_epochs(units[0]) == 2.0
+
+
+def test_a_halved_grid_counts_its_kept_members_after_the_halving_epoch():
+    units = {u.name: u for u in long_runs.UNITS if u.protocol == "fig2a"}
+    # Adam's grid of 4 for 2 epochs, its 2 best for the 199 after; the _next unit 1 member
+    assert long_runs.member_epochs(units["adam"]) == 4 * 2 + 2 * 199
+    assert long_runs.member_epochs(units["adam_next"]) == 201

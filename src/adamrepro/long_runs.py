@@ -16,9 +16,11 @@ results/ yet, continues it (from its checkpoint when the work folder is still th
 its start) and trains it to its end, or until --minutes are spent (exit 75: the same command
 continues). `--commit` then commits the record at once (`git add` and `git commit` of that
 folder, with the command and the wall time in the message). A unit that ends failed (every
-member diverged) is recorded too: that is its result. `--status` prints every unit, done or
-to do, with the hours left on two cores (each unit's own estimate until units of its protocol
-are done, then their mean CPU time over two: wall times count whatever else ran beside);
+member diverged) is recorded too: that is its result. `--status` prints every unit, done, in
+progress (at which epoch, and whether a runner holds it) or to do, with the hours left on two
+cores (each unit's own estimate until units of its protocol are done, then their CPU time over
+two per member-epoch, times what is left of each unit: wall times count whatever else ran
+beside);
 `--figures` draws each figure whose units are all in.
 
 Several runners may work side by side (`make long-runs RUNNERS=2`): each claims the unit it
@@ -161,33 +163,81 @@ def cost_minutes(record: dict) -> float | None:
     return None if cpu is None else cpu / 60 / 2
 
 
-def status(results: Path = RESULTS) -> str:
+def member_epochs(unit: Unit) -> float:
+    """The member-epochs the unit trains: its population times its epochs, the population cut
+    to the kept settings after the halving epoch where the unit halves it."""
+    from .settings import Halving
+    from .training import population
+
+    config = unit_config(unit)
+    members, epochs = len(population(config)), config.trainer.epochs
+    halving = Halving.from_config(config.sweep)
+    if halving is None:
+        return float(members * epochs)
+    kept = min(members, halving.keep * len(config.sweep.seeds))
+    after = min(epochs, halving.after_epochs)
+    return float(members * after + kept * (epochs - after))
+
+
+def progress(unit: Unit, work: Path) -> tuple[float, str] | None:
+    """The share of a unit not done yet that its work folder holds, and its state in words
+    (whether a runner holds it now); None when it has not started."""
+    record = read_record(work / unit.protocol / unit.name)
+    if record is None or not record.get("curves"):
+        return None
+    epoch = max(row["epoch"] for row in record["curves"])
+    epochs = record["config"]["trainer"]["epochs"]
+    lock = claim(unit, work)
+    if lock is not None:
+        lock.release()
+    held = "a runner trains it" if lock is None else "no runner: the command continues it"
+    return min(1.0, epoch / epochs), f"at epoch {epoch} of {epochs} ({held})"
+
+
+def status(results: Path = RESULTS, work: Path = Path("outputs/long")) -> str:
+    """Every unit, done or to do, and the hours left on two cores: the CPU time of the
+    protocol's units done over their member-epochs (over two cores), times the member-epochs
+    of each unit left and the share of it not trained yet; each unit's own estimate until a
+    unit of its protocol is done."""
     lines, left = [], 0.0
     for protocol in dict.fromkeys(u.protocol for u in UNITS):
         units = [u for u in UNITS if u.protocol == protocol]
         records = {u: done(u, results) for u in units}
-        costs = [c for r in records.values() if r is not None and (c := cost_minutes(r))]
-        per_unit = sum(costs) / len(costs) if costs else None
+        measured = [
+            (cost, member_epochs(u))
+            for u, r in records.items()
+            if r is not None and (cost := cost_minutes(r))
+        ]
+        rate = sum(c for c, _ in measured) / sum(e for _, e in measured) if measured else None
         todo = [u for u in units if records[u] is None]
-        hours = sum(per_unit or u.minutes for u in todo) / 60
+        states = {u: progress(u, work) for u in todo}
+        hours = (
+            sum(
+                (rate * member_epochs(u) if rate else u.minutes)
+                * (1 - (states[u][0] if states[u] else 0.0))
+                for u in todo
+            )
+            / 60
+        )
         left += hours
         lines.append(
             f"{protocol:6s} {len(units) - len(todo)}/{len(units)} units done, "
             f"{hours:.1f} hours left on two cores ("
             + (
-                f"{per_unit:.0f} min per unit: CPU time / 2, mean of {len(costs)}"
-                if per_unit
+                f"CPU time / 2 per member-epoch of the {len(measured)} done"
+                if rate
                 else "estimated"
             )
             + ")"
         )
         for u in units:
-            record = records[u]
-            state = "to do"
+            record, state = records[u], "to do"
             if record:
                 state = f"{record['status']}, {record['wall_time_s'] / 60:.0f} min wall"
                 if (cost := cost_minutes(record)) is not None:
                     state += f", {2 * cost:.0f} CPU-min"
+            elif states.get(u):
+                state = states[u][1]
             lines.append(f"  {u.name:32s} {state}")
     lines.append(f"total: {left:.1f} hours left on two cores")
     return "\n".join(lines)
@@ -302,7 +352,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("adamrepro").setLevel(logging.DEBUG)  # train.log gets all
     logging.getLogger().handlers[0].setLevel(logging.INFO)
     if args.status:
-        print(status(args.results))
+        print(status(args.results, args.work))
         return
     if args.plan:
         print(plan(args.results))
