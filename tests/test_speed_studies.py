@@ -129,3 +129,61 @@ def test_the_halving_check_finds_the_winner_by_the_rule_of_the_training_loop(
     text = (out / "halving.md").read_text()
     assert "## fig1_mnist_logreg (4 epochs; settings per curve: Adam 4)" in text
     assert "| 1 | 1 |" in text and "| 2 | 2 |" in text
+
+
+def test_the_full_length_check_sets_the_halving_beside_the_settings_it_pruned(
+    mnist_root: Path, tmp_path: Path, monkeypatch
+):
+    """A halved grid unit and units of one pruned setting and one outside the grid: each
+    setting's rank at the halving epoch, what the halving did with it, and the lowest final
+    cost over every unit that trained it to the end, written into halving.md."""
+    out = tmp_path / "results"
+    runs = out / "fig1_mnist_logreg" / "runs" / "toy"
+    common = ("experiment=mnist_logreg", f"data.root={mnist_root}", *TINY, "optimizer=adam")
+    grid = train(
+        hydra_config(
+            *common,
+            "+grid.stepsize=[1e-4,1e-3,1e-2]",
+            "+sweep.halving={after_epochs:1,keep:1}",
+            "trainer.epochs=3",
+        ),
+        runs / "adam",
+    )
+    for name, stepsize in (("adam_next", "1e-3"), ("adam_outside", "3e-2")):
+        train(
+            hydra_config(*common, f"optimizer.stepsize={stepsize}", "trainer.epochs=3"), runs / name
+        )
+
+    def cost(record: dict, epoch: int) -> dict[float, float]:
+        return {
+            record["members"][r["member"]]["stepsize"]: r["train_cost"]
+            for r in record["curves"]
+            if r["epoch"] == epoch and r["train_cost"] == r["train_cost"]
+        }
+
+    at_1 = cost(grid, 1)
+    ranked = sorted(at_1, key=at_1.get)
+    table = halving_check.full_length("fig1_mnist_logreg", runs).set_index("stepsize")
+    assert list(table.index) == [1e-4, 1e-3, 1e-2, 3e-2]
+    for stepsize in ranked:
+        assert table.loc[stepsize, "rank"] == ranked.index(stepsize) + 1
+        assert table.loc[stepsize, "cost_at_epoch_1"] == pytest.approx(at_1[stepsize])
+        assert table.loc[stepsize, "halving"] == ("kept" if stepsize == ranked[0] else "pruned")
+    assert table.loc[3e-2, "halving"] == "outside the grid"
+    finals: dict[float, list[float]] = {}
+    for record in (grid, *(read_record(runs / n) for n in ("adam_next", "adam_outside"))):
+        for stepsize, final in cost(record, 3).items():  # pruned members have no epoch 3
+            finals.setdefault(stepsize, []).append(final)
+    for stepsize in table.index:
+        expected = min(finals.get(stepsize, [math.inf]))
+        assert table.loc[stepsize, "final_cost"] == pytest.approx(expected)
+    best = min(finals, key=lambda s: min(finals[s]))
+    assert table["best"].sum() == 1 and table.loc[best, "best"]
+    monkeypatch.setattr(halving_check, "FULL_LENGTH", {"fig1_mnist_logreg": "toy"})
+    text = halving_check.report(out)
+    assert "## fig1_mnist_logreg at its full length (3 epochs)" in text
+    assert f"| Adam | {ranked[0]:g} |  | kept | 1 |" in text
+    if best == ranked[0]:
+        assert "kept the full-length best on 1 of 1 curves." in text
+    else:
+        assert "kept the full-length best on 0 of 1 curves; it pruned it on Adam." in text

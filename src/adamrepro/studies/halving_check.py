@@ -4,6 +4,7 @@
         [--after 1 2 3 5 10] [--keep 1 2 3]
     python -m adamrepro.studies.halving_check --train [FIGURE ...] --runs ROOT --data-root DIR
         [--out DIR]
+    python -m adamrepro.studies.halving_check [--out DIR] [--note TEXT]   # halving.md only
 
 Reads the complete runs of a figure's full grid (every member trained to the end) and asks,
 for each (E, k): had `sweep.halving={after_epochs: E, keep: k}` pruned each run after epoch E,
@@ -17,7 +18,10 @@ hold a grid, at the length given there) is first trained, or continued, into ROO
 `python -m adamrepro.protocol` would, and then checked.
 
 Writes `halving_<figure>.csv` (one row per E, k and curve) into --out, and rewrites
-`halving.md` there from every such table present. A setting is safe when it keeps the winner
+`halving.md` there from every such table present, and, for each long protocol that halves
+its grids (FULL_LENGTH), from its units' records under --out: whether the halving kept each
+curve's best at the full length, beside the grid's next settings trained to the end by units
+of their own. A setting is safe when it keeps the winner
 on every curve, and so does every later E with the same k; the long protocols use the
 cheapest safe setting.
 """
@@ -41,6 +45,10 @@ GRIDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[int, ...]]] = {
     "fig1_imdb_bow": (("grid",), (), (1, 2, 3, 5, 10, 20)),
     "fig2a_mnist_mlp": ((), ("trainer.epochs=10",), (1, 2, 3, 5)),
 }
+# The figures whose long protocol halves its grids: figure -> its units' folder under
+# results/<figure>/runs/ (its grid units, and the `_next` units that train the grid's next
+# settings to the end: the check of the halving at the full length).
+FULL_LENGTH = {"fig2a_mnist_mlp": "fig2a"}
 # Figure 4 draws every stepsize, so halving never prunes it; whether halving would keep each
 # panel's best stepsize is read from its 100-epoch units once they are all in.
 VALIDATED = (*GRIDS, "fig4_vae_bias_correction")
@@ -79,6 +87,96 @@ def check(figure: str, runs: list[str], after: list[int], keep: list[int]) -> pd
                     }
                 )
     return pd.DataFrame(rows)
+
+
+def full_length(figure: str, runs: Path) -> pd.DataFrame:
+    """The halving checked at the full length, from the long protocol's units: one row per
+    setting of each curve, with its cost at the halving epoch and its rank there among its
+    grid's settings (a diverged setting last), what the halving did with it (`kept`,
+    `pruned`, `diverged`, or `outside the grid`), and its final cost where a unit trained it
+    to the end (the grid's unit when the halving kept it, else a unit of its own)."""
+    spec = figure_spec(figure)
+    used, _ = usable_runs([str(runs)])
+    table = with_settings(tidy(used), spec)
+    table = table[table["label"].isin(list(spec["curves"]))]
+    grid = summarise(table, spec)
+    # momentum -1 where the optimizer has none: a key that groups and looks up as NaN does not
+    table, grid = (
+        t.assign(mom=t["momentum"].fillna(-1.0) if "momentum" in t else -1.0) for t in (table, grid)
+    )
+    key = ["curve", "stepsize", "mom"]
+    # a grid unit holds several settings of its curve; a `_next` unit one
+    sizes = grid.groupby(["curve", "run"])["setting"].nunique()
+    grid["in_grid"] = [sizes[key] > 1 for key in zip(grid["curve"], grid["run"], strict=True)]
+    after = int(grid["pruned_at_epoch"].min())
+    metric = spec["metric"]
+    at = table[table["epoch"] == after].groupby([*key, "run"])[metric].mean()
+    rows = []
+    for (curve, stepsize, mom), part in grid.groupby(key):
+        finals = part["final_cost"][part["final_cost"] < math.inf]
+        row = {"curve": curve, "stepsize": stepsize, "momentum": math.nan if mom < 0 else mom}
+        row |= {"halving": "outside the grid", f"cost_at_epoch_{after}": math.nan}
+        row |= {"rank": math.nan, "final_cost": finals.min() if len(finals) else math.inf}
+        in_grid = part[part["in_grid"]]
+        if len(in_grid):
+            run = in_grid["run"].iloc[0]
+            ranked = at.xs((curve, run), level=("curve", "run")).fillna(math.inf)
+            cost = ranked.loc[(stepsize, mom)]
+            pruned = in_grid["pruned_at_epoch"].notna().any()
+            diverged = in_grid["diverged_seeds"].gt(0).any() or cost == math.inf
+            row["halving"] = "diverged" if diverged else "pruned" if pruned else "kept"
+            row[f"cost_at_epoch_{after}"] = cost
+            row["rank"] = int((ranked < cost).sum()) + 1
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    out["best"] = out["final_cost"] == out.groupby("curve")["final_cost"].transform("min")
+    out["epochs"] = int(grid["epochs"].max())
+    return out
+
+
+def _number(value: float, spec: str) -> str:
+    return "" if value != value else format(value, spec)
+
+
+def full_length_section(figure: str, runs: Path, out: Path) -> list[str]:
+    """halving.md's section on the halving at the full length (`full_length`)."""
+    table = full_length(figure, runs)
+    after = next(c for c in table.columns if c.startswith("cost_at_epoch_")).rsplit("_", 1)[1]
+    epochs = int(table["epochs"].max())
+    lines = [
+        f"## {figure} at its full length ({epochs} epochs): what the halving kept, against "
+        "the settings it pruned",
+        "",
+        f"From the long protocol's units ({runs.relative_to(out).as_posix()}/): each grid "
+        f"halved after epoch {after}, and the grid's next setting beyond the two kept, on the "
+        "side of the better of them, trained to the end by a unit of its own. Bold: the "
+        "lowest final cost of the curve (the figure's selection). Final cost `-`: not trained "
+        "to the end.",
+        "",
+        f"| curve | stepsize | momentum | halving | rank at epoch {after} "
+        f"| cost at epoch {after} | final cost |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for _, row in table.iterrows():
+        final = f"{row['final_cost']:.4g}" if row["final_cost"] < math.inf else "-"
+        rank = "" if row["rank"] != row["rank"] else str(int(row["rank"]))
+        cost = row[f"cost_at_epoch_{after}"]
+        lines.append(
+            f"| {row['curve']} | {row['stepsize']:g} "
+            f"| {_number(row['momentum'], 'g')} "
+            f"| {row['halving']} | {rank} "
+            f"| {_number(cost, '.4g')} "
+            f"| {f'**{final}**' if row['best'] else final} |"
+        )
+    best = table[table["best"]]
+    missed = best.loc[best["halving"] != "kept", "curve"].tolist()
+    lines += [
+        "",
+        f"The halving kept the full-length best on {len(best) - len(missed)} of {len(best)} "
+        "curves" + (f"; it pruned it on {', '.join(missed)}." if missed else "."),
+        "",
+    ]
+    return lines
 
 
 def safe_settings(table: pd.DataFrame) -> pd.DataFrame:
@@ -145,6 +243,10 @@ def report(out: Path, note: str = "") -> str:
         for curve, row in ranks.iterrows():
             lines.append(f"| {curve} | " + " | ".join(str(int(v)) for v in row) + " |")
         lines.append("")
+    for figure, folder in FULL_LENGTH.items():
+        runs = out / figure / "runs" / folder
+        if runs.is_dir():
+            lines += full_length_section(figure, runs, out)
     missing = [f for f in VALIDATED if not (out / f"halving_{f}.csv").is_file()]
     if missing:
         lines.append(
@@ -171,7 +273,7 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = command_parser("studies.halving_check", __doc__)
     parser.add_argument("figure", nargs="*")
-    parser.add_argument("--runs", nargs="+", required=True)
+    parser.add_argument("--runs", nargs="+", default=None)
     parser.add_argument("--out", type=Path, default=Path("results"))
     parser.add_argument("--after", nargs="+", type=int, default=None)
     parser.add_argument("--keep", nargs="+", type=int, default=[1, 2, 3])
@@ -180,8 +282,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--note", default="", help="a paragraph added to the report")
     args = parser.parse_args(argv)
     figures = args.figure or (list(GRIDS) if args.train else [])
-    if len(figures) != 1 and not args.train:
-        parser.error("one FIGURE, whose runs --runs names (or --train)")
+    if (len(figures) > 1 or (figures and not args.runs)) and not args.train:
+        parser.error("one FIGURE, whose runs --runs names (or --train; or none: halving.md only)")
+    if args.train and not args.runs:
+        parser.error("--train needs --runs ROOT")
     args.out.mkdir(parents=True, exist_ok=True)
     for figure in figures:
         try:
