@@ -52,6 +52,7 @@ PROTOCOLS = {
     ("fig2a_mnist_mlp", "units"): table(  # pruned as they run; one more setting beyond the kept
         "mnist_mlp", 201, {**MLP, "Adam": 6, "RMSProp": 5, "AdaGrad": 6, "SGDNesterov": 11}
     ),
+    ("fig2a_mnist_mlp", "ablation"): table("mnist_mlp", 201, {"RMSProp": 1}),
     ("fig2a_mnist_mlp", "3seeds"): table("mnist_mlp", 201, {k: 3 * v for k, v in MLP.items()}),
     ("fig2a_mnist_mlp", "tiny"): table("mnist_mlp", 3, MLP),
     ("fig2b_mnist_mlp_deterministic", "paper"): table("mnist_mlp_deterministic", 25, {"Adam": 3}),
@@ -91,6 +92,7 @@ def test_the_units_and_the_gpu_protocols_are_the_variants_that_say_so():
     units = {p.name: (p.figure, p.variant) for p in protocol.every_variant() if p.units}
     assert units == {
         "fig2a": ("fig2a_mnist_mlp", "units"),
+        "fig2a_ablation": ("fig2a_mnist_mlp", "ablation"),
         "fig3": ("fig3_cifar10_cnn", "units"),
         "fig4": ("fig4_vae_bias_correction", "units"),
     }
