@@ -211,3 +211,17 @@ def test_a_halved_grid_counts_its_kept_members_after_the_halving_epoch():
     # Adam's grid of 4 for 2 epochs, its 2 best for the 199 after; the _next unit 1 member
     assert long_runs.member_epochs(units["adam"]) == 4 * 2 + 2 * 199
     assert long_runs.member_epochs(units["adam_next"]) == 201
+
+
+def test_only_names_a_protocol_or_one_unit_of_it(units, mnist_root: Path, tmp_path: Path, capsys):
+    args = unit_args(mnist_root, tmp_path)
+    results = tmp_path / "results"
+    long_runs.main([*args, "--only", "toy/stepsize_1e-2"])
+    assert read_record(long_runs.record_folder(units[1], results))["status"] == "completed"
+    assert read_record(long_runs.record_folder(units[0], results)) is None
+    long_runs.main([*args, "--only", "toy/stepsize_1e-2"])
+    assert capsys.readouterr().out.endswith("all units done\n")
+    long_runs.main([*args, "--only", "other"])
+    assert read_record(long_runs.record_folder(units[0], results)) is None
+    long_runs.main([*args, "--only", "toy"])
+    assert read_record(long_runs.record_folder(units[0], results))["status"] == "completed"

@@ -2,7 +2,7 @@
 Figure 4's 100-epoch block, Figure 3 at 46 passes.
 
     python -m adamrepro.long_runs [--data-root DIR] [--minutes 100] [--commit] [--until-done]
-                                  [--threads 1]
+                                  [--threads 1] [--only PROTOCOL|PROTOCOL/UNIT ...]
     python -m adamrepro.long_runs --status
     python -m adamrepro.long_runs --figures
 
@@ -330,7 +330,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, default=Path("outputs/long"))
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--minutes", type=float, default=None, help="time budget of this call")
-    parser.add_argument("--only", nargs="+", help="these protocols only (fig4, fig2a, fig3)")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        help="these protocols (fig4, fig2a, fig3) or units (fig2a/adam_next) only",
+    )
     parser.add_argument("--override", nargs="+", default=[], help="Hydra overrides for a unit")
     parser.add_argument("--commit", action="store_true", help="git commit each finished unit")
     parser.add_argument(
@@ -379,7 +383,8 @@ def next_unit(args: Any, data_root: str, command: str) -> int:
     todo = [
         u
         for u in UNITS
-        if done(u, args.results) is None and (not args.only or u.protocol in args.only)
+        if done(u, args.results) is None
+        and (not args.only or {u.protocol, f"{u.protocol}/{u.name}"} & set(args.only))
     ]
     if not todo:
         print("all units done")
