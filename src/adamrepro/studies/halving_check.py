@@ -149,7 +149,8 @@ def full_length_section(figure: str, runs: Path, out: Path) -> list[str]:
         "",
         f"From the long protocol's units ({runs.relative_to(out).as_posix()}/): each grid "
         f"halved after epoch {after}, and the grid's next setting beyond the two kept, on the "
-        "side of the better of them, trained to the end by a unit of its own. Bold: the "
+        "side of the better of them (and one beyond the grid where that one won at its edge), "
+        "each trained to the end by a unit of its own. Bold: the "
         "lowest final cost of the curve (the figure's selection). Final cost `-`: not trained "
         "to the end.",
         "",
