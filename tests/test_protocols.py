@@ -49,8 +49,10 @@ PROTOCOLS = {
     ("fig1_imdb_bow", "tiny"): table("imdb_bow", 2, IMDB),
     ("fig2a_mnist_mlp", "paper"): table("mnist_mlp", 201, MLP),
     ("fig2a_mnist_mlp", "cpu"): table("mnist_mlp", 10, dict.fromkeys(MLP, 2)),
-    ("fig2a_mnist_mlp", "units"): table(  # pruned as they run; one more setting beyond the kept
-        "mnist_mlp", 201, {**MLP, "Adam": 6, "RMSProp": 6, "AdaGrad": 6, "SGDNesterov": 11, "AdaDelta": 5}
+    ("fig2a_mnist_mlp", "units"): table(  # pruned as they run; the settings beyond the kept
+        "mnist_mlp",
+        201,
+        {**MLP, "Adam": 6, "RMSProp": 6, "AdaGrad": 6, "SGDNesterov": 11, "AdaDelta": 5},
     ),
     ("fig2a_mnist_mlp", "ablation"): table("mnist_mlp", 201, {"RMSProp": 1, "Adam": 1}),
     ("fig2a_mnist_mlp", "3seeds"): table("mnist_mlp", 201, {k: 3 * v for k, v in MLP.items()}),
