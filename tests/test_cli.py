@@ -55,7 +55,7 @@ MAKE_WRITES = {
     "reproduce-mnist": ["fig1_mnist_logreg"],
     "reproduce-imdb": ["fig1_imdb_bow"],
     "reproduce-mlp": ["fig2a_mnist_mlp", "fig2b_mnist_mlp_deterministic"],
-    "reproduce-mlp-cpu": ["fig2a_mnist_mlp", "fig2b_mnist_mlp_deterministic"],
+    "reproduce-mlp-cpu": ["fig2a_mnist_mlp/cpu_10passes", "fig2b_mnist_mlp_deterministic"],
     "reproduce-bias-correction": ["fig4_vae_bias_correction"],
     "reproduce-bias-correction-cpu": ["fig4_vae_bias_correction"],
     "reproduce-cifar": ["fig3_cifar10_cnn"],
