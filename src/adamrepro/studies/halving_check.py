@@ -107,7 +107,7 @@ def full_length(figure: str, runs: Path) -> pd.DataFrame:
     key = ["curve", "stepsize", "mom"]
     # a grid unit holds several settings of its curve; a `_next` unit one
     sizes = grid.groupby(["curve", "run"])["setting"].nunique()
-    grid["in_grid"] = [sizes[key] > 1 for key in zip(grid["curve"], grid["run"], strict=True)]
+    grid["in_grid"] = [sizes[pair] > 1 for pair in zip(grid["curve"], grid["run"], strict=True)]
     after = int(grid["pruned_at_epoch"].min())
     metric = spec["metric"]
     at = table[table["epoch"] == after].groupby([*key, "run"])[metric].mean()
