@@ -186,4 +186,4 @@ def test_the_full_length_check_sets_the_halving_beside_the_settings_it_pruned(
     if best == ranked[0]:
         assert "kept the full-length best on 1 of 1 curves." in text
     else:
-        assert "kept the full-length best on 0 of 1 curves; it pruned it on Adam." in text
+        assert "kept the full-length best on 0 of 1 curves; it pruned the best of Adam." in text

@@ -174,7 +174,7 @@ def full_length_section(figure: str, runs: Path, out: Path) -> list[str]:
     lines += [
         "",
         f"The halving kept the full-length best on {len(best) - len(missed)} of {len(best)} "
-        "curves" + (f"; it pruned it on {', '.join(missed)}." if missed else "."),
+        "curves" + (f"; it pruned the best of {' and of '.join(missed)}." if missed else "."),
         "",
     ]
     return lines
