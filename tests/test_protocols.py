@@ -54,7 +54,9 @@ PROTOCOLS = {
         201,
         {**MLP, "Adam": 6, "RMSProp": 6, "AdaGrad": 6, "SGDNesterov": 11, "AdaDelta": 5},
     ),
-    ("fig2a_mnist_mlp", "ablation"): table("mnist_mlp", 201, {"RMSProp": 1, "Adam": 1}),
+    ("fig2a_mnist_mlp", "ablation"): table(
+        "mnist_mlp", 201, {"RMSProp": 1, "Adam": 1, "AdaGrad": 1}
+    ),
     ("fig2a_mnist_mlp", "3seeds"): table("mnist_mlp", 201, {k: 3 * v for k, v in MLP.items()}),
     ("fig2a_mnist_mlp", "tiny"): table("mnist_mlp", 3, MLP),
     ("fig2b_mnist_mlp_deterministic", "paper"): table("mnist_mlp_deterministic", 25, {"Adam": 3}),
