@@ -57,6 +57,7 @@ PROTOCOLS = {
     ("fig2a_mnist_mlp", "ablation"): table(
         "mnist_mlp", 201, {"RMSProp": 1, "Adam": 1, "AdaGrad": 1}
     ),
+    ("fig2a_mnist_mlp", "seeds"): table("mnist_mlp", 201, {"Adam": 3, "AdaGrad": 3}),
     ("fig2a_mnist_mlp", "3seeds"): table("mnist_mlp", 201, {k: 3 * v for k, v in MLP.items()}),
     ("fig2a_mnist_mlp", "tiny"): table("mnist_mlp", 3, MLP),
     ("fig2b_mnist_mlp_deterministic", "paper"): table("mnist_mlp_deterministic", 25, {"Adam": 3}),
@@ -97,6 +98,7 @@ def test_the_units_and_the_gpu_protocols_are_the_variants_that_say_so():
     assert units == {
         "fig2a": ("fig2a_mnist_mlp", "units"),
         "fig2a_ablation": ("fig2a_mnist_mlp", "ablation"),
+        "fig2a_seeds": ("fig2a_mnist_mlp", "seeds"),
         "fig3": ("fig3_cifar10_cnn", "units"),
         "fig4": ("fig4_vae_bias_correction", "units"),
     }
