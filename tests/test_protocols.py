@@ -66,6 +66,7 @@ PROTOCOLS = {
     ("fig3_cifar10_cnn", "paper"): table("cifar_cnn", 46, dict.fromkeys(CNN, 4)),
     ("fig3_cifar10_cnn", "cpu"): table("cifar_cnn", 3, dict.fromkeys(CNN, 1)),
     ("fig3_cifar10_cnn", "units"): table("cifar_cnn", 46, dict.fromkeys(CNN, 1)),
+    ("fig3_cifar10_cnn", "ablation"): table("cifar_cnn", 46, {"Adam": 1}),
     ("fig3_cifar10_cnn", "tiny"): table("cifar_cnn", 2, dict.fromkeys(CNN, 4)),
     ("fig4_vae_bias_correction", "paper"): table("mnist_vae", 100, {"Adam": 108}),
     ("fig4_vae_bias_correction", "cpu"): table("mnist_vae", 10, {"Adam": 72}),
@@ -100,6 +101,7 @@ def test_the_units_and_the_gpu_protocols_are_the_variants_that_say_so():
         "fig2a_ablation": ("fig2a_mnist_mlp", "ablation"),
         "fig2a_seeds": ("fig2a_mnist_mlp", "seeds"),
         "fig3": ("fig3_cifar10_cnn", "units"),
+        "fig3_ablation": ("fig3_cifar10_cnn", "ablation"),
         "fig4": ("fig4_vae_bias_correction", "units"),
     }
     gpu = {p.gpu: (p.figure, p.variant) for p in protocol.every_variant() if p.gpu}
