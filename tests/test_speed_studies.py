@@ -127,7 +127,7 @@ def test_the_halving_check_finds_the_winner_by_the_rule_of_the_training_loop(
         e, k = row["after_epochs"], row["keep"]
         assert row["trained_share"] == pytest.approx((4 * e + k * (4 - e)) / 16)
     text = (out / "halving.md").read_text()
-    assert "## fig1_mnist_logreg (4 epochs; settings per curve: Adam 4)" in text
+    assert "## fig1_mnist_logreg (4 epochs; 4 settings per curve)" in text
     assert "| 1 | 1 |" in text and "| 2 | 2 |" in text
 
 
@@ -187,3 +187,60 @@ def test_the_full_length_check_sets_the_halving_beside_the_settings_it_pruned(
         assert "kept the full-length best on 1 of 1 curves." in text
     else:
         assert "kept the full-length best on 0 of 1 curves; it pruned the best of Adam." in text
+
+
+def test_the_halving_check_of_a_figure_of_markers_ranks_each_panels_stepsizes(
+    mnist_root: Path, tmp_path: Path, monkeypatch
+):
+    """Figure 4's check: one curve per block and bias correction, the winner the lowest loss
+    at the block's epoch, the stepsizes ranked at epoch E with a diverged member last."""
+    records = {}
+    for corrected in (True, False):
+        cfg = hydra_config(
+            "experiment=mnist_vae",
+            f"data.root={mnist_root}",
+            *TINY,
+            "model.hidden=16",
+            "model.latent=4",
+            "optimizer=adam",
+            f"optimizer.bias_correction={str(corrected).lower()}",
+            "+grid.stepsize=[1e-4,1e-3,1e-2,30.0]",  # 30: diverges in its first steps
+            "trainer.epochs=4",
+        )
+        records[corrected] = train(cfg, tmp_path / "runs" / str(corrected))
+    spec = halving_check.figure_spec("fig4_vae_bias_correction") | {"epochs": [2, 4]}
+    monkeypatch.setattr(halving_check, "figure_spec", lambda name: spec)
+    out = tmp_path / "results"
+    halving_check.main(
+        ["fig4_vae_bias_correction", "--runs", str(tmp_path / "runs"), "--out", str(out)]
+    )
+    table = pd.read_csv(out / "halving_fig4_vae_bias_correction.csv")
+    assert len(table) == 2 * 3 * (1 + 3)  # bias correction x k x (E = 1 in block 2; 1, 2, 3 in 4)
+    for corrected, record in records.items():
+
+        def loss(epoch: int, record=record) -> dict[float, float]:
+            at = {m["stepsize"]: math.inf for m in record["members"]}  # no row: diverged
+            for row in record["curves"]:
+                if row["epoch"] == epoch and math.isfinite(row["train_cost"] or math.nan):
+                    at[record["members"][row["member"]]["stepsize"]] = row["train_cost"]
+            return at
+
+        assert loss(4)[30.0] == math.inf
+        for block in (2, 4):
+            final = loss(block)
+            winner = min(final, key=final.get)
+            name = f"{block} epochs: beta1 0.9, beta2 0.999, " + (
+                "corrected" if corrected else "uncorrected"
+            )
+            rows = table[table["curve"] == name]
+            assert sorted(set(rows["after_epochs"])) == list(range(1, block))
+            for _, row in rows.iterrows():
+                at = loss(row["after_epochs"])
+                ranked = sorted(at, key=at.get)
+                assert row["settings"] == 4 and row["epochs"] == block
+                assert row["winner_rank_at_E"] == ranked.index(winner) + 1
+                assert row["winner_kept"] == (winner in ranked[: row["keep"]])
+                e, k = row["after_epochs"], row["keep"]
+                assert row["trained_share"] == pytest.approx((4 * e + k * (4 - e)) / 16)
+    text = (out / "halving.md").read_text()
+    assert "## fig4_vae_bias_correction (2 and 4 epochs; 4 settings per curve)" in text
