@@ -11,7 +11,9 @@ for each (E, k): had `sweep.halving={after_epochs: E, keep: k}` pruned each run 
 keeping the k settings with the lowest epoch-E training cost averaged over seeds (a setting
 with a diverged seed ranks last: `Training.prune`'s rule), would every curve of the figure
 still have its full-grid winner (the figure's own selection: the lowest final cost)? And what
-share of the grid's member-epochs would it train?
+share of the grid's member-epochs would it train? For a figure of markers (Figure 4: its
+100-epoch units, `--runs results/fig4_vae_bias_correction/runs/fig4`), each panel with or
+without bias correction is a curve in each block, its settings the stepsizes (`check_markers`).
 
 With `--train`, each figure's full grid (GRIDS: the runs of its protocol's paper variant that
 hold a grid, at the length given there) is first trained, or continued, into ROOT as
