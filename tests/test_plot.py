@@ -636,3 +636,33 @@ def test_a_figure_of_a_given_length_leaves_out_runs_of_another(tmp_path: Path, c
     assert make_figure("fig1_mnist_logreg", [str(runs)], tmp_path / "out")["stepsize"].tolist() == [
         1e-2
     ]
+
+
+def test_the_vhat_figure_draws_of_two_runs_of_a_label_the_one_that_ends_lowest(tmp_path: Path):
+    """A curve trained in units (Figure 3's Adam at 3e-4 and at 1e-3): the v-hat figure draws
+    one line per label, from the run whose selected member has the lower final cost."""
+    from adamrepro.figures.vhat import moment_table
+
+    spec = {"labels": ["Adam"], "parameters": ["output.weight"]}
+    used = []
+    for name, stepsizes, costs, median in (
+        ("low", [1e-3], [[2.0, 1.0, 0.1]], 1e-3),
+        ("high", [3e-4, 1e-4], [[2.0, 1.0, 0.5], [2.0, 1.5, math.nan]], 1e-4),
+    ):
+        run = record("Adam", stepsizes, costs)
+        run["moment_stats"] = [
+            {"step": 10 * e, "epoch": e, "parameter": p, "member": k, "median": median / e}
+            for e in (1, 2, 3)
+            for k in range(len(stepsizes))
+            for p in ("output.weight", "convs.0.weight")
+        ]
+        save_record(run, tmp_path / name)
+        used.append((tmp_path / name / "record.json", run))
+    for order in (used, used[::-1]):
+        table = moment_table(spec, order)
+        assert set(table["run"]) == {str(tmp_path / "low")}
+        assert table["stepsize"].eq(1e-3).all() and table["parameter"].eq("output.weight").all()
+        assert table["median"].tolist() == pytest.approx([1e-3, 5e-4, 1e-3 / 3])
+    # within a run, the member with the lower final cost; a diverged member never
+    table = moment_table(spec, used[1:])
+    assert table["stepsize"].eq(3e-4).all() and len(table) == 3

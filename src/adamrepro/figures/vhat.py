@@ -3,8 +3,8 @@
     python -m adamrepro.figures.plot fig3_cifar10_cnn_vhat --runs outputs/fig3_cpu --out results/...
 
 experiments/<figure>/figure.yaml (`kind: moments`) names the runs' labels to draw and the
-parameter tensors (one panel each). From each labelled run, the member with the lowest final
-training cost is drawn: the median (solid) and 90th percentile (dashed) of sqrt(v-hat) over
+parameter tensors (one panel each). Of each label, the member with the lowest final training
+cost (over its runs, when units trained its grid) is drawn: the median (solid) and 90th percentile (dashed) of sqrt(v-hat) over
 the tensor's entries, from the record's `moment_stats`, and eps (dotted).
 
 Writes into --out: figure.png, moments.csv (every logged row of the drawn members), and
@@ -33,8 +33,20 @@ def selected_member(record: dict[str, Any]) -> int:
     return min(finite, key=finite.get) if finite else 0
 
 
+def final_cost(record: dict[str, Any], member: int) -> float:
+    """The member's training cost at the run's last epoch (inf when it has none there)."""
+    last = max(r["epoch"] for r in record["curves"])
+    costs = [
+        r["train_cost"] for r in record["curves"] if r["epoch"] == last and r["member"] == member
+    ]
+    cost = costs[0] if costs else None
+    return cost if cost is not None and math.isfinite(cost) else math.inf
+
+
 def moment_table(spec: dict[str, Any], used: list[tuple[Path, dict]]) -> pd.DataFrame:
-    frames = []
+    """Each label's selected member: in each run the member with the lowest final cost, and of
+    several runs with the label (a grid trained in units) the run whose member ends lowest."""
+    chosen: dict[str, tuple[float, pd.DataFrame]] = {}
     for path, record in used:
         label = record["members"][0].get("label") if record["members"] else None
         if label not in spec["labels"] or not record.get("moment_stats"):
@@ -45,7 +57,10 @@ def moment_table(spec: dict[str, Any], used: list[tuple[Path, dict]]) -> pd.Data
         rows.insert(0, "label", label)
         rows["stepsize"] = record["members"][member]["stepsize"]
         rows["run"] = str(path.parent)
-        frames.append(rows)
+        final = final_cost(record, member)
+        if label not in chosen or final < chosen[label][0]:
+            chosen[label] = (final, rows)
+    frames = [rows for _, rows in chosen.values()]
     if not frames:
         raise FileNotFoundError(
             f"no run labelled {', '.join(spec['labels'])} logged moment_stats "
