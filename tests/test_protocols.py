@@ -11,6 +11,7 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from adamrepro import protocol
@@ -65,7 +66,8 @@ PROTOCOLS = {
     ("fig2b_mnist_mlp_deterministic", "tiny"): table("mnist_mlp_deterministic", 2, {"Adam": 3}),
     ("fig3_cifar10_cnn", "paper"): table("cifar_cnn", 46, dict.fromkeys(CNN, 4)),
     ("fig3_cifar10_cnn", "cpu"): table("cifar_cnn", 3, dict.fromkeys(CNN, 1)),
-    ("fig3_cifar10_cnn", "units"): table("cifar_cnn", 46, dict.fromkeys(CNN, 1)),
+    # Adam also at its grid's next stepsize (1e-3)
+    ("fig3_cifar10_cnn", "units"): table("cifar_cnn", 46, {**dict.fromkeys(CNN, 1), "Adam": 2}),
     ("fig3_cifar10_cnn", "ablation"): table("cifar_cnn", 46, {"Adam": 1}),
     ("fig3_cifar10_cnn", "tiny"): table("cifar_cnn", 2, dict.fromkeys(CNN, 4)),
     ("fig4_vae_bias_correction", "paper"): table("mnist_vae", 100, {"Adam": 108}),
@@ -118,12 +120,22 @@ def test_the_units_and_the_gpu_protocols_are_the_variants_that_say_so():
 
 
 def test_figure_3s_selected_stepsizes_are_those_of_the_copy_check():
-    selected = json.loads((REPO / "results/fig3_cifar10_cnn/jpeg_check/selected.json").read_text())
+    """Each curve at the copy check's best stepsize; the units train Adam (no dropout) at the
+    next stepsize of the copy check's grid as well."""
+    check = REPO / "results/fig3_cifar10_cnn/jpeg_check"
+    selected = json.loads((check / "selected.json").read_text())
+    grid = pd.read_csv(check / "compare.csv").groupby("optimizer")["stepsize"].apply(set)
     for variant in ("cpu", "units"):
         p = load("fig3_cifar10_cnn", variant)
+        stepsizes: dict[str, set[float]] = {}
         for run in p.runs:
             cfg = p.compose(run)
-            assert cfg.optimizer.stepsize == selected[cfg.optimizer.label.removesuffix("+dropout")]
+            stepsizes.setdefault(cfg.optimizer.label, set()).add(cfg.optimizer.stepsize)
+        for label, used in stepsizes.items():
+            optimizer = label.removesuffix("+dropout")
+            assert selected[optimizer] in used and used <= grid[optimizer]
+            extra = {1e-3} if (variant, label) == ("units", "Adam") else set()
+            assert used - {selected[optimizer]} == extra
 
 
 def test_a_later_override_of_a_key_replaces_the_earlier_in_its_place():
