@@ -4,8 +4,9 @@
 
 experiments/<figure>/figure.yaml (`kind: moments`) names the runs' labels to draw and the
 parameter tensors (one panel each). Of each label, the member with the lowest final training
-cost (over its runs, when units trained its grid) is drawn: the median (solid) and 90th percentile (dashed) of sqrt(v-hat) over
-the tensor's entries, from the record's `moment_stats`, and eps (dotted).
+cost (over its runs, when units trained its grid) is drawn: the median (solid) and 90th
+percentile (dashed) of sqrt(v-hat) over the tensor's entries, from the record's
+`moment_stats`, and eps (dotted).
 
 Writes into --out: figure.png, moments.csv (every logged row of the drawn members), and
 verdict.csv: per label and parameter, the last median of sqrt(v-hat), eps, and the fraction of
