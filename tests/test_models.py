@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from adamrepro.errors import ConfigError
 from adamrepro.models import MultilayerNetwork, VariationalAutoencoder, build_model
 from adamrepro.training import population
 from conftest import hydra_config
@@ -141,6 +142,31 @@ def test_the_vae_can_start_as_kingma_and_welling_initialise():
     assert differences(
         run_identity(old), run_identity({"model": {**old["model"], "init_normal": 0.01}})
     ) == ["model.init_normal (None vs 0.01)"]
+
+
+def test_the_cnn_can_start_from_a_gaussian_of_a_given_deviation():
+    """init_normal=s: every weight and bias of the CNN N(0, s^2) (convolutions too), each
+    member from its seed, each layer its own numbers; the network still computes."""
+    from adamrepro.models.classifier import ConvolutionalNetwork
+
+    def cnn(seeds: list[int], init_normal: float | None) -> ConvolutionalNetwork:
+        return ConvolutionalNetwork(
+            (3, 8, 8), 10, seeds, channels=[8, 8, 16], hidden=64, init_normal=init_normal
+        )
+
+    net = cnn([0, 0, 1], 0.01)
+    for name, parameter in net.named_parameters():
+        if parameter[0].numel() >= 64:  # the deviation of a few numbers is not 0.01
+            assert parameter.std().item() == pytest.approx(0.01, rel=0.2), name
+        assert parameter.abs().max().item() < 0.01 * 6, name
+        assert torch.equal(parameter[0], parameter[1]), name
+        assert not torch.equal(parameter[0], parameter[2]), name
+    assert not torch.equal(net.convs[1].weight[0, 0], net.convs[2].weight[0, 0, :8])
+    assert cnn([0], None).convs[0].weight.abs().max().item() > 0.1  # torch's: +-1/sqrt(75)
+    logits = net(torch.randn(5, 3, 8, 8))
+    assert logits.shape == (3, 5, 10) and torch.isfinite(logits).all()
+    with pytest.raises(ConfigError, match="model.init_normal"):
+        cnn([0], -1.0)
 
 
 def test_the_figure_4_grid_expands_to_108_members_over_two_runs():

@@ -189,6 +189,9 @@ class ConvolutionalNetwork(Classifier):
     sit side by side in the channels, (B, G * C, H, W): each stage is one grouped convolution,
     computed in the channels-last layout (measured faster on the CPU in float32 and bfloat16
     alike, mostly in the pooling: results/bench.md).
+
+    Initialisation: torch's (uniform in +-1/sqrt(fan_in)), or with `init_normal` = s every
+    weight and bias drawn from N(0, s^2), as the VAE's `init_normal` (the paper gives none).
     """
 
     memory_format = (
@@ -207,6 +210,7 @@ class ConvolutionalNetwork(Classifier):
         input_dropout: float = 0.2,
         hidden_dropout: float = 0.5,
         weight_decay: float = 0.0,
+        init_normal: float | None = None,
     ):
         super().__init__()
         in_channels, height, width = in_shape
@@ -222,6 +226,11 @@ class ConvolutionalNetwork(Classifier):
             channels[-1] * height * width, hidden, seeds, salt=len(channels)
         )
         self.output = MemberLinear(hidden, num_classes, seeds, salt=len(channels) + 1)
+        if init_normal is not None:
+            if not (isinstance(init_normal, int | float) and 0 < init_normal < math.inf):
+                raise ConfigError(f"model.init_normal must be a number > 0, got {init_normal!r}")
+            for layer in (*self.convs, self.fully_connected, self.output):
+                layer.normal_(init_normal * math.sqrt(layer.fan_in), bias_std=init_normal)
         self.input_dropout = Dropout(input_dropout if dropout else 0.0)
         self.hidden_dropout = Dropout(hidden_dropout if dropout else 0.0)
         self.weight_decay = weight_decay

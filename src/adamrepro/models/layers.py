@@ -58,6 +58,10 @@ class MemberLinear(nn.Module):
     def members(self) -> int:
         return self.weight.shape[0]
 
+    @property
+    def fan_in(self) -> int:
+        return self.weight.shape[1]
+
     @torch.no_grad()
     def normal_(self, std: float, bias_std: float = 0.0) -> None:
         """Redraw: weights N(0, std^2 / in), biases N(0, bias_std^2) (0: zero), member k from
@@ -107,10 +111,24 @@ class MemberConv2d(nn.Module):
         self.weight = member_uniform(shape, fan_in, gens)
         self.bias = member_uniform((out_channels,), fan_in, gens)
         self.padding = padding
+        self.seeds, self.salt = [int(seed) for seed in seeds], salt
 
     @property
     def members(self) -> int:
         return self.weight.shape[0]
+
+    @property
+    def fan_in(self) -> int:
+        return self.weight[0, 0].numel()  # in_channels x k x k
+
+    @torch.no_grad()
+    def normal_(self, std: float, bias_std: float = 0.0) -> None:
+        """Redraw as `MemberLinear.normal_`: weights N(0, std^2 / fan_in), biases N(0,
+        bias_std^2), member k from its own generator."""
+        g, o, i, k, _ = self.weight.shape
+        for m, gen in enumerate(member_generators(self.seeds, self.salt)):
+            self.weight[m] = torch.randn(o, i, k, k, generator=gen) * (std / math.sqrt(i * k * k))
+            self.bias[m] = torch.randn(o, generator=gen) * bias_std
 
     def forward(self, x: Tensor) -> Tensor:
         g = self.members
