@@ -127,7 +127,7 @@ class MemberConv2d(nn.Module):
         bias_std^2), member k from its own generator."""
         g, o, i, k, _ = self.weight.shape
         for m, gen in enumerate(member_generators(self.seeds, self.salt)):
-            self.weight[m] = torch.randn(o, i, k, k, generator=gen) * (std / math.sqrt(i * k * k))
+            self.weight[m] = torch.randn(o, i, k, k, generator=gen) * (std / math.sqrt(self.fan_in))
             self.bias[m] = torch.randn(o, generator=gen) * bias_std
 
     def forward(self, x: Tensor) -> Tensor:

@@ -45,8 +45,7 @@ class VariationalAutoencoder(nn.Module):
         self.decoder_logits = MemberLinear(hidden, in_features, seeds, salt=4)
         if init_normal is not None:
             for layer in self.children():
-                fan_in = layer.weight.shape[1]
-                layer.normal_(init_normal * math.sqrt(fan_in), bias_std=init_normal)
+                layer.normal_(init_normal * math.sqrt(layer.fan_in), bias_std=init_normal)
 
     @property
     def members(self) -> int:
