@@ -26,22 +26,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def selected_member(record: dict[str, Any]) -> int:
-    """The member with the lowest final training cost (diverged members never)."""
+def final_costs(record: dict[str, Any]) -> dict[int, float]:
+    """Each member's training cost at the run's last epoch (inf: diverged, or none there)."""
     last = max(r["epoch"] for r in record["curves"])
     final = {r["member"]: r["train_cost"] for r in record["curves"] if r["epoch"] == last}
-    finite = {k: c for k, c in final.items() if math.isfinite(c)}
-    return min(finite, key=finite.get) if finite else 0
+    return {k: c if c is not None and math.isfinite(c) else math.inf for k, c in final.items()}
 
 
-def final_cost(record: dict[str, Any], member: int) -> float:
-    """The member's training cost at the run's last epoch (inf when it has none there)."""
-    last = max(r["epoch"] for r in record["curves"])
-    costs = [
-        r["train_cost"] for r in record["curves"] if r["epoch"] == last and r["member"] == member
-    ]
-    cost = costs[0] if costs else None
-    return cost if cost is not None and math.isfinite(cost) else math.inf
+def selected_member(record: dict[str, Any]) -> tuple[int, float]:
+    """The member with the lowest final training cost (diverged members never), and its cost."""
+    final = final_costs(record)
+    finite = {k: c for k, c in final.items() if c < math.inf}
+    member = min(finite, key=finite.get) if finite else 0
+    return member, finite.get(member, math.inf)
 
 
 def moment_table(spec: dict[str, Any], used: list[tuple[Path, dict]]) -> pd.DataFrame:
@@ -52,13 +49,12 @@ def moment_table(spec: dict[str, Any], used: list[tuple[Path, dict]]) -> pd.Data
         label = record["members"][0].get("label") if record["members"] else None
         if label not in spec["labels"] or not record.get("moment_stats"):
             continue
-        member = selected_member(record)
+        member, final = selected_member(record)
         rows = pd.DataFrame(record["moment_stats"])
         rows = rows[(rows["member"] == member) & rows["parameter"].isin(spec["parameters"])]
         rows.insert(0, "label", label)
         rows["stepsize"] = record["members"][member]["stepsize"]
         rows["run"] = str(path.parent)
-        final = final_cost(record, member)
         if label not in chosen or final < chosen[label][0]:
             chosen[label] = (final, rows)
     frames = [rows for _, rows in chosen.values()]
