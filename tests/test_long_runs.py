@@ -71,6 +71,23 @@ def test_a_spent_budget_stops_the_call_and_the_same_call_continues(
     assert record["status"] == "completed"
 
 
+def test_ctrl_c_ends_the_call_with_one_line_and_status_130(
+    units, mnist_root: Path, tmp_path: Path, monkeypatch, capsys
+):
+    import adamrepro.training
+
+    def interrupted(config, folder):  # as the loop ends after its checkpoint on Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(adamrepro.training, "train", interrupted)
+    with pytest.raises(SystemExit) as stopped:
+        long_runs.main(unit_args(mnist_root, tmp_path))
+    assert stopped.value.code == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the same command continues it" in err
+    assert long_runs.done(units[0], tmp_path / "results") is None
+
+
 def test_commit_commits_the_units_folder_alone(units, tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]

@@ -370,10 +370,17 @@ def main(argv: list[str] | None = None) -> None:
 
         torch.set_num_threads(args.threads)
     command = "python -m adamrepro.long_runs " + " ".join(argv or sys.argv[1:])
-    while True:
-        left = next_unit(args, data_root, command.strip())
-        if not args.until_done or left == 0:
-            return
+    try:
+        while True:
+            left = next_unit(args, data_root, command.strip())
+            if not args.until_done or left == 0:
+                return
+    except KeyboardInterrupt:  # the unit's checkpoint is written before this reaches us
+        print(
+            f"interrupted: the unit's checkpoint is in {args.work}; the same command continues it",
+            file=sys.stderr,
+        )
+        sys.exit(130)
 
 
 def next_unit(args: Any, data_root: str, command: str) -> int:
