@@ -11,8 +11,8 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
-import pandas as pd
 import pytest
+import yaml
 
 from adamrepro import protocol
 from adamrepro.errors import ConfigError
@@ -66,8 +66,10 @@ PROTOCOLS = {
     ("fig2b_mnist_mlp_deterministic", "tiny"): table("mnist_mlp_deterministic", 2, {"Adam": 3}),
     ("fig3_cifar10_cnn", "paper"): table("cifar_cnn", 46, dict.fromkeys(CNN, 4)),
     ("fig3_cifar10_cnn", "cpu"): table("cifar_cnn", 3, dict.fromkeys(CNN, 1)),
-    # Adam also at its grid's next stepsize (1e-3)
-    ("fig3_cifar10_cnn", "units"): table("cifar_cnn", 46, {**dict.fromkeys(CNN, 1), "Adam": 2}),
+    # Adam also at its grid neighbours (1e-4, 1e-3), SGD-Nesterov at 1e-2
+    ("fig3_cifar10_cnn", "units"): table(
+        "cifar_cnn", 46, {**dict.fromkeys(CNN, 1), "Adam": 3, "SGDNesterov": 2}
+    ),
     ("fig3_cifar10_cnn", "ablation"): table("cifar_cnn", 46, {"Adam": 2}),
     ("fig3_cifar10_cnn", "tiny"): table("cifar_cnn", 2, dict.fromkeys(CNN, 4)),
     ("fig4_vae_bias_correction", "paper"): table("mnist_vae", 100, {"Adam": 108}),
@@ -120,11 +122,12 @@ def test_the_units_and_the_gpu_protocols_are_the_variants_that_say_so():
 
 
 def test_figure_3s_selected_stepsizes_are_those_of_the_copy_check():
-    """Each curve at the copy check's best stepsize; the units train Adam (no dropout) at the
-    next stepsize of the copy check's grid as well."""
+    """Each curve at the copy check's best stepsize; the units train Adam and SGD-Nesterov (no
+    dropout) at that stepsize's neighbours in the paper variant's grid as well."""
     check = REPO / "results/fig3_cifar10_cnn/jpeg_check"
     selected = json.loads((check / "selected.json").read_text())
-    grid = pd.read_csv(check / "compare.csv").groupby("optimizer")["stepsize"].apply(set)
+    paper = yaml.safe_load((REPO / "configs/sweep/fig3_cifar10_cnn.yaml").read_text())["grids"]
+    neighbours = {"Adam": {1e-4, 1e-3}, "SGDNesterov": {1e-2}}
     for variant in ("cpu", "units"):
         p = load("fig3_cifar10_cnn", variant)
         stepsizes: dict[str, set[float]] = {}
@@ -132,10 +135,12 @@ def test_figure_3s_selected_stepsizes_are_those_of_the_copy_check():
             cfg = p.compose(run)
             stepsizes.setdefault(cfg.optimizer.label, set()).add(cfg.optimizer.stepsize)
         for label, used in stepsizes.items():
-            optimizer = label.removesuffix("+dropout")
-            assert selected[optimizer] in used and used <= grid[optimizer]
-            extra = {1e-3} if (variant, label) == ("units", "Adam") else set()
-            assert used - {selected[optimizer]} == extra
+            best = selected[label.removesuffix("+dropout")]
+            grid = sorted(paper[label]["stepsize"])
+            assert best in used and used <= set(grid)
+            extra = neighbours.get(label, set()) if variant == "units" else set()
+            assert used - {best} == extra
+            assert all(abs(grid.index(s) - grid.index(best)) == 1 for s in extra)
 
 
 def test_a_later_override_of_a_key_replaces_the_earlier_in_its_place():
