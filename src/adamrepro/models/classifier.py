@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from ..data.sparse import SparseBatch
 from ..errors import ConfigError
-from .layers import Dropout, MemberConv2d, MemberLinear, per_member
+from .layers import Dropout, MemberConv2d, MemberLinear, normal_init_, per_member
 
 
 class Classifier(nn.Module):
@@ -229,8 +229,7 @@ class ConvolutionalNetwork(Classifier):
         if init_normal is not None:
             if not (isinstance(init_normal, int | float) and 0 < init_normal < math.inf):
                 raise ConfigError(f"model.init_normal must be a number > 0, got {init_normal!r}")
-            for layer in (*self.convs, self.fully_connected, self.output):
-                layer.normal_(init_normal * math.sqrt(layer.fan_in), bias_std=init_normal)
+            normal_init_([*self.convs, self.fully_connected, self.output], init_normal)
         self.input_dropout = Dropout(input_dropout if dropout else 0.0)
         self.hidden_dropout = Dropout(hidden_dropout if dropout else 0.0)
         self.weight_decay = weight_decay

@@ -125,7 +125,7 @@ class MemberConv2d(nn.Module):
     def normal_(self, std: float, bias_std: float = 0.0) -> None:
         """Redraw as `MemberLinear.normal_`: weights N(0, std^2 / fan_in), biases N(0,
         bias_std^2), member k from its own generator."""
-        g, o, i, k, _ = self.weight.shape
+        _, o, i, k, _ = self.weight.shape
         for m, gen in enumerate(member_generators(self.seeds, self.salt)):
             self.weight[m] = torch.randn(o, i, k, k, generator=gen) * (std / math.sqrt(self.fan_in))
             self.bias[m] = torch.randn(o, generator=gen) * bias_std
@@ -165,6 +165,13 @@ class Dropout(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+def normal_init_(layers: Sequence[MemberLinear | MemberConv2d], std: float) -> None:
+    """Every weight and bias of `layers` redrawn from N(0, std^2) (the weights' std does not
+    shrink with the fan-in): the initialisation of Kingma & Welling, `model.init_normal`."""
+    for layer in layers:
+        layer.normal_(std * math.sqrt(layer.fan_in), bias_std=std)
 
 
 def per_member(x: Tensor, members: int, example_dims: int) -> Tensor:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import MemberLinear, per_member
+from .layers import MemberLinear, normal_init_, per_member
 
 
 class VariationalAutoencoder(nn.Module):
@@ -44,8 +43,7 @@ class VariationalAutoencoder(nn.Module):
         self.decoder_hidden = MemberLinear(latent, hidden, seeds, salt=3)
         self.decoder_logits = MemberLinear(hidden, in_features, seeds, salt=4)
         if init_normal is not None:
-            for layer in self.children():
-                layer.normal_(init_normal * math.sqrt(layer.fan_in), bias_std=init_normal)
+            normal_init_(list(self.children()), init_normal)
 
     @property
     def members(self) -> int:
