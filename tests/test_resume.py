@@ -1,5 +1,6 @@
 """Runs that survive: killed, interrupted or paused at any step, a run continues to the same
-curves, bit for bit, as a run that was never stopped."""
+curves as a run that was never stopped: its training bit for bit, its end-of-epoch
+evaluations to float32 rounding (`assert_same_run`)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from adamrepro.errors import ConfigError, DataError, OutputError
 from adamrepro.files import write_atomic
 from adamrepro.records import read_record
 from adamrepro.training import train
+from adamrepro.training.evaluation import METRICS
 from adamrepro.training.loop import Training
 from conftest import REPO, hydra_config
 
@@ -77,15 +79,46 @@ def run_process(config: dict, out: Path, tmp: Path, stop: str | None = None):
     return subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=REPO)
 
 
+# the end-of-epoch evaluation columns (adamrepro.training.evaluation), as they may be named
+EVALUATED = {*METRICS, *(f"averaged_{m}" for m in METRICS), "train_cost_subset"}
+
+
 def outcome(record: dict) -> dict:
-    """What a run computed: every curve value, divergences and step costs (not wall times)."""
-    curves = [{k: v for k, v in row.items() if k != "wall_time_s"} for row in record["curves"]]
+    """What a run's training computed: every curve value but the end-of-epoch evaluations (and
+    wall times), divergences and step costs."""
+    drop = {"wall_time_s", *EVALUATED}
+    curves = [{k: v for k, v in row.items() if k not in drop} for row in record["curves"]]
     return {
         "curves": json.dumps(curves),  # NaN == NaN as text
         "diverged": record["diverged"],
         "step_costs": json.dumps(record.get("step_costs")),
         "members": record["members"],
     }
+
+
+def assert_same_evaluations(rows: list[dict], expected: list[dict]) -> None:
+    """The end-of-epoch evaluation columns of two runs' curves, to float32 rounding (relative
+    1e-6, NaN as NaN)."""
+    assert len(rows) == len(expected)
+    for row, want in zip(rows, expected, strict=True):
+        assert sorted(row) == sorted(want)
+        for key in EVALUATED & set(row):
+            a, b = row[key], want[key]
+            same = (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-6)
+            assert same, (row["member"], row["epoch"], key, a, b)
+
+
+def assert_same_run(record: dict, expected: dict) -> None:
+    """The same run: what training computed bit for bit, and the end-of-epoch evaluations of
+    those same parameters to float32 rounding. One fresh-clone CI run (stop 40) saw a resumed
+    run's train_cost_full differ from the never-stopped run's in the last float32 bit
+    (1.4534867 against 1.4534866) while its training numbers, step costs and that member's
+    test loss matched bit for bit: a whole-set evaluation is not always bit-reproducible from
+    one process to the next on this CPU (cause not found: 80,000 repeats of its matrix
+    products, at other alignments and under load, all matched). A resume that restores a state
+    wrongly (a mask, an order, a moment) moves these by far more than 1e-6."""
+    assert outcome(record) == outcome(expected)
+    assert_same_evaluations(record["curves"], expected["curves"])
 
 
 @pytest.fixture(scope="module")
@@ -126,10 +159,30 @@ def test_a_run_killed_at_any_step_resumes_to_the_same_curves(
     assert done.returncode == 0, done.stderr
     record = read_record(out)
     assert record["status"] == "completed"
-    assert outcome(record) == outcome(expected)
+    assert_same_run(record, expected)
     assert not (out / CHECKPOINT_NAME).exists()  # removed once the run is complete
     # the pieces whose work the run kept (a hard kill loses what followed its checkpoint)
     assert len(record["pieces"]) == pieces
+
+
+def test_the_comparison_passes_a_last_bit_of_evaluation_and_nothing_of_training(reference):
+    """`assert_same_run` lets an evaluation differ in its last float32 bit, and fails on a
+    difference in an evaluation beyond rounding or on any difference in what training
+    computed."""
+    _, expected = reference
+
+    def changed(key: str, factor: float) -> dict:
+        rows = [dict(row) for row in expected["curves"]]
+        rows[-6][key] *= factor  # member 0, last epoch
+        return {**expected, "curves": rows}
+
+    assert_same_run(changed("train_cost_full", 1 + 2**-23), expected)
+    with pytest.raises(AssertionError):
+        assert_same_run(changed("train_cost_full", 1 + 1e-5), expected)
+    with pytest.raises(AssertionError):
+        assert_same_run(changed("test_accuracy", 0.99), expected)
+    with pytest.raises(AssertionError):
+        assert_same_run(changed("train_cost", 1 + 2**-23), expected)
 
 
 def test_a_hard_kill_leaves_a_record_with_the_finished_epochs(reference, tmp_path):
@@ -143,10 +196,8 @@ def test_a_hard_kill_leaves_a_record_with_the_finished_epochs(reference, tmp_pat
     record = read_record(out)
     assert record is not None and record["status"] == "running"
     first = [r for r in expected["curves"] if r["epoch"] == 1]
-    drop = ("wall_time_s",)
-    assert json.dumps(
-        [{k: v for k, v in r.items() if k not in drop} for r in record["curves"]]
-    ) == json.dumps([{k: v for k, v in r.items() if k not in drop} for r in first])
+    assert outcome(record)["curves"] == outcome({**expected, "curves": first})["curves"]
+    assert_same_evaluations(record["curves"], first)
 
 
 @pytest.mark.parametrize("name,status", [("SIGTERM", 143), ("SIGINT", -signal.SIGINT)])
@@ -164,7 +215,7 @@ def test_a_signal_checkpoints_between_two_steps_and_the_run_continues(
     assert "run the same command to continue" in done.stderr
     done = run_process(config, out, tmp_path)
     assert done.returncode == 0, done.stderr
-    assert outcome(read_record(out)) == outcome(expected)
+    assert_same_run(read_record(out), expected)
 
 
 def test_a_time_budget_pauses_the_run_and_the_same_call_continues(
@@ -194,7 +245,7 @@ def test_a_time_budget_pauses_the_run_and_the_same_call_continues(
         == f"resuming {tmp_path / 'run'} at epoch 2, step 2 of 10 (12 steps done)"
     )
     assert resumed["status"] == "completed"
-    assert outcome(resumed) == outcome(expected)
+    assert_same_run(resumed, expected)
     assert [p["status"] for p in resumed["pieces"]] == ["paused", "completed"]
     # the CPU time adds up over the pieces (the run's cost, whatever else ran beside it)
     pieces = [p["cpu_time_s"] for p in resumed["pieces"]]
@@ -236,7 +287,7 @@ def test_ctrl_c_in_this_process_checkpoints_says_how_to_continue_and_stops(
     stopped = read_record(tmp_path / "run")
     assert stopped["status"] == "interrupted" and stopped["pieces"][-1]["to_step"] == 5
     assert (tmp_path / "run" / CHECKPOINT_NAME).is_file()
-    assert outcome(train(config, tmp_path / "run")) == outcome(expected)
+    assert_same_run(train(config, tmp_path / "run"), expected)
 
 
 def test_a_spent_budget_starts_nothing(mnist_root, tmp_path):
@@ -274,7 +325,7 @@ def test_a_completed_run_is_not_trained_again_and_other_settings_are_refused(
     config = population_config(mnist_root, "trainer.epochs=1")
     first = train(config, tmp_path / "run")
     monkeypatch.setattr(Training, "run", lambda self: pytest.fail("trained again"))
-    assert outcome(train(config, tmp_path / "run")) == outcome(first)
+    assert_same_run(train(config, tmp_path / "run"), first)
     # how it runs may change (a time budget, another data path); what it computes may not
     assert (
         train({**config, "trainer": {**config["trainer"], "max_minutes": 5}}, tmp_path / "run")[
@@ -386,7 +437,7 @@ def test_a_bf16_mixed_run_resumes_exactly_after_kills_and_stays_near_float32(ref
     assert done.returncode == 0, done.stderr
     expected, record = read_record(straight), read_record(out)
     assert record["config"]["precision"] == "bf16-mixed" and len(record["pieces"]) == 3
-    assert outcome(record) == outcome(expected)
+    assert_same_run(record, expected)
     assert outcome(record) != outcome(float32)  # it did compute in bfloat16
     assert record["diverged"] == float32["diverged"]
     # at the small stepsize (members 0 and 1, 1e-3) the two precisions follow one path (0.3%
@@ -429,7 +480,7 @@ def test_a_damaged_record_beside_its_checkpoint_continues_from_the_checkpoint(mn
     (tmp_path / "run" / "record.json").write_text('{"format": 1, "status": "run')  # cut short
     record = train(config, tmp_path / "run")
     assert record["status"] == "completed" and len(record["pieces"]) == 2
-    assert outcome(record) == outcome(straight)
+    assert_same_run(record, straight)
 
 
 def test_a_run_continues_on_its_own_data_only(mnist_root, tmp_path):
