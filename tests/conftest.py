@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import pickle
 import struct
@@ -152,6 +153,13 @@ def shared_imdb() -> Path:
     if not (SHARED_DATA / "imdb" / "aclImdb_labeled_text.tar.gz").is_file():
         pytest.skip(f"no real IMDB in {SHARED_DATA} (ADAMREPRO_DATA, else ../shared/data)")
     return SHARED_DATA
+
+
+def same_evaluation(a: float, b: float) -> bool:
+    """Two end-of-epoch evaluations of the same parameters, in two processes: equal to float32
+    rounding (relative 1e-6), NaN as NaN. Why not bit for bit: tests/test_resume.py's
+    `assert_same_run`."""
+    return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-6)
 
 
 def hydra_config(*overrides: str):

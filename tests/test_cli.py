@@ -24,6 +24,7 @@ from conftest import (
     make_exact_subset,
     make_imdb,
     make_mnist,
+    same_evaluation,
 )
 
 TINY = ["trainer.progress=false", "data.verify=false"]  # every data set has these
@@ -258,7 +259,7 @@ def test_a_run_with_dropout_repeats_exactly_in_a_new_process_and_another_seed_di
 ):
     """Dropout masks come from torch's generator, seeded by the run: the same command in two
     processes trains the same (its costs bit for bit; its end-of-epoch evaluations to float32
-    rounding, as tests/test_resume.py's `assert_same_run` says why); seed=1 gives another."""
+    rounding: conftest's `same_evaluation`); seed=1 gives another."""
 
     def run(name: str, *extra: str) -> list[dict]:
         done = cli(
@@ -286,7 +287,7 @@ def test_a_run_with_dropout_repeats_exactly_in_a_new_process_and_another_seed_di
     ]
     for row, same in zip(first, again, strict=True):
         for key in ("train_cost_full", "test_loss"):
-            assert row[key] == pytest.approx(same[key], rel=1e-6), (row, same)
+            assert same_evaluation(row[key], same[key]), (row, same)
     assert [r["train_cost"] for r in first] != [r["train_cost"] for r in other]
 
 

@@ -24,7 +24,7 @@ from adamrepro.records import read_record
 from adamrepro.training import train
 from adamrepro.training.evaluation import METRICS
 from adamrepro.training.loop import Training
-from conftest import REPO, hydra_config
+from conftest import REPO, hydra_config, same_evaluation
 
 # Runs `train` on the config in argv[1] into argv[2]; with argv[3] = "SIGNAL:N", the process
 # sends itself that signal just before the N-th training step of this process (SIGKILL: a
@@ -97,15 +97,12 @@ def outcome(record: dict) -> dict:
 
 
 def assert_same_evaluations(rows: list[dict], expected: list[dict]) -> None:
-    """The end-of-epoch evaluation columns of two runs' curves, to float32 rounding (relative
-    1e-6, NaN as NaN)."""
+    """The end-of-epoch evaluation columns of two runs' curves, to float32 rounding."""
     assert len(rows) == len(expected)
     for row, want in zip(rows, expected, strict=True):
         assert sorted(row) == sorted(want)
         for key in EVALUATED & set(row):
-            a, b = row[key], want[key]
-            same = (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-6)
-            assert same, (row["member"], row["epoch"], key, a, b)
+            assert same_evaluation(row[key], want[key]), (row["epoch"], key, row, want)
 
 
 def assert_same_run(record: dict, expected: dict) -> None:
