@@ -58,9 +58,9 @@ MAKE_WRITES = {
     "reproduce-mlp": ["fig2a_mnist_mlp", "fig2b_mnist_mlp_deterministic"],
     "reproduce-mlp-cpu": ["fig2a_mnist_mlp/cpu_10passes", "fig2b_mnist_mlp_deterministic"],
     "reproduce-bias-correction": ["fig4_vae_bias_correction"],
-    "reproduce-bias-correction-cpu": ["fig4_vae_bias_correction"],
+    "reproduce-bias-correction-cpu": ["fig4_vae_bias_correction/cpu_10epochs"],
     "reproduce-cifar": ["fig3_cifar10_cnn"],
-    "reproduce-cifar-cpu": ["fig3_cifar10_cnn", "fig3_cifar10_cnn/vhat"],
+    "reproduce-cifar-cpu": ["fig3_cifar10_cnn/cpu_3passes", "fig3_cifar10_cnn/cpu_3passes/vhat"],
 }
 IN_PROJECT_VENV = Path(sys.prefix).resolve() == (REPO / ".venv").resolve()
 
